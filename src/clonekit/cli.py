@@ -1,0 +1,235 @@
+"""The ``clonekit`` command line: parses flags, calls library functions, prints results.
+
+User errors (missing paths, unknown names, corrupt data, bad values) print one ``error:`` line on stderr
+and exit with code 2; nothing the user passed in is modified.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clonekit.errors import ClonekitError, ConfigError
+
+app = typer.Typer(
+    name="clonekit",
+    help="Learn from demonstrations: clone actions and the reasoning behind them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+def _print_json(data: Any) -> None:
+    # The results JSON is the last line on stdout, whole, so scripts can parse it.
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["hidden_channels=32", "encoder=\"mlp\""]`` -> dict; values are JSON, or plain strings."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return overrides
+
+
+@app.command()
+def collect(
+    env: Annotated[str, typer.Argument(help="Env family, e.g. 'maze'.")],
+    expert: Annotated[str, typer.Option(help="Expert name, e.g. 'bfs'.")],
+    episodes: Annotated[int, typer.Option(help="Number of episodes to record.")],
+    out: Annotated[Path, typer.Option(help="Dataset directory to create.")],
+    seed: Annotated[int, typer.Option(help="Seed: fixes the tasks and the start states.")] = 0,
+    tasks: Annotated[int, typer.Option(help="Number of distinct training tasks (e.g. mazes).")] = 20,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Record expert demonstrations, with the expert's annotation streams, into a dataset."""
+    from clonekit.experts.collect import collect as run_collect
+
+    dataset = run_collect(
+        env,
+        expert,
+        episodes=episodes,
+        seed=seed,
+        out=out,
+        num_tasks=tasks,
+        overwrite=overwrite,
+        show_progress=not quiet,
+    )
+    out_console.print(
+        f"wrote {dataset.path}: {dataset.num_episodes} episodes, {dataset.num_steps} steps, "
+        f"streams {', '.join(dataset.streams)}"
+    )
+
+
+@app.command()
+def inspect(
+    data: Annotated[Path, typer.Argument(help="Dataset directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    verify: Annotated[bool, typer.Option(help="Recompute the content fingerprint and compare.")] = False,
+) -> None:
+    """Summarize a dataset: counts, streams, episode lengths, returns."""
+    from clonekit.data import Dataset
+
+    dataset = Dataset.open(data)
+    if verify:
+        dataset.verify()
+    summary = dataset.summary()
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(title=str(dataset.path), show_header=False)
+    for key, value in summary.items():
+        if key == "streams":
+            continue
+        table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
+    out_console.print(table)
+    streams = Table("stream", "kind", "dtype", "shape", "description", title="streams")
+    for name, spec in dataset.streams.items():
+        streams.add_row(name, spec.kind, spec.dtype, str(tuple(spec.shape)), spec.description)
+    out_console.print(streams)
+    if verify:
+        out_console.print(f"fingerprint verified: {dataset.fingerprint}")
+
+
+@app.command()
+def train(
+    policy: Annotated[str, typer.Argument(help="Policy name (see `clonekit list`).")],
+    data: Annotated[Path, typer.Option(help="Dataset directory.")],
+    out: Annotated[Path, typer.Option(help="Run directory to create (or continue with --resume).")],
+    steps: Annotated[int, typer.Option(help="Gradient steps.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed for initialization and batch sampling.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Transitions per step.")] = 256,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Policy config override KEY=VALUE (JSON value); repeatable."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train a policy on a dataset; writes checkpoints, TensorBoard scalars and the final weights."""
+    from clonekit.train import TrainConfig
+    from clonekit.train import train as run_train
+
+    config = TrainConfig(
+        steps=steps, seed=seed, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every, device=device
+    )
+    run_train(
+        policy,
+        data,
+        out,
+        config,
+        policy_overrides=_parse_overrides(set_ or []),
+        resume=resume,
+        show_progress=not quiet,
+    )
+    out_console.print(f"trained {policy} for {steps} steps: {out}")
+
+
+@app.command(name="eval")
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `clonekit train`.")],
+    episodes: Annotated[int, typer.Option(help="Episodes to play.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed: fixes start states and the unseen tasks.")] = 0,
+    split: Annotated[str, typer.Option(help="train (tasks in the data) or test (unseen tasks).")] = "test",
+    tasks: Annotated[int, typer.Option(help="Number of unseen tasks for --split test.")] = 25,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON (last line).")] = False,
+) -> None:
+    """Evaluate a trained policy with batched rollouts; metrics with 95% bootstrap CIs."""
+    from clonekit.evaluation import evaluate_run, format_metric
+
+    results = evaluate_run(run, split, episodes, seed, num_tasks=tasks)
+    metrics = results.metrics(seed)
+    if as_json:
+        _print_json({"run": str(run), "split": split, "seed": seed, "metrics": metrics})
+        return
+    table = Table("metric", "mean [95% CI] n", title=f"{run} on {split}")
+    for name, value in metrics.items():
+        table.add_row(name, format_metric(value))
+    out_console.print(table)
+
+
+@app.command(name="run")
+def run_experiment(
+    experiment: Annotated[str, typer.Argument(help="Experiment name (see `clonekit list`).")],
+    out: Annotated[Path, typer.Option(help="Output directory (results.json, report.md, plots).")],
+    seed: Annotated[int, typer.Option(help="Seed for everything, including which tasks are generated.")] = 0,
+    quick: Annotated[bool, typer.Option(help="A small smoke-test version.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results.json as the last stdout line.")] = False,
+) -> None:
+    """Run a named experiment end to end: data, training, evaluation, report and plots."""
+    from clonekit.experiments import get_experiment
+
+    spec = get_experiment(experiment)
+
+    def log(message: str) -> None:
+        err_console.print(message) if as_json else out_console.print(message)
+
+    results = spec.run(out, seed, quick, show_progress=not as_json, log=log)
+    if as_json:
+        _print_json(results)
+        return
+    table = Table(*spec.table_columns, title=f"{experiment} (seed {seed}{', quick' if quick else ''})")
+    for row in spec.table(results):
+        table.add_row(*row)
+    out_console.print(table)
+    out_console.print(f"wrote {out / 'results.json'}, {out / 'report.md'} and plots in {out}")
+
+
+@app.command(name="list")
+def list_names() -> None:
+    """List envs, experts, policies and experiments."""
+    from clonekit.envs import ENVS
+    from clonekit.experiments import EXPERIMENTS
+    from clonekit.experts import EXPERTS
+    from clonekit.policies import POLICIES
+
+    table = Table("kind", "name", "description")
+    for name, family in ENVS.items():
+        table.add_row("env", name, (type(family).__doc__ or "").strip().splitlines()[0])
+    for (env, name), cls in EXPERTS.items():
+        table.add_row("expert", f"{name} (env {env})", (cls.__doc__ or "").strip().splitlines()[0])
+    for name, (_, cls) in POLICIES.items():
+        table.add_row(
+            "policy",
+            name,
+            ((cls.__module__ and sys.modules[cls.__module__].__doc__) or "").strip().splitlines()[0],
+        )
+    for name, spec in EXPERIMENTS.items():
+        table.add_row("experiment", name, spec.description)
+    out_console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and return its exit code; user errors print one line and return 2."""
+    try:
+        app(args=argv, prog_name="clonekit")
+    except ClonekitError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True, markup=True)
+        return 2
+    except SystemExit as exit_:  # typer's standalone mode ends with SystemExit (usage errors: code 2)
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""Env families: how tasks are drawn, described and stepped in batches."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from clonekit.envs import maze
+from clonekit.errors import ConfigError
+
+
+class VecEnv(Protocol):
+    """The batched env interface used by collection and evaluation (one episode per slot)."""
+
+    num_envs: int
+
+    def reset(self, seed: int | None = None) -> np.ndarray: ...
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+class EnvFamily(Protocol):
+    """A family of tasks (e.g. all 16x16 mazes) with seeded, content-disjoint train/test splits."""
+
+    name: str
+
+    def spaces(self, **kwargs: Any) -> tuple[gym.Space[Any], gym.Space[Any]]: ...
+
+    def sample_tasks(self, seed: int, split: str, count: int, exclude: set[str], **kwargs: Any) -> list[Any]: ...
+
+    def task_to_json(self, task: Any) -> dict[str, Any]: ...
+
+    def task_from_json(self, data: dict[str, Any], **kwargs: Any) -> Any: ...
+
+    def task_key(self, task: Any) -> str: ...
+
+    def make_vec(self, tasks: list[Any], **kwargs: Any) -> VecEnv: ...
+
+
+class MazeFamily:
+    """16x16 procedurally generated mazes (see :mod:`clonekit.envs.maze`).
+
+    Env kwargs: ``size`` (int, default 16), ``loop_fraction`` (float in [0, 1], default 0.2) and
+    ``max_steps`` (int, default size*size/2).
+    """
+
+    name = "maze"
+    KWARGS = ("size", "loop_fraction", "max_steps")
+
+    def _check(self, kwargs: dict[str, Any]) -> None:
+        unknown = set(kwargs) - set(self.KWARGS)
+        if unknown:
+            raise ConfigError(f"env maze: unknown option(s) {sorted(unknown)}; expected some of {list(self.KWARGS)}")
+
+    def spaces(self, **kwargs: Any) -> tuple[gym.Space[Any], gym.Space[Any]]:
+        self._check(kwargs)
+        size = int(kwargs.get("size", maze.DEFAULT_SIZE))
+        obs = gym.spaces.Box(0, 1, (maze.NUM_CHANNELS, size, size), dtype=np.uint8)
+        return obs, gym.spaces.Discrete(maze.NUM_ACTIONS)
+
+    def _maze_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        self._check(kwargs)
+        return {k: kwargs[k] for k in ("size", "loop_fraction") if k in kwargs}
+
+    def sample_tasks(self, seed: int, split: str, count: int, exclude: set[str], **kwargs: Any) -> list[maze.MazeTask]:
+        return maze.sample_tasks(seed, split, count, exclude_layouts=exclude, **self._maze_kwargs(kwargs))
+
+    def task_to_json(self, task: maze.MazeTask) -> dict[str, Any]:
+        return {"maze_seed": task.maze_seed, "layout": task.layout_hash}
+
+    def task_from_json(self, data: dict[str, Any], **kwargs: Any) -> maze.MazeTask:
+        if not isinstance(data, dict) or not isinstance(data.get("maze_seed"), int):
+            raise ConfigError(f"maze task: expected an object with an integer 'maze_seed', found {data!r}")
+        task = maze.generate_maze(data["maze_seed"], **self._maze_kwargs(kwargs))
+        if "layout" in data and data["layout"] != task.layout_hash:
+            raise ConfigError(
+                f"maze task {data['maze_seed']}: layout hash {data['layout']} recorded, but this clonekit "
+                f"generates {task.layout_hash}; the maze generator changed"
+            )
+        return task
+
+    def task_key(self, task: maze.MazeTask) -> str:
+        return task.layout_hash
+
+    def make_vec(self, tasks: list[maze.MazeTask], **kwargs: Any) -> maze.MazeVecEnv:
+        self._check(kwargs)
+        return maze.MazeVecEnv(tasks, max_steps=kwargs.get("max_steps"))

@@ -1,0 +1,56 @@
+"""Honest evaluation: batched rollouts on seen (``train``) and unseen (``test``) tasks, with CIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from clonekit.checkpoint import load_policy, load_run_config
+from clonekit.envs import get_env_family
+from clonekit.errors import CheckpointError, ConfigError
+from clonekit.evaluation.rollout import EpisodeResults, StepHook, rollout
+from clonekit.evaluation.stats import format_metric, summarize
+
+SPLITS = ("train", "test")
+
+
+def split_tasks(env: dict[str, Any], split: str, seed: int, num_tasks: int) -> list[Any]:
+    """Tasks of ``split`` for the env block recorded in a dataset or run.
+
+    ``train``: exactly the tasks the demonstrations came from. ``test``: ``num_tasks`` tasks drawn from
+    ``seed`` whose content differs from every training task.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"--split: expected one of {list(SPLITS)}, got {split!r}")
+    if not isinstance(env, dict) or "id" not in env or "tasks" not in env:
+        raise CheckpointError(f"run config: the dataset's env block lacks 'id' or 'tasks' (found {env!r})")
+    family = get_env_family(env["id"])
+    kwargs = env.get("kwargs", {})
+    train = [family.task_from_json(t, **kwargs) for t in env["tasks"]]
+    if split == "train":
+        return train
+    if num_tasks < 1:
+        raise ConfigError(f"--tasks: expected >= 1, got {num_tasks}")
+    return family.sample_tasks(seed, "test", num_tasks, {family.task_key(t) for t in train}, **kwargs)
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: str,
+    episodes: int,
+    seed: int,
+    num_tasks: int = 25,
+    on_step: StepHook | None = None,
+) -> EpisodeResults:
+    """Load the policy of ``run_dir`` and evaluate it for ``episodes`` episodes on ``split``."""
+    if episodes < 1:
+        raise ConfigError(f"--episodes: expected >= 1, got {episodes}")
+    config = load_run_config(Path(run_dir))
+    policy = load_policy(run_dir)
+    env = config.get("dataset", {}).get("env", {})
+    tasks = split_tasks(env, split, seed, num_tasks)
+    family = get_env_family(env["id"])
+    return rollout(policy, family, tasks, episodes, seed, env.get("kwargs", {}), on_step=on_step)
+
+
+__all__ = ["SPLITS", "EpisodeResults", "evaluate_run", "format_metric", "rollout", "split_tasks", "summarize"]

@@ -1,0 +1,93 @@
+"""Batched rollouts: many envs step together and the policy is called once per step for all of them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from clonekit.envs.family import EnvFamily
+from clonekit.envs.maze import derive_seed
+from clonekit.evaluation.stats import summarize
+from clonekit.policies import Policy
+
+# Called after every env step with (step, obs before the step, actions, policy state after acting).
+StepHook = Callable[[int, np.ndarray, np.ndarray, Any], None]
+
+
+@dataclass
+class EpisodeResults:
+    """Per-episode outcomes ``(N,)`` of a batched evaluation."""
+
+    success: np.ndarray
+    returns: np.ndarray
+    lengths: np.ndarray
+    task_index: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def metrics(self, seed: int = 0) -> dict[str, dict[str, Any]]:
+        """``{"success": ..., "return": ..., "length": ...}`` each with mean, 95% CI and n."""
+        return {
+            "success": summarize(self.success, seed),
+            "return": summarize(self.returns, seed, iqm=True),
+            "length": summarize(self.lengths, seed, iqm=True),
+        }
+
+    @staticmethod
+    def concatenate(parts: list[EpisodeResults]) -> EpisodeResults:
+        return EpisodeResults(
+            success=np.concatenate([p.success for p in parts]),
+            returns=np.concatenate([p.returns for p in parts]),
+            lengths=np.concatenate([p.lengths for p in parts]),
+            task_index=np.concatenate([p.task_index for p in parts]),
+        )
+
+
+def rollout(
+    policy: Policy,
+    family: EnvFamily,
+    tasks: list[Any],
+    episodes: int,
+    seed: int,
+    env_kwargs: dict[str, Any] | None = None,
+    max_parallel: int = 256,
+    on_step: StepHook | None = None,
+    device: torch.device | str = "cpu",
+) -> EpisodeResults:
+    """Play ``episodes`` episodes (episode ``k`` on ``tasks[k % len(tasks)]``), ``max_parallel`` at a time.
+
+    The policy gets one batched call per env step for all slots of a wave, with its recurrent state carried
+    across steps. Success means the episode ended by reaching its goal (``terminated``).
+    """
+    env_kwargs = env_kwargs or {}
+    parts = []
+    policy.eval()
+    for first in range(0, episodes, max_parallel):
+        ids = np.arange(first, min(first + max_parallel, episodes))
+        task_index = ids % len(tasks)
+        vec = family.make_vec([tasks[i] for i in task_index], **env_kwargs)
+        obs = vec.reset(seed=derive_seed(seed, f"eval:{first}"))
+        n = len(ids)
+        state = policy.initial_state(n)
+        active = np.ones(n, dtype=bool)
+        success = np.zeros(n, dtype=bool)
+        returns = np.zeros(n, dtype=np.float64)
+        lengths = np.zeros(n, dtype=np.int64)
+        step = 0
+        while active.any():
+            with torch.inference_mode():
+                action_t, state = policy.act({"obs": torch.from_numpy(obs).to(device)}, state)
+            actions = action_t.cpu().numpy()
+            if on_step is not None:
+                on_step(step, obs, actions, state)
+            obs, reward, terminated, truncated = vec.step(actions)
+            returns += np.where(active, reward, 0.0)
+            lengths += active
+            success |= active & terminated
+            active &= ~(terminated | truncated)
+            step += 1
+        parts.append(EpisodeResults(success=success, returns=returns, lengths=lengths, task_index=task_index))
+    return EpisodeResults.concatenate(parts)

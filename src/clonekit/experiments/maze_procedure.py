@@ -1,0 +1,184 @@
+"""Experiment ``maze-procedure``: procedure cloning generalizes to unseen mazes, behaviour cloning does not.
+
+For each number of training mazes N (5 and 20): collect BFS-expert demonstrations on N mazes, train BC
+and procedure cloning (PC) on the same data, and evaluate both on the N training mazes (``train``, new
+start cells) and on unseen mazes (``test``). Everything is derived from ``--seed``, including which mazes
+are generated, so another seed gives other training and test mazes.
+
+Every stage writes into ``OUT`` and is skipped or resumed when its output is already there, so an
+interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clonekit import __version__
+from clonekit.checkpoint import atomic_write_json, atomic_write_text
+from clonekit.config import check, config_to_json
+from clonekit.data import Dataset
+from clonekit.envs import get_env_family
+from clonekit.errors import DatasetError
+from clonekit.evaluation import rollout, split_tasks
+from clonekit.evaluation.plots import plot_maze_procedure
+from clonekit.evaluation.stats import format_metric
+from clonekit.experts.collect import collect
+from clonekit.policies import Policy
+from clonekit.train import TrainConfig, train
+
+NAME = "maze-procedure"
+
+
+@dataclass(frozen=True)
+class MazeProcedureConfig:
+    """Settings of ``maze-procedure``.
+
+    Args:
+        train_sizes: Numbers of training mazes N; one BC and one PC policy per N (keys ``bc_nN``, ``pc_nN``).
+        episodes_per_maze: Expert demonstrations per training maze (random start cells).
+        test_mazes: Number of unseen mazes in the ``test`` split.
+        eval_episodes: Episodes per (policy, split) cell.
+        bc_steps: Gradient steps for BC.
+        pc_steps: Gradient steps for procedure cloning.
+        batch_size: Transitions per gradient step.
+        lr: Adam learning rate.
+    """
+
+    train_sizes: tuple[int, ...] = (5, 20)
+    episodes_per_maze: int = 20
+    test_mazes: int = 50
+    eval_episodes: int = 200
+    bc_steps: int = 2000
+    pc_steps: int = 1000
+    batch_size: int = 128
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        check(
+            len(self.train_sizes) >= 1 and min(self.train_sizes) >= 1,
+            "train_sizes",
+            "sizes >= 1",
+            self.train_sizes,
+        )
+        check(self.episodes_per_maze >= 1, "episodes_per_maze", ">= 1", self.episodes_per_maze)
+        check(self.test_mazes >= 1, "test_mazes", ">= 1", self.test_mazes)
+        check(self.eval_episodes >= 1, "eval_episodes", ">= 1", self.eval_episodes)
+
+
+FULL = MazeProcedureConfig()
+QUICK = replace(FULL, episodes_per_maze=4, test_mazes=20, eval_episodes=40, bc_steps=200, pc_steps=300, batch_size=64)
+
+
+def _dataset(out: Path, num_mazes: int, config: MazeProcedureConfig, seed: int, show_progress: bool) -> Dataset:
+    path = out / "data" / f"n{num_mazes}"
+    episodes = num_mazes * config.episodes_per_maze
+    if path.exists():
+        dataset = Dataset.open(path)
+        env = dataset.env
+        if env.get("seed") != seed or len(env.get("tasks", [])) != num_mazes or dataset.num_episodes != episodes:
+            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
+        return dataset
+    return collect(
+        "maze",
+        "bfs",
+        episodes=episodes,
+        seed=seed,
+        out=path,
+        num_tasks=num_mazes,
+        show_progress=show_progress,
+    )
+
+
+def run(out: Path, seed: int, quick: bool, show_progress: bool = True, log: Any = print) -> dict[str, Any]:
+    """Run the experiment into ``out``; returns the results dict (also written to ``out/results.json``)."""
+    config = QUICK if quick else FULL
+    out.mkdir(parents=True, exist_ok=True)
+    family = get_env_family("maze")
+    metrics: dict[str, dict[str, Any]] = {}
+    policies: dict[str, Policy] = {}
+    test_tasks: list[Any] = []
+    for n in config.train_sizes:
+        dataset = _dataset(out, n, config, seed, show_progress)
+        log(f"N={n}: {dataset.num_episodes} expert episodes, {dataset.num_steps} steps")
+        test_tasks = split_tasks(dataset.env, "test", seed, config.test_mazes)
+        for key, policy_name, steps in (
+            ("bc", "bc", config.bc_steps),
+            ("pc", "procedure_cloning", config.pc_steps),
+        ):
+            name = f"{key}_n{n}"
+            train_config = TrainConfig(
+                steps=steps, batch_size=config.batch_size, lr=config.lr, seed=seed, checkpoint_every=500
+            )
+            policy = train(
+                policy_name,
+                dataset,
+                out / "runs" / name,
+                train_config,
+                resume=True,
+                show_progress=show_progress,
+            )
+            policies[name] = policy
+            metrics[name] = {}
+            for split in ("train", "test"):
+                tasks = split_tasks(dataset.env, split, seed, config.test_mazes)
+                episodes = rollout(policy, family, tasks, config.eval_episodes, seed)
+                metrics[name][split] = episodes.metrics(seed)
+                log(f"  {name:8s} {split:5s} success {format_metric(metrics[name][split]['success'])}")
+
+    results = {
+        "experiment": NAME,
+        "clonekit_version": __version__,
+        "seed": seed,
+        "quick": quick,
+        "metrics": metrics,
+        "config": {**config_to_json(config), "torch_threads": torch.get_num_threads()},
+    }
+    atomic_write_json(out / "results.json", results)
+    plots = plot_maze_procedure(out, results, policies, test_tasks[0] if test_tasks else None, seed)
+    atomic_write_text(out / "report.md", _report(results, plots))
+    return results
+
+
+def _report(results: dict[str, Any], plots: list[str]) -> str:
+    lines = [
+        f"# {NAME} (seed {results['seed']}{', quick' if results['quick'] else ''})",
+        "",
+        "Success rate on the training mazes (new start cells) and on unseen mazes, with 95% bootstrap",
+        "confidence intervals over episodes. `bc` = behaviour cloning, `pc` = procedure cloning, `nN` = N",
+        "training mazes.",
+        "",
+        "| policy | train success | test (unseen) success |",
+        "|---|---|---|",
+    ]
+    for name, splits in results["metrics"].items():
+        lines.append(
+            f"| {name} | {format_metric(splits['train']['success'])} | {format_metric(splits['test']['success'])} |"
+        )
+    lines += ["", "Mean episode length (steps):", "", "| policy | train | test |", "|---|---|---|"]
+    for name, splits in results["metrics"].items():
+        lines.append(
+            f"| {name} | {format_metric(splits['train']['length'], 1)} | {format_metric(splits['test']['length'], 1)} |"
+        )
+    lines += [""] + [f"![{p}]({p})" for p in plots]
+    lines += ["", "Settings:", "", "```json", _json(results["config"]), "```", ""]
+    return "\n".join(lines)
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2)
+
+
+def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows ``(policy, train, test)`` of formatted success metrics."""
+    return [
+        (name, format_metric(splits["train"]["success"]), format_metric(splits["test"]["success"]))
+        for name, splits in results["metrics"].items()
+    ]
+
+
+__all__ = ["FULL", "NAME", "QUICK", "MazeProcedureConfig", "run", "success_table"]

@@ -1,0 +1,22 @@
+"""Scripted experts that act and also emit their reasoning as annotation streams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clonekit.errors import unknown_name
+from clonekit.experts.bfs import BFSExpert
+
+# (env family, expert name) -> expert class
+EXPERTS: dict[tuple[str, str], type[Any]] = {("maze", "bfs"): BFSExpert}
+
+
+def make_expert(env: str, name: str) -> Any:
+    """A fresh expert ``name`` for env family ``env``."""
+    if (env, name) not in EXPERTS:
+        known = [f"{e}/{n}" for e, n in EXPERTS]
+        raise unknown_name(f"expert for env {env!r}", name, known)
+    return EXPERTS[(env, name)]()
+
+
+__all__ = ["EXPERTS", "BFSExpert", "make_expert"]

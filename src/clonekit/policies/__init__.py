@@ -1,0 +1,33 @@
+"""Policies, one folder each (``config.py`` + ``policy.py``), and the one registry of them by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clonekit.config import config_from_json
+from clonekit.errors import unknown_name
+from clonekit.policies.base import Policy
+from clonekit.policies.bc import BCConfig, BCPolicy
+from clonekit.policies.procedure_cloning import ProcedureCloningConfig, ProcedureCloningPolicy
+
+# name -> (config class, policy class)
+POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
+    "bc": (BCConfig, BCPolicy),
+    "procedure_cloning": (ProcedureCloningConfig, ProcedureCloningPolicy),
+}
+
+
+def policy_classes(name: str) -> tuple[type[Any], type[Policy]]:
+    """``(config class, policy class)`` registered as ``name``."""
+    if name not in POLICIES:
+        raise unknown_name("policy", name, POLICIES)
+    return POLICIES[name]
+
+
+def build_policy(name: str, config: dict[str, Any], where: str = "policy config") -> Policy:
+    """Build policy ``name`` from a JSON-like config dict (validated; errors name ``where``)."""
+    config_cls, policy_cls = policy_classes(name)
+    return policy_cls(config_from_json(config_cls, config, where))
+
+
+__all__ = ["POLICIES", "Policy", "build_policy", "policy_classes"]

@@ -1,0 +1,45 @@
+"""The one policy contract (see DESIGN.md), kept deliberately small.
+
+A policy is a ``torch.nn.Module`` with a frozen dataclass ``config`` and four calls:
+
+* ``compute_loss(batch) -> (loss, info)``: ``batch`` maps stream names to tensors ``(B, ...)``; it is never
+  modified in place.
+* ``act(obs, state) -> (action, state)``: batched; ``obs`` maps ``"obs"`` (and any other inputs) to ``(B, ...)``.
+* ``initial_state(batch_size)``: recurrent memory or caches for ``act``; ``None`` when stateless.
+* ``explain(obs, state)``: what the policy "thinks" (e.g. its predicted procedure), or ``None``.
+
+Normalization statistics are buffers fitted by ``prepare(dataset)`` before training, so the weights file
+alone reproduces the policy.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from clonekit.data import Dataset
+
+
+class Policy(nn.Module):
+    """Base of every clonekit policy; subclasses implement the calls documented in this module."""
+
+    name: ClassVar[str]
+    # Streams ``compute_loss`` reads; loading a dataset without them is an error naming the stream.
+    required_streams: ClassVar[tuple[str, ...]] = ("obs", "action")
+    config: Any
+
+    def prepare(self, dataset: Dataset) -> None:
+        """Fit data-dependent buffers (normalization) before the first training step."""
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def act(self, obs: dict[str, Tensor], state: Any | None = None) -> tuple[Tensor, Any]:
+        raise NotImplementedError
+
+    def initial_state(self, batch_size: int) -> Any:
+        return None
+
+    def explain(self, obs: dict[str, Tensor], state: Any | None = None) -> dict[str, Tensor] | None:
+        return None

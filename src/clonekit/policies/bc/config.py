@@ -1,0 +1,61 @@
+"""Configuration of behaviour cloning (BC)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from clonekit.config import check
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    """Behaviour cloning: maximize the likelihood of the demonstrated action given the observation.
+
+    Args:
+        obs_shape: Shape of one observation, ``(C, H, W)`` for grid maps or ``(D,)`` for vectors. Filled in
+            from the dataset.
+        num_actions: Number of discrete actions. Filled in from the dataset.
+
+        encoder: ``"conv"`` (3x3 convolutions then an MLP; needs ``(C, H, W)`` observations) or ``"mlp"``.
+        conv_channels: Output channels of each conv layer; the second and later layers use stride 2.
+        hidden_sizes: Widths of the MLP layers after the conv stack (or of the whole MLP encoder).
+        normalize_obs: ``"per_channel"`` (maps), ``"per_feature"`` (vectors) or ``"none"``; the statistics
+            are fitted on the training data and stored in the checkpoint.
+    """
+
+    obs_shape: tuple[int, ...]
+    num_actions: int
+
+    encoder: Literal["conv", "mlp"] = "conv"
+    conv_channels: tuple[int, ...] = (32, 64, 64)
+    hidden_sizes: tuple[int, ...] = (256,)
+    normalize_obs: Literal["none", "per_feature", "per_channel"] = "per_channel"
+
+    def __post_init__(self) -> None:
+        check(
+            len(self.obs_shape) >= 1 and all(d > 0 for d in self.obs_shape),
+            "obs_shape",
+            "positive dims",
+            self.obs_shape,
+        )
+        check(self.num_actions >= 2, "num_actions", ">= 2", self.num_actions)
+        check(self.encoder in ("conv", "mlp"), "encoder", "'conv' or 'mlp'", self.encoder)
+        if self.encoder == "conv":
+            check(len(self.obs_shape) == 3, "obs_shape", "(C, H, W) for encoder 'conv'", self.obs_shape)
+            check(len(self.conv_channels) >= 1, "conv_channels", "at least one layer", self.conv_channels)
+        if self.normalize_obs == "per_channel":
+            check(
+                len(self.obs_shape) == 3,
+                "obs_shape",
+                "(C, H, W) for normalize_obs 'per_channel'",
+                self.obs_shape,
+            )
+        check(all(c > 0 for c in self.conv_channels), "conv_channels", "positive widths", self.conv_channels)
+        check(all(h > 0 for h in self.hidden_sizes), "hidden_sizes", "positive widths", self.hidden_sizes)
+        check(
+            self.normalize_obs in ("none", "per_feature", "per_channel"),
+            "normalize_obs",
+            "none|per_feature|per_channel",
+            self.normalize_obs,
+        )

@@ -1,0 +1,140 @@
+"""Procedure cloning (Yang et al., "Chain of Thought Imitation with Procedure Cloning").
+
+Behaviour cloning maps a maze straight to an action and has to memorize mazes. Procedure cloning imitates
+the expert's *computation*: the breadth-first search from the goal that labels each cell with the move
+towards the goal (see :mod:`clonekit.experts.bfs` for the encoding). A fully convolutional network learns
+one search step: from the map of labels after layer ``k - 1``, predict the labels after layer ``k``.
+At run time the policy applies that step repeatedly, from an empty map, until the frontier reaches the
+agent cell, and then reads the action off the agent's label. Because a search step is local, the network
+learned on a few mazes runs the search on mazes it has never seen.
+
+Training is teacher-forced: for each sampled step, pick a layer ``k`` uniformly in ``[0, D]`` (``D`` = the
+agent's layer), give the true map of layers ``< k`` and train a per-cell cross-entropy on the labels of
+layer ``<= k`` for the cells not yet labelled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from clonekit.experts.bfs import FIRST_ACTION_LABEL, LABEL, LAYER, UNLABELLED
+from clonekit.policies.base import Policy
+from clonekit.policies.procedure_cloning.config import ProcedureCloningConfig
+
+
+class ProcedureCloningPolicy(Policy):
+    """Iterated search-step network over ``(B, C, H, W)`` maps.
+
+    ``act`` keeps the search map in its state: while the walls and goal of a slot are unchanged, the search
+    continues from where it stopped (the search does not depend on the agent position, so this gives the
+    same labels as starting over, at a fraction of the cost).
+    """
+
+    name = "procedure_cloning"
+    required_streams = ("obs", "action", "procedure")
+
+    def __init__(self, config: ProcedureCloningConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.num_labels = FIRST_ACTION_LABEL + config.num_actions
+        width = config.hidden_channels
+        layers: list[nn.Module] = [nn.Conv2d(2 + self.num_labels, width, 3, padding=1), nn.ReLU()]
+        for _ in range(config.num_layers - 1):
+            layers += [nn.Conv2d(width, width, 1), nn.ReLU()]
+        layers.append(nn.Conv2d(width, self.num_labels, 1))
+        self.step_net = nn.Sequential(*layers)
+
+    # --- one search step -------------------------------------------------------------------------------
+    def search_step_logits(self, obs: Tensor, labels: Tensor) -> Tensor:
+        """Logits ``(B, L, H, W)`` of every cell's label after one more search layer.
+
+        ``obs`` ``(B, C, H, W)``; ``labels`` ``(B, H, W)`` int64, the map so far (0 = not labelled). The agent
+        channel is not an input: the search depends only on walls and goal.
+        """
+        cfg = self.config
+        maps = obs[:, [cfg.wall_channel, cfg.goal_channel]].float()
+        onehot = F.one_hot(labels, self.num_labels).permute(0, 3, 1, 2).float()
+        return self.step_net(torch.cat([maps, onehot], dim=1))
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        obs, procedure = batch["obs"], batch["procedure"]
+        layer = procedure[:, LAYER].long()  # (B, H, W), -1 where not labelled
+        label = procedure[:, LABEL].long()
+        agent = obs[:, self.config.agent_channel].flatten(1).float().argmax(1)
+        last_layer = layer.flatten(1).gather(1, agent[:, None]).squeeze(1).clamp(min=0)  # (B,)
+        k = (torch.rand(obs.shape[0], device=obs.device) * (last_layer + 1).float()).long()[:, None, None]
+        known = (layer >= 0) & (layer < k)
+        given = torch.where(known, label, UNLABELLED)
+        target = torch.where((layer >= 0) & (layer <= k), label, UNLABELLED)
+        logits = self.search_step_logits(obs, given)
+        todo = ~known
+        new_cells = todo & (target != UNLABELLED)
+        cell_loss = F.cross_entropy(logits, target, reduction="none")
+        # The frontier (cells labelled in this layer) is a small fraction of the map but is where all the
+        # information is; averaging it separately makes the search step learnable in a few hundred steps.
+        loss = cell_loss[todo].mean()
+        if new_cells.any():
+            loss = loss + cell_loss[new_cells].mean()
+        with torch.no_grad():
+            pred = logits.argmax(1)
+            info = {
+                "procedure_nll": float(loss.detach()),
+                "cell_accuracy": float((pred == target)[todo].float().mean()),
+                "frontier_accuracy": float((pred == target)[new_cells].float().mean()) if new_cells.any() else 1.0,
+                "map_exact": float(((pred == target) | ~todo).flatten(1).all(1).float().mean()),
+            }
+        return loss, info
+
+    # --- acting ----------------------------------------------------------------------------------------
+    def initial_state(self, batch_size: int) -> None:
+        return None
+
+    def search(self, obs: Tensor, state: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Expand the search until it labels each slot's agent cell; returns the new state.
+
+        State: ``labels`` ``(B, H, W)`` int64 search map, ``key`` ``(B, 2, H, W)`` the walls and goal it was
+        computed for, ``steps`` ``(B,)`` search layers expanded so far.
+        """
+        cfg = self.config
+        b, _, h, w = obs.shape
+        key = obs[:, [cfg.wall_channel, cfg.goal_channel]]
+        if state is None or state["labels"].shape[0] != b:
+            labels = torch.zeros(b, h, w, dtype=torch.long, device=obs.device)
+            steps = torch.zeros(b, dtype=torch.long, device=obs.device)
+        else:
+            same = (state["key"] == key).flatten(1).all(1)
+            labels = torch.where(same[:, None, None], state["labels"], UNLABELLED)
+            steps = torch.where(same, state["steps"], 0)
+        agent = obs[:, cfg.agent_channel].flatten(1).float().argmax(1)
+        max_steps = cfg.max_search_steps or h * w
+        need = (labels.flatten(1).gather(1, agent[:, None]).squeeze(1) == UNLABELLED) & (steps < max_steps)
+        while bool(need.any()):
+            idx = need.nonzero().squeeze(1)
+            old = labels[idx]
+            pred = self.search_step_logits(obs[idx], old).argmax(1)
+            new = torch.where(old == UNLABELLED, pred, old)
+            labels[idx] = new
+            steps[idx] += 1
+            grew = (new != old).flatten(1).any(1)
+            reached = new.flatten(1).gather(1, agent[idx, None]).squeeze(1) != UNLABELLED
+            # A search that stops growing will never reach the agent: give up on that slot.
+            need[idx] = grew & ~reached & (steps[idx] < max_steps)
+        return {"labels": labels, "key": key.clone(), "steps": steps}
+
+    def act(self, obs: dict[str, Tensor], state: Any | None = None) -> tuple[Tensor, Any]:
+        x = obs["obs"]
+        new_state = self.search(x, state)
+        agent = x[:, self.config.agent_channel].flatten(1).float().argmax(1)
+        agent_label = new_state["labels"].flatten(1).gather(1, agent[:, None]).squeeze(1)
+        # Unlabelled (search failed) or goal label: no move is implied; action 0 keeps the output defined.
+        action = (agent_label - FIRST_ACTION_LABEL).clamp(0, self.config.num_actions - 1)
+        return action, new_state
+
+    def explain(self, obs: dict[str, Tensor], state: Any | None = None) -> dict[str, Tensor]:
+        """The predicted procedure: ``procedure_labels`` ``(B, H, W)`` and ``search_steps`` ``(B,)``."""
+        new_state = self.search(obs["obs"], state)
+        return {"procedure_labels": new_state["labels"], "search_steps": new_state["steps"]}

@@ -1,0 +1,289 @@
+"""The one training loop: every policy is trained here.
+
+Seeded (the seed fixes initialization, batch sampling and any noise a loss draws), with a rich progress
+bar, scalars to ``metrics.jsonl`` and TensorBoard (when installed), periodic atomic checkpoints, and an
+exact ``resume``: a run continued from a checkpoint ends with the same weights as one never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clonekit import __version__
+from clonekit.checkpoint import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    RUN_FORMAT,
+    TRAINER_FILE,
+    atomic_save_tensors,
+    atomic_write_json,
+    atomic_write_text,
+    checkpoint_dirs,
+    load_run_config,
+    load_state_into,
+    load_tensors,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    read_json,
+    write_checkpoint,
+)
+from clonekit.config import check, config_from_json, config_to_json
+from clonekit.data import Dataset
+from clonekit.errors import CheckpointError, ConfigError
+from clonekit.policies import Policy, build_policy, policy_classes
+from clonekit.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of the training loop (the policy's own settings live in its config).
+
+    Args:
+        steps: Number of gradient steps.
+        batch_size: Transitions per step, sampled uniformly with replacement.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        grad_clip: Clip the global gradient norm to this value; 0 turns clipping off.
+        seed: Seeds initialization, batch sampling and any noise inside the loss.
+        checkpoint_every: Write a resumable checkpoint every this many steps (and at the end).
+        keep_checkpoints: How many checkpoints to keep.
+        log_every: Record scalars every this many steps.
+        tensorboard: Also write TensorBoard scalars under ``RUN/tb`` (needs ``clonekit[tensorboard]``).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available).
+    """
+
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 50
+    tensorboard: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check(self.steps >= 1, "steps", ">= 1", self.steps)
+        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        check(self.lr > 0 and math.isfinite(self.lr), "lr", "a finite number > 0", self.lr)
+        check(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
+        check(self.grad_clip >= 0, "grad_clip", ">= 0", self.grad_clip)
+        check(self.checkpoint_every >= 1, "checkpoint_every", ">= 1", self.checkpoint_every)
+        check(self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", self.keep_checkpoints)
+        check(self.log_every >= 1, "log_every", ">= 1", self.log_every)
+        check(self.device in ("cpu", "cuda", "auto"), "device", "cpu|cuda|auto", self.device)
+
+
+def policy_config_for(name: str, dataset: Dataset, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config dict of policy ``name`` for ``dataset``: shapes from the dataset, then ``overrides``."""
+    config: dict[str, Any] = {"obs_shape": list(dataset.streams["obs"].shape)}
+    action_space = dataset.spaces.get("action", {})
+    if action_space.get("type") == "Discrete":
+        config["num_actions"] = int(action_space["n"])
+    config.update(overrides or {})
+    return config
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' requested but no CUDA device is available")
+    return torch.device(name)
+
+
+class _Scalars:
+    """metrics.jsonl (always) and TensorBoard (when installed and enabled)."""
+
+    def __init__(self, run_dir: Path, start_step: int, tensorboard: bool) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        # On resume, drop what was logged after the checkpoint: those steps are run again.
+        if self.path.exists():
+            kept = [
+                line
+                for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= start_step
+            ]
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        self.file = self.path.open("a", encoding="utf-8")
+        self.tb: Any = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self.tb = None  # tensorboard is an optional extra; metrics.jsonl still has every scalar
+            else:
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        self.file.write(json.dumps({"step": step, **values}) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in values.items():
+                self.tb.add_scalar(f"train/{key}", value, step)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(
+    policy: str,
+    data: str | Path | Dataset,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    policy_overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> Policy:
+    """Train policy ``policy`` on ``data``; write the run directory ``out``; return the trained policy.
+
+    With ``resume=True`` an existing run continues from its newest checkpoint with its recorded settings
+    (``config.steps`` may raise the step count). Without it, an existing non-empty ``out`` is an error, so a
+    run is never overwritten by accident.
+    """
+    dataset = data if isinstance(data, Dataset) else Dataset.open(data)
+    run_dir = Path(out)
+    config = config or TrainConfig()
+    _, policy_cls = policy_classes(policy)
+    existing = run_dir.exists() and any(run_dir.iterdir())
+    if existing and not resume:
+        raise CheckpointError(f"{run_dir}: already exists; pass --resume to continue it, or choose another --out")
+    if existing:
+        run_config = load_run_config(run_dir)
+        if run_config["policy"] != policy:
+            raise CheckpointError(
+                f"{run_dir / CONFIG_FILE}: run trains policy {run_config['policy']!r}, not {policy!r}"
+            )
+        recorded = run_config.get("dataset", {}).get("fingerprint")
+        if recorded != dataset.fingerprint:
+            raise CheckpointError(
+                f"{run_dir / CONFIG_FILE}: run was trained on dataset {recorded}, "
+                f"but {dataset.path} is {dataset.fingerprint}"
+            )
+        stored = config_from_json(TrainConfig, run_config["train_config"], f"{run_dir / CONFIG_FILE} train_config")
+        config = replace(stored, steps=max(stored.steps, config.steps))
+        policy_config = run_config["policy_config"]
+    else:
+        policy_config = policy_config_for(policy, dataset, policy_overrides)
+    dataset.require_streams(policy_cls.required_streams, f"policy {policy!r}")
+
+    torch.manual_seed(config.seed)
+    model = build_policy(policy, policy_config)
+    device = _resolve_device(config.device)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    run_config = {
+        "format": RUN_FORMAT,
+        "policy": policy,
+        "policy_config": config_to_json(model.config),
+        "train_config": config_to_json(config),
+        "seed": config.seed,
+        "dataset": {"path": str(dataset.path), "fingerprint": dataset.fingerprint, "env": dataset.env},
+        "clonekit_version": __version__,
+        "torch_version": torch.__version__,
+    }
+
+    start_step = 0
+    checkpoints = checkpoint_dirs(run_dir)
+    if checkpoints:
+        start_step = _restore(checkpoints[-1], model, optimizer, generator)
+    else:
+        model.prepare(dataset)
+    model.to(device)
+    _move_optimizer_state(optimizer, device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / CONFIG_FILE, run_config)
+    if start_step >= config.steps and (run_dir / MODEL_FILE).is_file():
+        model.eval()
+        return model
+
+    scalars = _Scalars(run_dir, start_step, config.tensorboard)
+    streams = [s for s in policy_cls.required_streams if dataset.streams[s].kind == "array"]
+    model.train()
+    try:
+        with progress_bar(f"train {policy}", total=config.steps, enabled=show_progress) as advance:
+            advance(start_step)
+            window_start, window_steps = time.perf_counter(), 0
+            for step in range(start_step + 1, config.steps + 1):
+                batch = {
+                    k: v.to(device, non_blocking=True)
+                    for k, v in dataset.sample(config.batch_size, generator, streams).items()
+                }
+                loss, info = model.compute_loss(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip > 0:
+                    info["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+                optimizer.step()
+                window_steps += 1
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise ConfigError(f"training diverged at step {step}: loss is {loss_value}; lower --lr")
+                if step % config.log_every == 0 or step == config.steps:
+                    elapsed = time.perf_counter() - window_start
+                    info |= {
+                        "loss": loss_value,
+                        "samples_per_s": window_steps * config.batch_size / max(elapsed, 1e-9),
+                    }
+                    scalars.log(step, info)
+                    window_start, window_steps = time.perf_counter(), 0
+                    advance(0, loss=loss_value)
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    _checkpoint(run_dir, step, model, optimizer, generator, config.keep_checkpoints)
+                advance(1)
+    finally:
+        scalars.close()
+    atomic_save_tensors(dict(model.state_dict()), run_dir / MODEL_FILE)
+    model.eval()
+    return model
+
+
+def _checkpoint(
+    run_dir: Path,
+    step: int,
+    model: Policy,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    keep: int,
+) -> None:
+    opt_tensors, opt_rest = optimizer_to_tensors(optimizer.state_dict())
+    trainer = {
+        "step": step,
+        "optimizer": opt_rest,
+        "torch_rng": torch.get_rng_state().tolist(),
+        "sampler_rng": generator.get_state().tolist(),
+    }
+    write_checkpoint(run_dir, step, dict(model.state_dict()), opt_tensors, trainer, keep)
+
+
+def _restore(directory: Path, model: Policy, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+    load_state_into(model, load_tensors(directory / MODEL_FILE), directory / MODEL_FILE)
+    trainer = read_json(directory / TRAINER_FILE, "trainer state")
+    try:
+        optimizer.load_state_dict(
+            optimizer_from_tensors(load_tensors(directory / OPTIMIZER_FILE), trainer["optimizer"])
+        )
+        torch.set_rng_state(torch.tensor(trainer["torch_rng"], dtype=torch.uint8))
+        generator.set_state(torch.tensor(trainer["sampler_rng"], dtype=torch.uint8))
+        return int(trainer["step"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as err:
+        raise CheckpointError(f"{directory}: trainer state does not fit this run ({err})") from err
+
+
+def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(device)
