@@ -30,7 +30,7 @@ def plot_success_bars(results: dict[str, Any], path: Path, metric: str = "succes
     if plt is None:
         return False
     names = list(results["metrics"])
-    splits = sorted({s for m in results["metrics"].values() for s in m})
+    splits = list(dict.fromkeys(s for m in results["metrics"].values() for s in m))  # first-seen order
     fig, ax = plt.subplots(figsize=(1.4 * len(names) + 2, 3.6))
     width = 0.8 / len(splits)
     for j, split in enumerate(splits):

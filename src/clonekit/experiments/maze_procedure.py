@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from scipy import stats
 
 from clonekit import __version__
 from clonekit.checkpoint import atomic_write_json, atomic_write_text
@@ -94,9 +95,19 @@ def _dataset(out: Path, num_mazes: int, config: MazeProcedureConfig, seed: int, 
     )
 
 
-def run(out: Path, seed: int, quick: bool, show_progress: bool = True, log: Any = print) -> dict[str, Any]:
-    """Run the experiment into ``out``; returns the results dict (also written to ``out/results.json``)."""
-    config = QUICK if quick else FULL
+def run(
+    out: Path,
+    seed: int,
+    quick: bool,
+    show_progress: bool = True,
+    log: Any = print,
+    config: MazeProcedureConfig | None = None,
+) -> dict[str, Any]:
+    """Run the experiment into ``out``; returns the results dict (also written to ``out/results.json``).
+
+    ``config`` replaces the preset chosen by ``quick`` (``FULL`` or ``QUICK``).
+    """
+    config = config or (QUICK if quick else FULL)
     out.mkdir(parents=True, exist_ok=True)
     family = get_env_family("maze")
     metrics: dict[str, dict[str, Any]] = {}
@@ -159,6 +170,13 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
         lines.append(
             f"| {name} | {format_metric(splits['train']['success'])} | {format_metric(splits['test']['success'])} |"
         )
+    n = results["config"]["eval_episodes"]
+    lo = stats.binomtest(n, n).proportion_ci(0.95, method="exact").low
+    lines += [
+        "",
+        f"A cell where all {n} episodes succeed (or fail) has a zero-width bootstrap interval; the exact",
+        f"binomial 95% interval of {n}/{n} successes is [{lo:.3f}, 1].",
+    ]
     lines += ["", "Mean episode length (steps):", "", "| policy | train | test |", "|---|---|---|"]
     for name, splits in results["metrics"].items():
         lines.append(
