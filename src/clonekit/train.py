@@ -24,8 +24,6 @@ from clonekit.checkpoint import (
     RUN_FORMAT,
     TRAINER_FILE,
     atomic_save_tensors,
-    atomic_write_json,
-    atomic_write_text,
     checkpoint_dirs,
     load_run_config,
     load_state_into,
@@ -38,6 +36,7 @@ from clonekit.checkpoint import (
 from clonekit.config import check, config_from_json, config_to_json
 from clonekit.data import Dataset
 from clonekit.errors import CheckpointError, ConfigError
+from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy, build_policy, policy_classes
 from clonekit.progress import progress_bar
 

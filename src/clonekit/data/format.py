@@ -41,7 +41,6 @@ import secrets
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -51,8 +50,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from clonekit import __version__
 from clonekit.data.spaces import space_to_json
 from clonekit.errors import ConfigError, DatasetError
+from clonekit.io import fsync_dir
 
 FORMAT_NAME = "clonekit.dataset"
 SCHEMA_VERSION = 1
@@ -362,15 +363,15 @@ class DatasetWriter:
                 "env": self.env,
                 "episode_info": self.episode_info_names,
                 "fingerprint": fingerprint,
-                "created_by": f"clonekit {_clonekit_version()}",
+                "created_by": f"clonekit {__version__}",
                 "extra": self.extra,
             }
             with open(self._tmp_dir / "meta.json", "w", encoding="utf-8") as f:
                 f.write(json.dumps(meta, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-            _fsync_dir(self._tmp_dir / "columns")
-            _fsync_dir(self._tmp_dir)
+            fsync_dir(self._tmp_dir / "columns")
+            fsync_dir(self._tmp_dir)
             self._install()
         except BaseException:
             self.abort()
@@ -464,7 +465,7 @@ class DatasetWriter:
         _check_target(self.path, self.overwrite)
         if not (self.path.exists() or self.path.is_symlink()):
             os.rename(self._tmp_dir, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             return
         old = self.path.parent / f".{self.path.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
         os.rename(self.path, old)
@@ -473,7 +474,7 @@ class DatasetWriter:
         except BaseException:
             os.rename(old, self.path)  # put the previous dataset back before reporting the failure
             raise
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old)
         else:
@@ -895,21 +896,6 @@ def _json_object(path: Path, field: str, value: Mapping[str, Any] | None) -> dic
         return dict(json.loads(json.dumps(dict(value), allow_nan=False)))
     except (TypeError, ValueError) as e:
         raise DatasetError(f"{path}: {field}: not JSON-serializable: {_one_line(e)}") from e
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _clonekit_version() -> str:
-    try:
-        return metadata.version("clonekit")
-    except metadata.PackageNotFoundError:
-        return "unknown"  # running from a source tree that was never installed
 
 
 # ---------------------------------------------------------------------------------------------------------

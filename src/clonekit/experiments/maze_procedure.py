@@ -20,7 +20,6 @@ import torch
 from scipy import stats
 
 from clonekit import __version__
-from clonekit.checkpoint import atomic_write_json, atomic_write_text
 from clonekit.config import check, config_to_json
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
@@ -29,6 +28,7 @@ from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import plot_maze_procedure
 from clonekit.evaluation.stats import format_metric
 from clonekit.experts.collect import collect
+from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.train import TrainConfig, train
 
