@@ -26,6 +26,24 @@ from clonekit.policies.base import Policy
 from clonekit.policies.procedure_cloning.config import ProcedureCloningConfig
 
 
+class CrossConv2d(nn.Conv2d):
+    """A 3x3 convolution that sees only a cell and its four neighbours (the cells one move away).
+
+    A search step labels a cell from the state of the cells one move away; the diagonal cells carry no
+    information about it, and leaving them out keeps the network from fitting patterns in them that do not
+    carry over to new mazes.
+    """
+
+    mask: Tensor
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 3, padding=1)
+        self.register_buffer("mask", torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
 class ProcedureCloningPolicy(Policy):
     """Iterated search-step network over ``(B, C, H, W)`` maps.
 
@@ -42,7 +60,7 @@ class ProcedureCloningPolicy(Policy):
         self.config = config
         self.num_labels = FIRST_ACTION_LABEL + config.num_actions
         width = config.hidden_channels
-        layers: list[nn.Module] = [nn.Conv2d(2 + self.num_labels, width, 3, padding=1), nn.ReLU()]
+        layers: list[nn.Module] = [CrossConv2d(3, width), nn.ReLU()]
         for _ in range(config.num_layers - 1):
             layers += [nn.Conv2d(width, width, 1), nn.ReLU()]
         layers.append(nn.Conv2d(width, self.num_labels, 1))
@@ -57,8 +75,10 @@ class ProcedureCloningPolicy(Policy):
         """
         cfg = self.config
         maps = obs[:, [cfg.wall_channel, cfg.goal_channel]].float()
-        onehot = F.one_hot(labels, self.num_labels).permute(0, 3, 1, 2).float()
-        return self.step_net(torch.cat([maps, onehot], dim=1))
+        # The search state is the set of labelled cells: labels already written never change and do not
+        # influence the next layer, so the step network sees only which cells are labelled.
+        labelled = (labels != UNLABELLED).float().unsqueeze(1)
+        return self.step_net(torch.cat([maps, labelled], dim=1))
 
     def compute_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         obs, procedure = batch["obs"], batch["procedure"]
