@@ -19,8 +19,9 @@ class ProcedureCloningConfig:
         agent_channel: Observation channel marking the agent.
         goal_channel: Observation channel marking the goal.
 
-        hidden_channels: Width of the per-cell network. The first layer is a 3x3 convolution, the rest are
-            1x1, so one application sees exactly the neighbourhood a search step needs.
+        hidden_channels: Width of the per-cell network. The first layer is a 3x3 convolution restricted to a
+            cell and its four neighbours, the rest are 1x1, so one application sees exactly the
+            neighbourhood a search step needs.
         num_layers: Number of layers after the 3x3 convolution (1x1, with ReLU).
         max_search_steps: Most search layers ``act`` will expand before it gives up and takes action 0;
             0 means ``H * W``.

@@ -3,7 +3,8 @@
 Behaviour cloning maps a maze straight to an action and has to memorize mazes. Procedure cloning imitates
 the expert's *computation*: the breadth-first search from the goal that labels each cell with the move
 towards the goal (see :mod:`clonekit.experts.bfs` for the encoding). A fully convolutional network learns
-one search step: from the map of labels after layer ``k - 1``, predict the labels after layer ``k``.
+one search step: from the walls, the goal and the set of cells labelled by layer ``k - 1``, predict the
+labels after layer ``k``.
 At run time the policy applies that step repeatedly, from an empty map, until the frontier reaches the
 agent cell, and then reads the action off the agent's label. Because a search step is local, the network
 learned on a few mazes runs the search on mazes it has never seen.
