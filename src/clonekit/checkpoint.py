@@ -107,9 +107,27 @@ def load_run_config(run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{run_dir / CONFIG_FILE}: expected format {RUN_FORMAT!r}, found {config.get('format')!r}"
         )
-    for key in ("policy", "policy_config"):
+    for key, kind in (("policy", str), ("policy_config", dict)):
         if key not in config:
             raise CheckpointError(f"{run_dir / CONFIG_FILE}: missing key {key!r}")
+        if not isinstance(config[key], kind):
+            raise CheckpointError(
+                f"{run_dir / CONFIG_FILE}: {key}: expected {'a string' if kind is str else 'a JSON object'}, "
+                f"found {type(config[key]).__name__}"
+            )
+    dataset = config.get("dataset", {})
+    where = f"{run_dir / CONFIG_FILE}: dataset"
+    if not isinstance(dataset, dict):
+        raise CheckpointError(f"{where}: expected a JSON object, found {type(dataset).__name__}")
+    if not isinstance(dataset.get("fingerprint", ""), str):
+        raise CheckpointError(f"{where}.fingerprint: expected a string, found {type(dataset['fingerprint']).__name__}")
+    env = dataset.get("env", {})
+    if not isinstance(env, dict):
+        raise CheckpointError(f"{where}.env: expected a JSON object, found {type(env).__name__}")
+    if "id" in env and not isinstance(env["id"], str):
+        raise CheckpointError(f"{where}.env.id: expected a string, found {type(env['id']).__name__}")
+    if not isinstance(env.get("kwargs", {}), dict):
+        raise CheckpointError(f"{where}.env.kwargs: expected a JSON object, found {type(env['kwargs']).__name__}")
     return config
 
 

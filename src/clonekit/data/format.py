@@ -51,7 +51,7 @@ import pyarrow as pa
 import torch
 
 from clonekit import __version__
-from clonekit.data.spaces import space_to_json
+from clonekit.data.spaces import space_from_json, space_to_json
 from clonekit.errors import ConfigError, DatasetError
 from clonekit.io import fsync_dir
 
@@ -90,6 +90,12 @@ META_KEYS = (
 # Float streams that models consume directly; a NaN or inf in them silently poisons training.
 FINITE_STREAMS = ("obs", "action", "reward", "expert_action")
 
+# Largest per-step shape: an Arrow fixed-size list holds at most 2**31 - 1 values, numpy at most 32 dims.
+MAX_DIMS = 32
+MAX_STEP_ELEMENTS = 2**31 - 1
+# Rows scanned at once by ``Dataset.check_values`` are capped at about this many elements (bounded memory).
+_VALUE_SCAN_ELEMENTS = 1 << 22
+
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _EPISODE_INDEX_COLUMNS = ("start", "length")
 _HASH_BLOCK_BYTES = 1 << 20
@@ -115,26 +121,34 @@ class StreamSpec:
         where = f"stream {self.name!r}"
         if not isinstance(self.name, str) or not _STREAM_NAME.match(self.name):
             raise DatasetError(
-                f"stream name {self.name!r}: expected 1-100 characters from [A-Za-z0-9_.-], "
+                f"stream name {_short_repr(self.name)}: expected 1-100 characters from [A-Za-z0-9_.-], "
                 "not starting with '.' or '-'"
             )
         if self.kind not in ("array", "text"):
-            raise DatasetError(f"{where} field 'kind': expected 'array' or 'text', found {self.kind!r}")
+            raise DatasetError(f"{where} field 'kind': expected 'array' or 'text', found {_short_repr(self.kind)}")
         if not isinstance(self.shape, tuple) or not all(
             isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.shape
         ):
-            raise DatasetError(f"{where} field 'shape': expected a tuple of positive ints, found {self.shape!r}")
+            raise DatasetError(
+                f"{where} field 'shape': expected a tuple of positive ints, found {_short_repr(self.shape)}"
+            )
+        # Arrow stores a shaped step as one fixed-size list, whose size is an int32; numpy allows 32 dims.
+        if len(self.shape) > MAX_DIMS or math.prod(self.shape) > MAX_STEP_ELEMENTS:
+            raise DatasetError(
+                f"{where} field 'shape': expected at most {MAX_DIMS} dims and {MAX_STEP_ELEMENTS} elements per "
+                f"step, found {_short_repr(self.shape)}"
+            )
         if self.kind == "array" and self.dtype not in ARRAY_DTYPES:
             raise DatasetError(
-                f"{where} field 'dtype': expected one of {', '.join(ARRAY_DTYPES)}, found {self.dtype!r}"
+                f"{where} field 'dtype': expected one of {', '.join(ARRAY_DTYPES)}, found {_short_repr(self.dtype)}"
             )
         if self.kind == "text" and (self.dtype != "string" or self.shape != ()):
             raise DatasetError(
                 f"{where}: a text stream has dtype 'string' and shape (), "
-                f"found dtype {self.dtype!r} and shape {self.shape}"
+                f"found dtype {_short_repr(self.dtype)} and shape {self.shape}"
             )
         if not isinstance(self.description, str):
-            raise DatasetError(f"{where} field 'description': expected a str, found {self.description!r}")
+            raise DatasetError(f"{where} field 'description': expected a str, found {_short_repr(self.description)}")
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored under ``meta.json["streams"][name]`` (the name is the key, not a field)."""
@@ -155,7 +169,9 @@ class StreamSpec:
                 raise DatasetError(f"stream {name!r}: missing field {field!r}")
         shape = d["shape"]
         if not isinstance(shape, list):
-            raise DatasetError(f"stream {name!r} field 'shape': expected a list of positive ints, found {shape!r}")
+            raise DatasetError(
+                f"stream {name!r} field 'shape': expected a list of positive ints, found {_short_repr(shape)}"
+            )
         return cls(
             name=name,
             kind=d["kind"],
@@ -520,6 +536,7 @@ class Dataset:
         for name, spec_json in self.meta["streams"].items():
             self.streams[name] = _with_prefix(f"{meta_path}: streams", StreamSpec.from_json, name, spec_json)
         _with_prefix(str(meta_path), _check_stream_set, self.streams)
+        self._gym_spaces = {name: _space_from_meta(meta_path, name, d) for name, d in self.spaces.items()}
 
         self._columns: dict[str, _ArrayColumn | _TextColumn] = {
             name: _read_column(self.path / "columns" / f"{name}.arrow", spec, self.num_steps)
@@ -623,13 +640,50 @@ class Dataset:
         )
 
     def verify(self) -> None:
-        """Re-hash the files and compare with ``meta.json``; ``DatasetError`` if they were changed."""
+        """Full check: re-hash the files against ``meta.json``, then scan every value (``check_values``).
+
+        ``DatasetError`` if the files were changed since they were written or hold a value no writer
+        would have accepted. Reads the whole dataset once; ``open`` alone checks only the structure.
+        """
         actual = _fingerprint(self.path, list(self.streams), fsync=False)
         if actual != self.fingerprint:
             raise DatasetError(
                 f"{self.path}: fingerprint mismatch: meta.json has {self.fingerprint}, "
                 f"files hash to {actual}; the dataset was modified or corrupted"
             )
+        self.check_values()
+
+    def check_values(self, streams: Sequence[str] | None = None) -> None:
+        """Scan the values of ``streams`` (default: all array streams); ``DatasetError`` at the first bad one.
+
+        Checks: bool streams hold only 0/1; ``obs``, ``action``, ``reward`` and ``expert_action`` are finite;
+        ``action`` and ``expert_action`` lie in ``meta.json`` ``spaces['action']`` (Discrete range or Box
+        bounds). The message names the stream, the step and the value. Memory stays bounded: rows are
+        scanned in blocks of about ``_VALUE_SCAN_ELEMENTS`` elements.
+        """
+        names = [n for n, spec in self.streams.items() if spec.kind == "array"] if streams is None else list(streams)
+        action_space = None
+        for name in names:
+            spec = self._spec(name)
+            if spec.kind != "array":
+                continue
+            if name in ("action", "expert_action") and "action" in self._gym_spaces:
+                action_space = self._gym_spaces["action"]
+            column = self._columns[name]
+            assert isinstance(column, _ArrayColumn)
+            block = max(1, _VALUE_SCAN_ELEMENTS // max(1, math.prod(spec.shape)))
+            for start in range(0, self.num_steps, block):
+                values = column.slice(start, min(start + block, self.num_steps))
+                problem = _bad_value(spec, values, action_space if name in ("action", "expert_action") else None)
+                if problem is not None:
+                    row, found, expected = problem
+                    raise DatasetError(f"{self.path}: stream {name!r}, step {start + row}: {expected}, found {found}")
+
+    def space(self, name: str) -> gym.spaces.Space:
+        """The gymnasium space ``meta.json["spaces"][name]`` (e.g. ``"observation"``, ``"action"``)."""
+        if name not in self._gym_spaces:
+            raise DatasetError(f"{self.path}: no space {name!r} (spaces: {', '.join(self._gym_spaces) or 'none'})")
+        return self._gym_spaces[name]
 
     def summary(self) -> dict[str, Any]:
         """JSON-able overview: size, streams, env, episode lengths, mean return, fraction terminated."""
@@ -851,6 +905,53 @@ def _array_steps(where: str, spec: StreamSpec, value: Any) -> np.ndarray:
     return stored.view(np.uint8) if target == np.bool_ else stored
 
 
+def _space_from_meta(meta_path: Path, name: str, d: Any) -> gym.spaces.Space:
+    try:
+        return space_from_json(d)
+    except ConfigError as e:
+        raise DatasetError(f"{meta_path}: spaces[{name!r}]: {e}") from e
+
+
+def _bad_value(
+    spec: StreamSpec, values: np.ndarray, action_space: gym.spaces.Space | None
+) -> tuple[int, Any, str] | None:
+    """First bad row of ``values`` ``(rows, *shape)`` as ``(row, value found, what was expected)``, or None."""
+    rows = values.reshape(len(values), -1)
+    if spec.dtype == "bool":
+        raw = rows.view(np.uint8)
+        bad = raw > 1
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            return int(row), int(raw[row, col]), "expected 0 or 1 (bool)"
+        return None
+    if rows.dtype.kind == "f" and spec.name in FINITE_STREAMS:
+        bad = ~np.isfinite(rows)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            return int(row), rows[row, col], "expected finite values"
+    if isinstance(action_space, gym.spaces.Discrete):
+        low = int(action_space.start)
+        high = low + int(action_space.n) - 1
+        bad = (rows < low) | (rows > high)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            found = rows[row, col]
+            return int(row), found, f"expected values in [{low}, {high}] (meta.json spaces['action'] Discrete)"
+    elif isinstance(action_space, gym.spaces.Box) and action_space.shape == spec.shape:
+        box_low = action_space.low.reshape(1, -1)
+        box_high = action_space.high.reshape(1, -1)
+        bad = (rows < box_low) | (rows > box_high)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            return (
+                int(row),
+                rows[row, col],
+                f"expected values within the bounds of meta.json spaces['action'] "
+                f"([{box_low[0, col]}, {box_high[0, col]}] at element {col})",
+            )
+    return None
+
+
 def _text_steps(where: str, value: Any) -> list[str]:
     """Check one episode of a text stream: a sequence (not a single str) of ``T >= 1`` str."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
@@ -907,18 +1008,23 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise DatasetError(f"{meta_path}: missing; not a clonekit dataset directory")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = meta_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{meta_path}: cannot read it as UTF-8 text: {_one_line(e)}") from e
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        # ValueError covers JSONDecodeError and integers too long to parse; RecursionError, absurd nesting.
         raise DatasetError(f"{meta_path}: not valid JSON: {_one_line(e)}") from e
     if not isinstance(meta, dict):
         raise DatasetError(f"{meta_path}: expected a JSON object, found {type(meta).__name__}")
     if meta.get("format") != FORMAT_NAME:
-        raise DatasetError(f"{meta_path}: format: expected {FORMAT_NAME!r}, found {meta.get('format')!r}")
+        raise DatasetError(f"{meta_path}: format: expected {FORMAT_NAME!r}, found {_short_repr(meta.get('format'))}")
     version = meta.get("schema_version")
     if "schema_version" not in meta:
         raise DatasetError(f"{meta_path}: missing key 'schema_version'")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise DatasetError(f"{meta_path}: schema_version: expected a positive int, found {version!r}")
+        raise DatasetError(f"{meta_path}: schema_version: expected a positive int, found {_short_repr(version)}")
     if version > SCHEMA_VERSION:
         raise DatasetError(
             f"{meta_path}: schema_version {version} is newer than this clonekit supports ({SCHEMA_VERSION}); "
@@ -930,19 +1036,19 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
     for key in ("num_steps", "num_episodes"):
         value = meta[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise DatasetError(f"{meta_path}: {key}: expected an int >= 1, found {value!r}")
+            raise DatasetError(f"{meta_path}: {key}: expected an int >= 1, found {_short_repr(value)}")
     for key in ("streams", "spaces", "env", "extra"):
         if not isinstance(meta[key], dict):
-            raise DatasetError(f"{meta_path}: {key}: expected a JSON object, found {meta[key]!r}")
+            raise DatasetError(f"{meta_path}: {key}: expected a JSON object, found {_short_repr(meta[key])}")
     info = meta["episode_info"]
     if not isinstance(info, list) or not all(isinstance(name, str) for name in info) or len(set(info)) != len(info):
-        raise DatasetError(f"{meta_path}: episode_info: expected a list of unique names, found {info!r}")
+        raise DatasetError(f"{meta_path}: episode_info: expected a list of unique names, found {_short_repr(info)}")
     if not isinstance(meta["fingerprint"], str) or not _FINGERPRINT.match(meta["fingerprint"]):
         raise DatasetError(
-            f"{meta_path}: fingerprint: expected 'sha256:<64 hex digits>', found {meta['fingerprint']!r}"
+            f"{meta_path}: fingerprint: expected 'sha256:<64 hex digits>', found {_short_repr(meta['fingerprint'])}"
         )
     if not isinstance(meta["created_by"], str):
-        raise DatasetError(f"{meta_path}: created_by: expected a str, found {meta['created_by']!r}")
+        raise DatasetError(f"{meta_path}: created_by: expected a str, found {_short_repr(meta['created_by'])}")
     return meta
 
 
@@ -1002,13 +1108,17 @@ def _read_column(file: Path, spec: StreamSpec, num_steps: int) -> _ArrayColumn |
     dtype = np.dtype(spec.dtype)
     chunks = []
     for array in arrays:
-        if spec.shape:
-            # .values ignores a parent offset, so slice the children explicitly (offset is 0 in our files).
-            size = math.prod(spec.shape)
-            flat = array.values.slice(array.offset * size, len(array) * size)
-        else:
-            flat = array
-        values = flat.to_numpy(zero_copy_only=True).reshape(len(array), *spec.shape)
+        try:
+            if spec.shape:
+                # .values ignores a parent offset, so slice the children explicitly (offset is 0 in our files).
+                size = math.prod(spec.shape)
+                flat = array.values.slice(array.offset * size, len(array) * size)
+            else:
+                flat = array
+            values = flat.to_numpy(zero_copy_only=True).reshape(len(array), *spec.shape)
+        except (pa.ArrowException, ValueError) as e:
+            # Arrow's structural validation passed, so this is a layout numpy cannot view without a copy.
+            raise DatasetError(f"{file}: cannot map stream {spec.name!r} ({spec.describe()}): {_one_line(e)}") from e
         chunks.append(values.view(np.bool_) if dtype == np.bool_ else values)
     return _ArrayColumn(chunks, np.empty((0, *spec.shape), dtype=dtype))
 
@@ -1039,9 +1149,14 @@ def _read_episode_index(file: Path, meta: Mapping[str, Any]) -> tuple[np.ndarray
 
     starts = table.column("start").to_numpy().astype(np.int64)
     lengths = table.column("length").to_numpy().astype(np.int64)
-    short = np.flatnonzero(lengths < 1)
-    if short.size:
-        raise DatasetError(f"{file}: episode {short[0]}: expected length >= 1, found {lengths[short[0]]}")
+    # Bounding each length by num_steps first keeps the cumulative sums below from overflowing int64.
+    wrong_length = np.flatnonzero((lengths < 1) | (lengths > meta["num_steps"]))
+    if wrong_length.size:
+        i = int(wrong_length[0])
+        raise DatasetError(
+            f"{file}: episode {i}: expected length in [1, {meta['num_steps']}] (meta.json num_steps), "
+            f"found {lengths[i]}"
+        )
     expected_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     wrong = np.flatnonzero(starts != expected_starts)
     if wrong.size:
@@ -1099,3 +1214,9 @@ def _with_prefix(prefix: str, check: Any, *args: Any) -> Any:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
+
+
+def _short_repr(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so junk from a file cannot flood an error line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

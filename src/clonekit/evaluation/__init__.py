@@ -48,6 +48,8 @@ def evaluate_run(
     config = load_run_config(Path(run_dir))
     policy = load_policy(run_dir)
     env = config.get("dataset", {}).get("env", {})
+    if "id" not in env:
+        raise CheckpointError(f"{Path(run_dir) / 'config.json'}: dataset.env has no 'id'; cannot tell which env to run")
     tasks = split_tasks(env, split, seed, num_tasks)
     family = get_env_family(env["id"])
     return rollout(policy, family, tasks, episodes, seed, env.get("kwargs", {}), on_step=on_step)

@@ -19,7 +19,7 @@ POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
 
 def policy_classes(name: str) -> tuple[type[Any], type[Policy]]:
     """``(config class, policy class)`` registered as ``name``."""
-    if name not in POLICIES:
+    if not isinstance(name, str) or name not in POLICIES:
         raise unknown_name("policy", name, POLICIES)
     return POLICIES[name]
 

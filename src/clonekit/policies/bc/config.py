@@ -51,8 +51,18 @@ class BCConfig:
                 "(C, H, W) for normalize_obs 'per_channel'",
                 self.obs_shape,
             )
-        check(all(c > 0 for c in self.conv_channels), "conv_channels", "positive widths", self.conv_channels)
-        check(all(h > 0 for h in self.hidden_sizes), "hidden_sizes", "positive widths", self.hidden_sizes)
+        check(
+            len(self.conv_channels) <= 16 and all(0 < c <= 4096 for c in self.conv_channels),
+            "conv_channels",
+            "at most 16 widths in [1, 4096]",
+            self.conv_channels,
+        )
+        check(
+            len(self.hidden_sizes) <= 16 and all(0 < h <= 65536 for h in self.hidden_sizes),
+            "hidden_sizes",
+            "at most 16 widths in [1, 65536]",
+            self.hidden_sizes,
+        )
         check(
             self.normalize_obs in ("none", "per_feature", "per_channel"),
             "normalize_obs",

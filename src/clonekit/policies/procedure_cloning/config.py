@@ -49,6 +49,6 @@ class ProcedureCloningConfig:
         for field in ("wall_channel", "agent_channel", "goal_channel"):
             value = getattr(self, field)
             check(0 <= value < self.obs_shape[0], field, f"a channel index in [0, {self.obs_shape[0]})", value)
-        check(self.hidden_channels > 0, "hidden_channels", "> 0", self.hidden_channels)
-        check(self.num_layers >= 1, "num_layers", ">= 1", self.num_layers)
+        check(0 < self.hidden_channels <= 4096, "hidden_channels", "in [1, 4096]", self.hidden_channels)
+        check(1 <= self.num_layers <= 64, "num_layers", "in [1, 64]", self.num_layers)
         check(self.max_search_steps >= 0, "max_search_steps", ">= 0", self.max_search_steps)
