@@ -7,6 +7,7 @@ and exit with code 2; nothing the user passed in is modified.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -142,7 +143,8 @@ def train(
         resume=resume,
         show_progress=not quiet,
     )
-    out_console.print(f"trained {policy} for {steps} steps: {out}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process reports
+        out_console.print(f"trained {policy} for {steps} steps: {out}")
 
 
 @app.command(name="eval")
@@ -193,6 +195,23 @@ def run_experiment(
         table.add_row(*row)
     out_console.print(table)
     out_console.print(f"wrote {out / 'results.json'}, {out / 'report.md'} and plots in {out}")
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help="Dataset to read: clonekit directory, Minari dataset or HDF5 file.")],
+    dst: Annotated[Path, typer.Argument(help="Where to write the converted dataset.")],
+    to: Annotated[str, typer.Option(help="Output format: clonekit, minari or hdf5.")] = "clonekit",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at DST.")] = False,
+) -> None:
+    """Convert a dataset between clonekit, Minari and robomimic-style HDF5 (SRC is only read)."""
+    from clonekit.data.convert import convert as convert_dataset
+    from clonekit.data.convert import detect_format
+
+    source_format = detect_format(src)
+    for warning in convert_dataset(src, dst, to, overwrite=overwrite):
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    out_console.print(f"converted {src} ({source_format}) -> {dst} ({to})")
 
 
 @app.command(name="list")

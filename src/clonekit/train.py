@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from clonekit import __version__
 from clonekit.checkpoint import (
@@ -155,6 +159,7 @@ def train(
     dataset = data if isinstance(data, Dataset) else Dataset.open(data)
     run_dir = Path(out)
     config = config or TrainConfig()
+    world = _DistributedContext.from_env(config)
     _, policy_cls = policy_classes(policy)
     existing = run_dir.exists() and any(run_dir.iterdir())
     if existing and not resume:
@@ -177,11 +182,18 @@ def train(
     else:
         policy_config = policy_config_for(policy, dataset, policy_overrides)
     dataset.require_streams(policy_cls.required_streams, f"policy {policy!r}")
-
+    world.barrier()  # every process has looked at the run directory before the first one writes to it
+    if config.batch_size % world.size:
+        raise ConfigError(
+            f"batch_size: expected a multiple of the number of processes ({world.size}), got {config.batch_size}"
+        )
     torch.manual_seed(config.seed)
     model = build_policy(policy, policy_config)
-    device = _resolve_device(config.device)
-    generator = torch.Generator().manual_seed(config.seed + 1)
+    if world.size > 1:
+        # Same initial weights everywhere, but each process draws its own noise inside the loss.
+        torch.manual_seed(config.seed + 7919 * world.rank)
+    device = world.device
+    generator = torch.Generator().manual_seed(config.seed + 1 + world.rank)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     run_config = {
         "format": RUN_FORMAT,
@@ -197,30 +209,35 @@ def train(
     start_step = 0
     checkpoints = checkpoint_dirs(run_dir)
     if checkpoints:
-        start_step = _restore(checkpoints[-1], model, optimizer, generator)
+        start_step = _restore(checkpoints[-1], model, optimizer, generator, world)
     else:
         model.prepare(dataset)
     model.to(device)
     _move_optimizer_state(optimizer, device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / CONFIG_FILE, run_config)
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / CONFIG_FILE, run_config)
     if start_step >= config.steps and (run_dir / MODEL_FILE).is_file():
         model.eval()
         return model
 
-    scalars = _Scalars(run_dir, start_step, config.tensorboard)
+    # With several processes, DistributedDataParallel averages the gradients; it hooks into forward(),
+    # which for a Policy is compute_loss.
+    trainer: torch.nn.Module = model if world.size == 1 else world.wrap(model)
+    scalars = _Scalars(run_dir, start_step, config.tensorboard) if world.is_main else None
     streams = [s for s in policy_cls.required_streams if dataset.streams[s].kind == "array"]
+    local_batch = config.batch_size // world.size
     model.train()
     try:
-        with progress_bar(f"train {policy}", total=config.steps, enabled=show_progress) as advance:
+        with progress_bar(f"train {policy}", total=config.steps, enabled=show_progress and world.is_main) as advance:
             advance(start_step)
             window_start, window_steps = time.perf_counter(), 0
             for step in range(start_step + 1, config.steps + 1):
                 batch = {
                     k: v.to(device, non_blocking=True)
-                    for k, v in dataset.sample(config.batch_size, generator, streams).items()
+                    for k, v in dataset.sample(local_batch, generator, streams).items()
                 }
-                loss, info = model.compute_loss(batch)
+                loss, info = trainer(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip > 0:
@@ -230,7 +247,7 @@ def train(
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise ConfigError(f"training diverged at step {step}: loss is {loss_value}; lower --lr")
-                if step % config.log_every == 0 or step == config.steps:
+                if scalars is not None and (step % config.log_every == 0 or step == config.steps):
                     elapsed = time.perf_counter() - window_start
                     info |= {
                         "loss": loss_value,
@@ -240,13 +257,53 @@ def train(
                     window_start, window_steps = time.perf_counter(), 0
                     advance(0, loss=loss_value)
                 if step % config.checkpoint_every == 0 or step == config.steps:
-                    _checkpoint(run_dir, step, model, optimizer, generator, config.keep_checkpoints)
+                    _checkpoint(run_dir, step, model, optimizer, generator, config.keep_checkpoints, world)
                 advance(1)
     finally:
-        scalars.close()
-    atomic_save_tensors(dict(model.state_dict()), run_dir / MODEL_FILE)
+        if scalars is not None:
+            scalars.close()
+    if world.is_main:
+        atomic_save_tensors(dict(model.state_dict()), run_dir / MODEL_FILE)
+    world.barrier()
     model.eval()
     return model
+
+
+class _DistributedContext:
+    """Where this process stands in a ``torchrun`` launch (or a single process when not launched so)."""
+
+    def __init__(self, rank: int, size: int, device: torch.device) -> None:
+        self.rank, self.size, self.device = rank, size, device
+        self.is_main = rank == 0
+
+    @classmethod
+    def from_env(cls, config: TrainConfig) -> _DistributedContext:
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        device = _resolve_device(config.device)
+        if size == 1:
+            return cls(0, 1, device)
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), device)
+
+    def wrap(self, model: Policy) -> torch.nn.Module:
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+    def gather(self, value: Any) -> list[Any]:
+        """``value`` of every process, in rank order (on every process)."""
+        if self.size == 1:
+            return [value]
+        values: list[Any] = [None] * self.size
+        dist.all_gather_object(values, value)
+        return values
 
 
 def _checkpoint(
@@ -256,26 +313,39 @@ def _checkpoint(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     keep: int,
+    world: _DistributedContext,
 ) -> None:
-    opt_tensors, opt_rest = optimizer_to_tensors(optimizer.state_dict())
-    trainer = {
-        "step": step,
-        "optimizer": opt_rest,
-        "torch_rng": torch.get_rng_state().tolist(),
-        "sampler_rng": generator.get_state().tolist(),
-    }
-    write_checkpoint(run_dir, step, dict(model.state_dict()), opt_tensors, trainer, keep)
+    # Every process's random state is kept, so a resumed multi-process run continues exactly too.
+    rng = world.gather({"torch": torch.get_rng_state().tolist(), "sampler": generator.get_state().tolist()})
+    if world.is_main:
+        opt_tensors, opt_rest = optimizer_to_tensors(optimizer.state_dict())
+        trainer = {"step": step, "optimizer": opt_rest, "rng": rng}
+        write_checkpoint(run_dir, step, dict(model.state_dict()), opt_tensors, trainer, keep)
+    world.barrier()
 
 
-def _restore(directory: Path, model: Policy, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+def _restore(
+    directory: Path,
+    model: Policy,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    world: _DistributedContext,
+) -> int:
     load_state_into(model, load_tensors(directory / MODEL_FILE), directory / MODEL_FILE)
     trainer = read_json(directory / TRAINER_FILE, "trainer state")
+    rng = trainer.get("rng")
+    if not isinstance(rng, list) or len(rng) != world.size:
+        found = len(rng) if isinstance(rng, list) else "no"
+        raise CheckpointError(
+            f"{directory / TRAINER_FILE}: expected random states of {world.size} process(es), found {found}; "
+            "resume with the number of processes the run was started with"
+        )
     try:
         optimizer.load_state_dict(
             optimizer_from_tensors(load_tensors(directory / OPTIMIZER_FILE), trainer["optimizer"])
         )
-        torch.set_rng_state(torch.tensor(trainer["torch_rng"], dtype=torch.uint8))
-        generator.set_state(torch.tensor(trainer["sampler_rng"], dtype=torch.uint8))
+        torch.set_rng_state(torch.tensor(rng[world.rank]["torch"], dtype=torch.uint8))
+        generator.set_state(torch.tensor(rng[world.rank]["sampler"], dtype=torch.uint8))
         return int(trainer["step"])
     except (KeyError, ValueError, RuntimeError, TypeError) as err:
         raise CheckpointError(f"{directory}: trainer state does not fit this run ({err})") from err
@@ -286,3 +356,10 @@ def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device
         for key, value in state.items():
             if isinstance(value, torch.Tensor) and key != "step":
                 state[key] = value.to(device)
+
+
+if __name__ == "__main__":
+    # `torchrun --nproc-per-node 2 -m clonekit.train POLICY --data D --out R ...` (same flags as `clonekit train`).
+    from clonekit.cli import main
+
+    raise SystemExit(main(["train", *sys.argv[1:]]))

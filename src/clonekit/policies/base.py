@@ -43,3 +43,7 @@ class Policy(nn.Module):
 
     def explain(self, obs: dict[str, Tensor], state: Any | None = None) -> dict[str, Tensor] | None:
         return None
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """``compute_loss``; defined so that DistributedDataParallel's hooks see the training pass."""
+        return self.compute_loss(batch)
