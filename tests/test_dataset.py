@@ -465,3 +465,40 @@ def test_spaces_round_trip() -> None:
         space_to_json(gym.spaces.MultiBinary(3))
     with pytest.raises(ConfigError, match="field 'type'"):
         space_from_json({"type": "Tuple"})
+
+
+def test_older_schema_versions_upgrade_in_memory_on_open(
+    dataset: tuple[Dataset, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader for version 1 stays when the schema moves on: open() upgrades meta.json in memory, step by step."""
+    from clonekit.data import format as fmt
+
+    path = dataset[0].path
+    before = file_hashes(path)
+
+    def one_to_two(meta: dict[str, Any]) -> dict[str, Any]:
+        return {**meta, "extra": {**meta["extra"], "renamed": meta["created_by"]}}
+
+    def two_to_three(meta: dict[str, Any]) -> dict[str, Any]:
+        return {**meta, "extra": {**meta["extra"], "v3": True}}
+
+    monkeypatch.setattr(fmt, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(fmt, "UPGRADES", {1: one_to_two, 2: two_to_three})
+    upgraded = Dataset.open(path)
+    assert upgraded.meta["schema_version"] == 3
+    assert upgraded.meta["extra"]["renamed"] == dataset[0].meta["created_by"] and upgraded.meta["extra"]["v3"]
+    np.testing.assert_array_equal(
+        upgraded.gather(np.arange(5), ["obs"])["obs"], dataset[0].gather(np.arange(5), ["obs"])["obs"]
+    )
+    assert file_hashes(path) == before, "upgrading never rewrites the files"
+
+    monkeypatch.setattr(fmt, "UPGRADES", {2: two_to_three})
+    with pytest.raises(DatasetError, match=r"meta\.json: schema_version 1 is no longer readable .* reads 2 to 3"):
+        Dataset.open(path)
+
+    def broken(meta: dict[str, Any]) -> dict[str, Any]:
+        return {**meta, "x": meta["no such key"]}
+
+    monkeypatch.setattr(fmt, "UPGRADES", {1: broken, 2: two_to_three})
+    with pytest.raises(DatasetError, match="cannot upgrade schema_version 1 to 2"):
+        Dataset.open(path)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from clonekit.experiments import maze_procedure
@@ -33,3 +36,25 @@ def test_experiment_writes_results_report_and_plots(tmp_path: Path) -> None:
     again = maze_procedure.run(out, seed=5, quick=True, show_progress=False, log=lambda _: None, config=TINY)
     assert again["metrics"] == results["metrics"]
     assert (out / "runs" / "pc_n3" / "model.safetensors").stat().st_mtime_ns == weights
+
+
+def test_same_seed_in_fresh_processes_gives_identical_results(tmp_path: Path) -> None:
+    """Two separate processes (different hash seeds), fresh output dirs, same --seed: identical metrics."""
+    script = (
+        "import sys; from pathlib import Path; from tests.test_experiment import TINY; "
+        "from clonekit.experiments import maze_procedure; "
+        "maze_procedure.run(Path(sys.argv[1]), seed=7, quick=True, show_progress=False, log=lambda _: None, "
+        "config=TINY)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    results = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"run{hash_seed}"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(root)}
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env, timeout=300, cwd=root)
+        results.append(json.loads((out / "results.json").read_text()))
+    assert results[0]["metrics"] == results[1]["metrics"]
+    assert results[0]["config"] == results[1]["config"]
+    for name in results[0]["metrics"]:  # and bitwise-identical weights, a stronger check than the success rates
+        weights = [(tmp_path / f"run{h}" / "runs" / name / "model.safetensors").read_bytes() for h in ("1", "2")]
+        assert weights[0] == weights[1], name

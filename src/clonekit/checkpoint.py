@@ -158,6 +158,26 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_"))
 
 
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the hidden temp files/dirs a killed process left in ``run_dir`` and its checkpoints; return them.
+
+    Every write here goes to ``.NAME.*`` and is renamed into place, so such leftovers never hold anything that
+    was complete. Only call this while no other process writes to the run.
+    """
+    removed = []
+    for directory in (run_dir, run_dir / CHECKPOINTS_DIR):
+        if not directory.is_dir():
+            continue
+        for path in directory.iterdir():
+            if path.name.startswith((f".{MODEL_FILE}.", f".{CONFIG_FILE}.", ".metrics.jsonl.", ".step_")):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def write_checkpoint(
     run_dir: Path,
     step: int,

@@ -35,6 +35,7 @@ from clonekit.checkpoint import (
     optimizer_from_tensors,
     optimizer_to_tensors,
     read_json,
+    remove_stale_temporaries,
     write_checkpoint,
 )
 from clonekit.config import check, config_from_json, config_to_json
@@ -105,6 +106,18 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _logged_before(line: str, start_step: int) -> bool:
+    """Whether a metrics.jsonl line is whole and was logged at or before ``start_step``.
+
+    A process killed while writing leaves a cut-off last line; it is dropped (that step runs again).
+    """
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= start_step
+
+
 class _Scalars:
     """metrics.jsonl (always) and TensorBoard (when installed and enabled)."""
 
@@ -112,11 +125,8 @@ class _Scalars:
         self.path = run_dir / "metrics.jsonl"
         # On resume, drop what was logged after the checkpoint: those steps are run again.
         if self.path.exists():
-            kept = [
-                line
-                for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= start_step
-            ]
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            kept = [line for line in lines if _logged_before(line, start_step)]
             atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         self.file = self.path.open("a", encoding="utf-8")
         self.tb: Any = None
@@ -216,6 +226,7 @@ def train(
     _move_optimizer_state(optimizer, device)
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(run_dir)
         atomic_write_json(run_dir / CONFIG_FILE, run_config)
     if start_step >= config.steps and (run_dir / MODEL_FILE).is_file():
         model.eval()

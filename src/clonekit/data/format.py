@@ -39,7 +39,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -1003,6 +1003,32 @@ def _json_object(path: Path, field: str, value: Mapping[str, Any] | None) -> dic
 # Reading and validating.
 
 
+# Readers for older schema versions: UPGRADES[v] turns a version-v meta.json (already parsed) into version v + 1.
+# They run in memory when a dataset is opened; the files on disk are never rewritten. The column and episode
+# index files must stay readable as they are, so a schema change that touches them ships a converter instead.
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def _upgrade_meta(meta_path: Path, meta: dict[str, Any], version: int) -> dict[str, Any]:
+    """Bring a parsed meta.json of ``version`` up to ``SCHEMA_VERSION`` through ``UPGRADES``."""
+    while version < SCHEMA_VERSION:
+        upgrade = UPGRADES.get(version)
+        if upgrade is None:
+            raise DatasetError(
+                f"{meta_path}: schema_version {version} is no longer readable by this clonekit "
+                f"(it reads {min([*UPGRADES, SCHEMA_VERSION])} to {SCHEMA_VERSION})"
+            )
+        try:
+            meta = upgrade(dict(meta))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DatasetError(
+                f"{meta_path}: cannot upgrade schema_version {version} to {version + 1}: {_one_line(e)}"
+            ) from e
+        version += 1
+        meta["schema_version"] = version
+    return meta
+
+
 def _read_meta(meta_path: Path) -> dict[str, Any]:
     """Load ``meta.json`` and check its header fields (streams are checked by the caller)."""
     if not meta_path.is_file():
@@ -1030,6 +1056,7 @@ def _read_meta(meta_path: Path) -> dict[str, Any]:
             f"{meta_path}: schema_version {version} is newer than this clonekit supports ({SCHEMA_VERSION}); "
             "upgrade clonekit"
         )
+    meta = _upgrade_meta(meta_path, meta, version)
     missing = [key for key in META_KEYS if key not in meta]
     if missing:
         raise DatasetError(f"{meta_path}: missing key(s) {', '.join(repr(k) for k in missing)}")
