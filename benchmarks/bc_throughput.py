@@ -1,0 +1,128 @@
+"""BC training throughput: clonekit's own path vs a bare PyTorch loop, measured in the same run (one JSON line).
+
+Work: 100k synthetic transitions (obs: 64 float32 features, 4 discrete actions), an MLP 64-256-256-4, batch 256,
+Adam (lr 1e-3), ``STEPS`` gradient steps each.
+
+``clonekit_samples_per_s``: the dataset is written to disk with ``DatasetWriter``, opened (memory-mapped) and
+trained with ``clonekit.train.train("bc", ...)``: the whole call, including opening the run directory, fitting
+the observation normalizer, the final checkpoint and the weights file. ``torch_samples_per_s``: the same network
+and optimizer over tensors already in memory, indices from ``torch.randint``, nothing else.
+``steady_samples_per_s``: clonekit's own in-loop figure from ``metrics.jsonl`` (median over logging windows),
+without the fixed start/finish costs. ``ratio`` = clonekit / torch; ``steady_ratio`` = steady / torch.
+Both loops use the same number of torch threads (``torch_threads``). Run: ``python benchmarks/bc_throughput.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from clonekit.data import Dataset, DatasetWriter, array_stream
+from clonekit.data.spaces import space_to_json
+from clonekit.train import TrainConfig, train
+
+NUM_STEPS = 100_000
+EPISODE_LENGTH = 100
+OBS_DIM = 64
+NUM_ACTIONS = 4
+BATCH = 256
+STEPS = 1500
+
+
+def _write(path: Path, obs: np.ndarray, actions: np.ndarray) -> Dataset:
+    streams = [
+        array_stream("obs", "float32", (OBS_DIM,)),
+        array_stream("action", "int64"),
+        array_stream("reward", "float32"),
+        array_stream("terminated", "bool"),
+        array_stream("truncated", "bool"),
+    ]
+    spaces = {
+        "observation": space_to_json(gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)),
+        "action": space_to_json(gym.spaces.Discrete(NUM_ACTIONS)),
+    }
+    with DatasetWriter(path, streams, spaces=spaces, env={"id": "synthetic"}) as writer:
+        for start in range(0, NUM_STEPS, EPISODE_LENGTH):
+            stop = start + EPISODE_LENGTH
+            truncated = np.zeros(EPISODE_LENGTH, dtype=bool)
+            truncated[-1] = True
+            writer.add_episode(
+                {
+                    "obs": obs[start:stop],
+                    "action": actions[start:stop],
+                    "reward": np.zeros(EPISODE_LENGTH, np.float32),
+                    "terminated": np.zeros(EPISODE_LENGTH, dtype=bool),
+                    "truncated": truncated,
+                }
+            )
+    return Dataset.open(path)
+
+
+def _bare_loop(obs: torch.Tensor, actions: torch.Tensor) -> float:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(OBS_DIM, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, NUM_ACTIONS),
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(1)
+    start = time.perf_counter()
+    for _ in range(STEPS):
+        index = torch.randint(len(obs), (BATCH,), generator=generator)
+        loss = torch.nn.functional.cross_entropy(model(obs[index]), actions[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return STEPS * BATCH / (time.perf_counter() - start)
+
+
+def _clonekit(dataset: Dataset, out: Path) -> tuple[float, float]:
+    config = TrainConfig(steps=STEPS, batch_size=BATCH, lr=1e-3, seed=0, checkpoint_every=STEPS, tensorboard=False)
+    overrides = {"encoder": "mlp", "hidden_sizes": [256, 256], "normalize_obs": "per_feature"}
+    start = time.perf_counter()
+    train("bc", dataset, out, config, policy_overrides=overrides, show_progress=False)
+    whole = STEPS * BATCH / (time.perf_counter() - start)
+    windows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steady = statistics.median(w["samples_per_s"] for w in windows[1:-1] or windows)
+    return whole, steady
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    obs = rng.standard_normal((NUM_STEPS, OBS_DIM), dtype=np.float32)
+    actions = (obs[:, :NUM_ACTIONS].argmax(axis=1)).astype(np.int64)
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = _write(Path(tmp) / "data", obs, actions)
+        torch_sps = _bare_loop(torch.from_numpy(obs), torch.from_numpy(actions))  # warm-up pass, not reported
+        results = []
+        for attempt in range(2):  # alternate, so drift in machine load hits both sides alike
+            ours, steady = _clonekit(dataset, Path(tmp) / f"run{attempt}")
+            torch_sps = _bare_loop(torch.from_numpy(obs), torch.from_numpy(actions))
+            results.append((ours, steady, torch_sps))
+    ours, steady, torch_sps = (statistics.median(r[i] for r in results) for i in range(3))
+    print(
+        json.dumps(
+            {
+                "clonekit_samples_per_s": round(ours),
+                "steady_samples_per_s": round(steady),
+                "torch_samples_per_s": round(torch_sps),
+                "ratio": round(ours / torch_sps, 3),
+                "steady_ratio": round(steady / torch_sps, 3),
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
