@@ -23,6 +23,10 @@ class CheckpointError(ClonekitError):
     """A checkpoint or run directory is missing, corrupt, or does not fit its config."""
 
 
+class ExportError(ClonekitError):
+    """A policy cannot be exported (or the export tools are not installed)."""
+
+
 class UnknownNameError(ClonekitError):
     """A name (env, expert, policy, experiment) is not in the registry."""
 

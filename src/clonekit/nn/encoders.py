@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,11 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None = None) -> nn.Se
     return nn.Sequential(*layers)
 
 
+def flatten_features(x: Tensor) -> Tensor:
+    """``(B, ...) -> (B, F)``."""
+    return x.flatten(1)
+
+
 class MLPEncoder(nn.Module):
     """Flattens ``(B, *obs_shape)`` and maps it through an MLP to ``(B, out_dim)``."""
 
@@ -30,6 +35,10 @@ class MLPEncoder(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(obs.flatten(1))
+
+    def layers(self) -> tuple[Callable[[Tensor], Tensor], ...]:
+        """The encoder as a flat sequence: applying these in turn computes exactly ``forward``."""
+        return (flatten_features, *self.net)
 
 
 class ConvEncoder(nn.Module):
@@ -52,3 +61,7 @@ class ConvEncoder(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.head(self.conv(obs).flatten(1))
+
+    def layers(self) -> tuple[Callable[[Tensor], Tensor], ...]:
+        """The encoder as a flat sequence: applying these in turn computes exactly ``forward``."""
+        return (*self.conv, flatten_features, *self.head)

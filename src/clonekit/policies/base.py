@@ -7,6 +7,7 @@ A policy is a ``torch.nn.Module`` with a frozen dataclass ``config`` and four ca
 * ``act(obs, state) -> (action, state)``: batched; ``obs`` maps ``"obs"`` (and any other inputs) to ``(B, ...)``.
 * ``initial_state(batch_size)``: recurrent memory or caches for ``act``; ``None`` when stateless.
 * ``explain(obs, state)``: what the policy "thinks" (e.g. its predicted procedure), or ``None``.
+* ``export_module()``: a tensor-only module for ONNX export (see :mod:`clonekit.export`), or ``None``.
 
 Normalization statistics are buffers fitted by ``prepare(dataset)`` before training, so the weights file
 alone reproduces the policy.
@@ -41,7 +42,22 @@ class Policy(nn.Module):
     def initial_state(self, batch_size: int) -> Any:
         return None
 
+    def sample_windows(self) -> dict[str, int]:
+        """Streams ``compute_loss`` reads as windows of consecutive steps: ``{name: k}`` gives ``(B, k, ...)``
+        (e.g. action chunks; see :mod:`clonekit.data.windows`). Empty for one step per sample."""
+        return {}
+
     def explain(self, obs: dict[str, Tensor], state: Any | None = None) -> dict[str, Tensor] | None:
+        return None
+
+    def export_module(self) -> nn.Module | None:
+        """A module for deployment, or ``None`` when the policy cannot be exported.
+
+        Its ``forward(obs)`` maps the ``"obs"`` batch ``(B, *obs_shape)`` to a tuple of tensors: first the
+        action ``act({"obs": obs}, initial_state(B))`` returns, then any extra outputs (e.g. logits). Its
+        ``output_names`` attribute (a tuple of str) names them. It shares this policy's parameters and
+        buffers, so the normalization is included, and uses only ops ``torch.export`` can trace.
+        """
         return None
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch._higher_order_ops import while_loop
 
 from clonekit.experts.bfs import FIRST_ACTION_LABEL, LABEL, LAYER, UNLABELLED
 from clonekit.policies.base import Policy
@@ -159,3 +160,56 @@ class ProcedureCloningPolicy(Policy):
         """The predicted procedure: ``procedure_labels`` ``(B, H, W)`` and ``search_steps`` ``(B,)``."""
         new_state = self.search(obs["obs"], state)
         return {"procedure_labels": new_state["labels"], "search_steps": new_state["steps"]}
+
+    def export_module(self) -> nn.Module:
+        return _SearchExport(self)
+
+
+class _SearchExport(nn.Module):
+    """``obs -> (action, procedure_labels)``: ``act`` from an empty search map, as one traceable graph.
+
+    ``ProcedureCloningPolicy.search`` runs the step network on the slots that still search; here every step
+    runs on the whole batch and the slots that are done keep their labels, which gives the same labels (the
+    step network treats each slot on its own). The loop is a ``while_loop``, so it exports as an ONNX
+    ``Loop`` that stops as soon as every slot is done.
+    """
+
+    output_names = ("action", "procedure_labels")
+
+    def __init__(self, policy: ProcedureCloningPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        cfg = self.policy.config
+        step_net = self.policy.step_net
+        b, _, h, w = obs.shape
+        max_steps = cfg.max_search_steps or h * w
+        maps = obs[:, [cfg.wall_channel, cfg.goal_channel]].float()
+        agent = obs[:, cfg.agent_channel].flatten(1).float().argmax(1)
+        labels = torch.zeros(b, h, w, dtype=torch.long, device=obs.device)
+        steps = torch.zeros(b, dtype=torch.long, device=obs.device)
+        need = torch.ones(b, dtype=torch.bool, device=obs.device)
+
+        def searching(labels: Tensor, steps: Tensor, need: Tensor, maps: Tensor, agent: Tensor) -> Tensor:
+            return need.any()
+
+        def step(
+            labels: Tensor, steps: Tensor, need: Tensor, maps: Tensor, agent: Tensor
+        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+            # Same computation as ``search_step_logits`` + the update in ``search``, masked by ``need``.
+            labelled = (labels != UNLABELLED).float().unsqueeze(1)
+            pred = step_net(torch.cat([maps, labelled], dim=1)).argmax(1)
+            new = torch.where((labels == UNLABELLED) & need[:, None, None], pred, labels)
+            steps = steps + need.long()
+            grew = (new != labels).flatten(1).any(1)
+            reached = new.flatten(1).gather(1, agent[:, None]).squeeze(1) != UNLABELLED
+            need = need & grew & ~reached & (steps < max_steps)
+            # while_loop outputs must not alias its inputs: the constant carries are copied.
+            return new, steps, need, maps.clone(), agent.clone()
+
+        # ``maps`` and ``agent`` are carried rather than captured: captured tensors fail ONNX decomposition.
+        labels, _, _, _, _ = while_loop(searching, step, (labels, steps, need, maps, agent))
+        agent_label = labels.flatten(1).gather(1, agent[:, None]).squeeze(1)
+        action = (agent_label - FIRST_ACTION_LABEL).clamp(0, cfg.num_actions - 1)
+        return action, labels

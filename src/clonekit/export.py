@@ -1,0 +1,152 @@
+"""Export a trained policy to ONNX for deployment without clonekit or torch.
+
+The model maps a batch of observations (input ``obs``, dynamic batch axis ``batch``, the observation dtype
+and shape of the run) to the deterministic action ``policy.act`` returns (output ``action``, int64), plus
+what else the policy exports (``logits`` for BC, ``procedure_labels`` for procedure cloning). The
+observation normalization is part of the graph. Each policy says what to export through
+:meth:`clonekit.policies.Policy.export_module`; the graph is traced with ``torch.export`` (the dynamo
+exporter of ``torch.onnx``), so data-dependent loops (the search of procedure cloning) become ONNX ``Loop``.
+
+Needs the ``onnx`` extra: ``pip install 'clonekit[onnx]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from clonekit.checkpoint import load_policy, load_run_config
+from clonekit.errors import ClonekitError, ExportError
+from clonekit.io import atomic_write_bytes
+from clonekit.policies import Policy
+
+INPUT_NAME = "obs"
+BATCH_AXIS = "batch"
+# Protobuf cannot hold a model over 2 GiB in one file.
+MAX_MODEL_BYTES = 2**31 - 1
+
+
+def _require(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        raise ExportError(f"ONNX export needs the {name!r} package ({err}); pip install 'clonekit[onnx]'") from err
+
+
+def run_obs_dtype(run_dir: Path, config: dict[str, Any]) -> torch.dtype:
+    """The observation dtype of a run: from its env's observation space, else its dataset, else float32."""
+    from clonekit.envs import ENVS
+
+    dataset = config.get("dataset", {})
+    env = dataset.get("env", {})
+    if env.get("id") in ENVS:
+        obs_space, _ = ENVS[env["id"]].spaces(**env.get("kwargs", {}))
+        if obs_space.dtype is not None:
+            return torch.from_numpy(np.zeros(0, dtype=obs_space.dtype)).dtype
+    if isinstance(dataset.get("path"), str):
+        from clonekit.data import Dataset
+
+        with contextlib.suppress(ClonekitError, OSError, ValueError, TypeError):
+            data = Dataset.open(Path(dataset["path"]))
+            if data.fingerprint == dataset.get("fingerprint"):
+                return torch.from_numpy(np.zeros(0, dtype=data.streams["obs"].dtype)).dtype
+    return torch.float32
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Keep the exporter's progress lines, warnings and log records off the user's terminal."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_policy_onnx(policy: Policy, out_path: str | Path, obs_dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``policy`` as an ONNX model to ``out_path`` (atomically); returns the path.
+
+    ``obs_dtype`` is the dtype of the ``obs`` input; its shape is ``(batch, *policy.config.obs_shape)``.
+    """
+    onnx = _require("onnx")
+    ort = _require("onnxruntime")
+    _require("onnxscript")  # the dynamo exporter of torch.onnx builds the graph with it
+    out_path = Path(out_path)
+    module = policy.export_module()
+    if module is None:
+        raise ExportError(f"policy {policy.name!r} cannot be exported to ONNX: it defines no export_module")
+    output_names = list(module.output_names)  # type: ignore[arg-type]
+    obs_shape = tuple(policy.config.obs_shape)
+    # Batch 2 as the example: torch.export specializes a size-1 dim to a constant.
+    example = torch.zeros((2, *obs_shape), dtype=obs_dtype)
+    module = module.cpu().eval()
+    try:
+        with _quiet_exporter():
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=output_names,
+                dynamic_shapes={INPUT_NAME: {0: torch.export.Dim(BATCH_AXIS, min=1)}},
+                verbose=False,
+            )
+    except Exception as err:
+        summary = " ".join(str(err).split())[:300]
+        raise ExportError(
+            f"policy {policy.name!r} could not be exported to ONNX: {type(err).__name__}: {summary}"
+        ) from err
+    if program is None:  # only the legacy exporter returns None
+        raise ExportError(f"policy {policy.name!r}: torch.onnx.export returned no program")
+    data = program.model_proto.SerializeToString()
+    if len(data) > MAX_MODEL_BYTES:
+        raise ExportError(f"policy {policy.name!r}: the ONNX model is {len(data)} bytes, over the 2 GiB limit")
+    try:
+        onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+        # The model must also load and run in onnxruntime (a checker-valid model can still use ops it lacks).
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        session.run(None, {INPUT_NAME: example.numpy()})
+    except Exception as err:
+        summary = " ".join(str(err).split())[:300]
+        raise ExportError(f"policy {policy.name!r}: the exported ONNX model is invalid: {summary}") from err
+    try:
+        atomic_write_bytes(out_path, data)
+    except OSError as err:
+        raise ExportError(f"{out_path}: cannot write the ONNX model ({err.strerror or err})") from err
+    return out_path
+
+
+def export_onnx(run_dir: str | Path, out_path: str | Path) -> Path:
+    """Export the final policy of run directory ``run_dir`` to the ONNX file ``out_path``; returns the path.
+
+    Raises :class:`clonekit.errors.CheckpointError` for a missing or corrupt run and
+    :class:`clonekit.errors.ExportError` when the ONNX tools are missing or the policy cannot be exported.
+    """
+    for name in ("onnx", "onnxruntime", "onnxscript"):
+        _require(name)  # fail before loading (and tracing) anything
+    run_dir = Path(run_dir)
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        raise ExportError(f"{out_path}: is a directory; expected the path of the .onnx file to write")
+    config = load_run_config(run_dir)
+    policy = load_policy(run_dir)
+    return export_policy_onnx(policy, out_path, run_obs_dtype(run_dir, config))
+
+
+__all__ = ["export_onnx", "export_policy_onnx", "run_obs_dtype"]
