@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from clonekit.checkpoint import load_policy, load_run_config
+from clonekit.distributed import init_ray, ordered_map, put
 from clonekit.envs import get_env_family
 from clonekit.errors import CheckpointError, ConfigError
 from clonekit.evaluation.rollout import EpisodeResults, StepHook, rollout
@@ -41,10 +42,23 @@ def evaluate_run(
     seed: int,
     num_tasks: int = 25,
     on_step: StepHook | None = None,
+    max_parallel: int = 256,
+    ray: bool = False,
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> EpisodeResults:
-    """Load the policy of ``run_dir`` and evaluate it for ``episodes`` episodes on ``split``."""
+    """Load the policy of ``run_dir`` and evaluate it for ``episodes`` episodes on ``split``.
+
+    Episodes are played ``max_parallel`` at a time. With ``ray=True`` each such wave is a Ray task that
+    loads the policy from ``run_dir`` itself (at most ``workers`` at a time; see :mod:`clonekit.distributed`);
+    the waves are the same as without Ray and seeded the same way, so the results are too.
+    """
     if episodes < 1:
         raise ConfigError(f"--episodes: expected >= 1, got {episodes}")
+    if max_parallel < 1:
+        raise ConfigError(f"--batch-size: expected >= 1, got {max_parallel}")
+    if ray and on_step is not None:
+        raise ConfigError("on_step: not available with --ray (the rollouts run in other processes)")
     config = load_run_config(Path(run_dir))
     policy = load_policy(run_dir)
     env = config.get("dataset", {}).get("env", {})
@@ -52,7 +66,25 @@ def evaluate_run(
         raise CheckpointError(f"{Path(run_dir) / 'config.json'}: dataset.env has no 'id'; cannot tell which env to run")
     tasks = split_tasks(env, split, seed, num_tasks)
     family = get_env_family(env["id"])
-    return rollout(policy, family, tasks, episodes, seed, env.get("kwargs", {}), on_step=on_step)
+    if ray:
+        init_ray(ray_address, workers)
+        tasks_ref = put(tasks)
+        waves = [(first, min(first + max_parallel, episodes)) for first in range(0, episodes, max_parallel)]
+        calls = [(str(Path(run_dir).resolve()), tasks_ref, seed, first, stop, max_parallel) for first, stop in waves]
+        return EpisodeResults.concatenate(list(ordered_map(_rollout_wave_task, calls, workers)))
+    return rollout(
+        policy, family, tasks, episodes, seed, env.get("kwargs", {}), max_parallel=max_parallel, on_step=on_step
+    )
+
+
+def _rollout_wave_task(
+    run_dir: str, tasks: list[Any], seed: int, first: int, stop: int, max_parallel: int
+) -> EpisodeResults:
+    """Episodes ``first .. stop - 1`` of :func:`evaluate_run`, as a Ray task: loads the policy itself."""
+    env = load_run_config(Path(run_dir))["dataset"]["env"]
+    family = get_env_family(env["id"])
+    policy = load_policy(run_dir)
+    return rollout(policy, family, tasks, stop, seed, env.get("kwargs", {}), max_parallel, first_episode=first)
 
 
 __all__ = ["SPLITS", "EpisodeResults", "evaluate_run", "format_metric", "rollout", "split_tasks", "summarize"]

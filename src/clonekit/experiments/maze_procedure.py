@@ -20,8 +20,10 @@ import torch
 from scipy import stats
 
 from clonekit import __version__
+from clonekit.checkpoint import load_policy
 from clonekit.config import check, config_to_json
 from clonekit.data import Dataset
+from clonekit.distributed import init_ray, ordered_map
 from clonekit.envs import get_env_family
 from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
@@ -75,7 +77,56 @@ FULL = MazeProcedureConfig()
 QUICK = replace(FULL, episodes_per_maze=4, test_mazes=20, eval_episodes=40, bc_steps=200, pc_steps=300, batch_size=64)
 
 
-def _dataset(out: Path, num_mazes: int, config: MazeProcedureConfig, seed: int, show_progress: bool) -> Dataset:
+@dataclass(frozen=True)
+class Cell:
+    """One independent unit of the experiment: train ``policy`` on the ``num_mazes``-maze data, evaluate it."""
+
+    num_mazes: int
+    key: str  # short name in results: "bc" or "pc"
+    policy: str  # policy registry name
+
+    @property
+    def name(self) -> str:
+        return f"{self.key}_n{self.num_mazes}"
+
+
+def cells(config: MazeProcedureConfig) -> list[Cell]:
+    """The cells of ``config`` in results order (``bc_nN``, ``pc_nN`` for each N)."""
+    return [
+        Cell(n, key, policy) for n in config.train_sizes for key, policy in (("bc", "bc"), ("pc", "procedure_cloning"))
+    ]
+
+
+def run_cell(
+    out: Path, config: MazeProcedureConfig, seed: int, cell: Cell, show_progress: bool = False
+) -> tuple[dict[str, Any], Policy]:
+    """Train (or resume) ``cell`` in ``out/runs/NAME`` and evaluate it; returns ``({split: metrics}, policy)``.
+
+    A function of (``config``, ``seed``, ``cell``) only, with the cell's data already in ``out/data``.
+    """
+    dataset = Dataset.open(out / "data" / f"n{cell.num_mazes}")
+    steps = config.bc_steps if cell.key == "bc" else config.pc_steps
+    train_config = TrainConfig(steps=steps, batch_size=config.batch_size, lr=config.lr, seed=seed, checkpoint_every=500)
+    policy = train(
+        cell.policy, dataset, out / "runs" / cell.name, train_config, resume=True, show_progress=show_progress
+    )
+    family = get_env_family("maze")
+    metrics: dict[str, Any] = {}
+    for split in ("train", "test"):
+        tasks = split_tasks(dataset.env, split, seed, config.test_mazes)
+        metrics[split] = rollout(policy, family, tasks, config.eval_episodes, seed).metrics(seed)
+    return metrics, policy
+
+
+def _cell_task(out: str, config: MazeProcedureConfig, seed: int, cell: Cell) -> dict[str, Any]:
+    """:func:`run_cell` as a Ray task (one CPU, one torch thread); returns the metrics."""
+    torch.set_num_threads(1)
+    return run_cell(Path(out), config, seed, cell)[0]
+
+
+def _dataset(
+    out: Path, num_mazes: int, config: MazeProcedureConfig, seed: int, show_progress: bool, **ray: Any
+) -> Dataset:
     path = out / "data" / f"n{num_mazes}"
     episodes = num_mazes * config.episodes_per_maze
     if path.exists():
@@ -92,6 +143,7 @@ def _dataset(out: Path, num_mazes: int, config: MazeProcedureConfig, seed: int, 
         out=path,
         num_tasks=num_mazes,
         show_progress=show_progress,
+        **ray,
     )
 
 
@@ -102,44 +154,41 @@ def run(
     show_progress: bool = True,
     log: Any = print,
     config: MazeProcedureConfig | None = None,
+    ray: bool = False,
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Run the experiment into ``out``; returns the results dict (also written to ``out/results.json``).
 
-    ``config`` replaces the preset chosen by ``quick`` (``FULL`` or ``QUICK``).
+    ``config`` replaces the preset chosen by ``quick`` (``FULL`` or ``QUICK``). With ``ray=True`` the data
+    is collected with Ray and the cells (one per policy and N) run as Ray tasks, at most ``workers`` at a
+    time, each with one torch thread; the metrics equal those of a local run with the same
+    ``torch_threads`` (recorded in the config block; e.g. ``OMP_NUM_THREADS=1``), since training rounds
+    differently with another thread count. ``out`` must be visible to every Ray node.
     """
     config = config or (QUICK if quick else FULL)
     out.mkdir(parents=True, exist_ok=True)
-    family = get_env_family("maze")
     metrics: dict[str, dict[str, Any]] = {}
     policies: dict[str, Policy] = {}
-    test_tasks: list[Any] = []
-    for n in config.train_sizes:
-        dataset = _dataset(out, n, config, seed, show_progress)
+    ray_options: dict[str, Any] = {}
+    if ray:
+        init_ray(ray_address, workers)
+        ray_options = {"ray": True, "ray_address": ray_address, "workers": workers}
+    datasets = {n: _dataset(out, n, config, seed, show_progress, **ray_options) for n in config.train_sizes}
+    for n, dataset in datasets.items():
         log(f"N={n}: {dataset.num_episodes} expert episodes, {dataset.num_steps} steps")
-        test_tasks = split_tasks(dataset.env, "test", seed, config.test_mazes)
-        for key, policy_name, steps in (
-            ("bc", "bc", config.bc_steps),
-            ("pc", "procedure_cloning", config.pc_steps),
-        ):
-            name = f"{key}_n{n}"
-            train_config = TrainConfig(
-                steps=steps, batch_size=config.batch_size, lr=config.lr, seed=seed, checkpoint_every=500
-            )
-            policy = train(
-                policy_name,
-                dataset,
-                out / "runs" / name,
-                train_config,
-                resume=True,
-                show_progress=show_progress,
-            )
-            policies[name] = policy
-            metrics[name] = {}
-            for split in ("train", "test"):
-                tasks = split_tasks(dataset.env, split, seed, config.test_mazes)
-                episodes = rollout(policy, family, tasks, config.eval_episodes, seed)
-                metrics[name][split] = episodes.metrics(seed)
-                log(f"  {name:8s} {split:5s} success {format_metric(metrics[name][split]['success'])}")
+    test_tasks = split_tasks(datasets[config.train_sizes[-1]].env, "test", seed, config.test_mazes)
+    todo = cells(config)
+    if ray:
+        calls = [(str(out.resolve()), config, seed, cell) for cell in todo]
+        done = zip(todo, ordered_map(_cell_task, calls, workers), strict=True)
+        results_of = ((cell, (cell_metrics, load_policy(out / "runs" / cell.name))) for cell, cell_metrics in done)
+    else:
+        results_of = ((cell, run_cell(out, config, seed, cell, show_progress)) for cell in todo)
+    for cell, (cell_metrics, policy) in results_of:
+        metrics[cell.name], policies[cell.name] = cell_metrics, policy
+        for split in ("train", "test"):
+            log(f"  {cell.name:8s} {split:5s} success {format_metric(metrics[cell.name][split]['success'])}")
 
     results = {
         "experiment": NAME,
@@ -147,7 +196,7 @@ def run(
         "seed": seed,
         "quick": quick,
         "metrics": metrics,
-        "config": {**config_to_json(config), "torch_threads": torch.get_num_threads()},
+        "config": {**config_to_json(config), "torch_threads": 1 if ray else torch.get_num_threads()},
     }
     atomic_write_json(out / "results.json", results)
     plots = plot_maze_procedure(out, results, policies, test_tasks[0] if test_tasks else None, seed)
@@ -199,4 +248,4 @@ def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
     ]
 
 
-__all__ = ["FULL", "NAME", "QUICK", "MazeProcedureConfig", "run", "success_table"]
+__all__ = ["FULL", "NAME", "QUICK", "Cell", "MazeProcedureConfig", "cells", "run", "run_cell", "success_table"]
