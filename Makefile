@@ -36,7 +36,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests $(wildcard benchmarks/*.py)
 
 bench: $(STAMP)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf results .pytest_cache .mypy_cache .ruff_cache

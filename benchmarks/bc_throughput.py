@@ -20,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
+from _synthetic import write_synthetic
 
-from clonekit.data import Dataset, DatasetWriter, array_stream
-from clonekit.data.spaces import space_to_json
+from clonekit.data import Dataset
 from clonekit.train import TrainConfig, train
 
 NUM_STEPS = 100_000
@@ -37,32 +36,9 @@ STEPS = 1500
 
 
 def _write(path: Path, obs: np.ndarray, actions: np.ndarray) -> Dataset:
-    streams = [
-        array_stream("obs", "float32", (OBS_DIM,)),
-        array_stream("action", "int64"),
-        array_stream("reward", "float32"),
-        array_stream("terminated", "bool"),
-        array_stream("truncated", "bool"),
-    ]
-    spaces = {
-        "observation": space_to_json(gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)),
-        "action": space_to_json(gym.spaces.Discrete(NUM_ACTIONS)),
-    }
-    with DatasetWriter(path, streams, spaces=spaces, env={"id": "synthetic"}) as writer:
-        for start in range(0, NUM_STEPS, EPISODE_LENGTH):
-            stop = start + EPISODE_LENGTH
-            truncated = np.zeros(EPISODE_LENGTH, dtype=bool)
-            truncated[-1] = True
-            writer.add_episode(
-                {
-                    "obs": obs[start:stop],
-                    "action": actions[start:stop],
-                    "reward": np.zeros(EPISODE_LENGTH, np.float32),
-                    "terminated": np.zeros(EPISODE_LENGTH, dtype=bool),
-                    "truncated": truncated,
-                }
-            )
-    return Dataset.open(path)
+    starts = range(0, NUM_STEPS, EPISODE_LENGTH)
+    episodes = ((obs[i : i + EPISODE_LENGTH], actions[i : i + EPISODE_LENGTH]) for i in starts)
+    return write_synthetic(path, episodes, OBS_DIM, NUM_ACTIONS)
 
 
 def _bare_loop(obs: torch.Tensor, actions: torch.Tensor) -> float:

@@ -16,7 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
 NUM_STEPS = 1_000_000
@@ -52,36 +51,16 @@ print(json.dumps({"before": before, "peak": status("VmHWM"), "bytes_read": read,
 
 
 def main() -> None:
-    from clonekit.data import DatasetWriter, array_stream
-    from clonekit.data.spaces import space_to_json
+    from _synthetic import write_synthetic
 
     rng = np.random.default_rng(0)
-    streams = [
-        array_stream("obs", "float32", (OBS_DIM,)),
-        array_stream("action", "int64"),
-        array_stream("reward", "float32"),
-        array_stream("terminated", "bool"),
-        array_stream("truncated", "bool"),
-    ]
-    spaces = {
-        "observation": space_to_json(gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)),
-        "action": space_to_json(gym.spaces.Discrete(4)),
-    }
+    episodes = (
+        (rng.standard_normal((EPISODE_LENGTH, OBS_DIM), dtype=np.float32), rng.integers(0, 4, EPISODE_LENGTH))
+        for _ in range(NUM_STEPS // EPISODE_LENGTH)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data"
-        with DatasetWriter(path, streams, spaces=spaces, env={"id": "synthetic"}) as writer:
-            truncated = np.zeros(EPISODE_LENGTH, dtype=bool)
-            truncated[-1] = True
-            for _ in range(NUM_STEPS // EPISODE_LENGTH):
-                writer.add_episode(
-                    {
-                        "obs": rng.standard_normal((EPISODE_LENGTH, OBS_DIM), dtype=np.float32),
-                        "action": rng.integers(0, 4, EPISODE_LENGTH),
-                        "reward": np.zeros(EPISODE_LENGTH, np.float32),
-                        "terminated": np.zeros(EPISODE_LENGTH, dtype=bool),
-                        "truncated": truncated,
-                    }
-                )
+        write_synthetic(path, episodes, OBS_DIM, 4)
         done = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True)
     child = json.loads(done.stdout.strip().splitlines()[-1])
     increase = child["peak"] - child["before"]

@@ -25,3 +25,10 @@ def tree_hash(path: Path) -> str:
         digest.update(str(file.relative_to(path)).encode())
         digest.update(file.read_bytes())
     return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def avoiding_data(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """8 Avoiding start states x 4 multimodal expert episodes, with the ``style`` stream (seed 0)."""
+    out = tmp_path_factory.mktemp("data") / "avoiding"
+    return collect("avoiding", "paths", episodes=32, seed=0, out=out, num_tasks=8, show_progress=False)

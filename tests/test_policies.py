@@ -38,10 +38,12 @@ def _obs_batch(data: Dataset, n: int = 7) -> dict[str, torch.Tensor]:
 
 
 def test_every_policy_is_covered() -> None:
-    assert set(SMALL) == set(POLICIES)
+    # continuous_bc and goal_bc act in Box action spaces, so their contracts run per action head, on
+    # Avoiding data, in test_continuous_policies.py.
+    assert set(SMALL) == set(POLICIES) - {"continuous_bc", "goal_bc"}
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(SMALL))
 def test_save_load_gives_identical_actions(name: str, maze_data: Dataset, tmp_path: Path) -> None:
     policy = _train_small(name, maze_data, tmp_path / "run")
     loaded = load_policy(tmp_path / "run")
@@ -55,7 +57,7 @@ def test_save_load_gives_identical_actions(name: str, maze_data: Dataset, tmp_pa
         torch.testing.assert_close(value, loaded.state_dict()[key], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(SMALL))
 def test_compute_loss_does_not_mutate_the_batch(name: str, maze_data: Dataset) -> None:
     policy = build_policy(name, policy_config_for(name, maze_data, SMALL[name]))
     streams = [s for s in policy.required_streams if maze_data.streams[s].kind == "array"]
@@ -68,7 +70,7 @@ def test_compute_loss_does_not_mutate_the_batch(name: str, maze_data: Dataset) -
         torch.testing.assert_close(batch[key], before[key], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(SMALL))
 def test_act_is_batched_and_state_consistent(name: str, maze_data: Dataset) -> None:
     torch.manual_seed(0)
     policy = build_policy(name, policy_config_for(name, maze_data, SMALL[name])).eval()
@@ -81,7 +83,7 @@ def test_act_is_batched_and_state_consistent(name: str, maze_data: Dataset) -> N
     torch.testing.assert_close(together, again, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(SMALL))
 def test_resume_reproduces_the_uninterrupted_weights(name: str, maze_data: Dataset, tmp_path: Path) -> None:
     _train_small(name, maze_data, tmp_path / "whole", steps=12)
     # "Interrupted" after step 5: train to 5, then continue to 12 from the checkpoint.

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+from inspect import signature
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clonekit.errors import ClonekitError, ConfigError
@@ -49,6 +51,28 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
+RayFlag = Annotated[
+    bool,
+    typer.Option("--ray", help="Run the work as Ray tasks (needs the 'ray' extra); a local Ray unless --ray-address."),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(help="Address of a running Ray cluster (implies --ray), e.g. 'auto' or 'ray://host:10001'."),
+]
+RayWorkers = Annotated[
+    int | None, typer.Option(help="With --ray: at most N tasks at a time, and the CPUs of a local Ray (default: all).")
+]
+
+
+def _ray_options(ray: bool, ray_address: str | None, workers: int | None) -> dict[str, Any]:
+    """Keyword arguments for the library's ``ray``/``ray_address``/``workers`` (empty without Ray)."""
+    if not ray and ray_address is None:
+        if workers is not None:
+            raise ConfigError("--workers: only used with --ray or --ray-address")
+        return {}
+    return {"ray": True, "ray_address": ray_address, "workers": workers}
+
+
 @app.command()
 def collect(
     env: Annotated[str, typer.Argument(help="Env family, e.g. 'maze'.")],
@@ -59,6 +83,12 @@ def collect(
     tasks: Annotated[int, typer.Option(help="Number of distinct training tasks (e.g. mazes).")] = 20,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    batch_size: Annotated[
+        int, typer.Option(help="Episodes played together; each batch is seeded on its own (and is one Ray task).")
+    ] = 256,
+    ray: RayFlag = False,
+    ray_address: RayAddress = None,
+    workers: RayWorkers = None,
 ) -> None:
     """Record expert demonstrations, with the expert's annotation streams, into a dataset."""
     from clonekit.experts.collect import collect as run_collect
@@ -72,6 +102,8 @@ def collect(
         num_tasks=tasks,
         overwrite=overwrite,
         show_progress=not quiet,
+        batch_size=batch_size,
+        **_ray_options(ray, ray_address, workers),
     )
     out_console.print(
         f"wrote {dataset.path}: {dataset.num_episodes} episodes, {dataset.num_steps} steps, "
@@ -155,11 +187,18 @@ def evaluate(
     split: Annotated[str, typer.Option(help="train (tasks in the data) or test (unseen tasks).")] = "test",
     tasks: Annotated[int, typer.Option(help="Number of unseen tasks for --split test.")] = 25,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON (last line).")] = False,
+    batch_size: Annotated[
+        int, typer.Option(help="Episodes played together; each wave is seeded on its own (and is one Ray task).")
+    ] = 256,
+    ray: RayFlag = False,
+    ray_address: RayAddress = None,
+    workers: RayWorkers = None,
 ) -> None:
     """Evaluate a trained policy with batched rollouts; metrics with 95% bootstrap CIs."""
     from clonekit.evaluation import evaluate_run, format_metric
 
-    results = evaluate_run(run, split, episodes, seed, num_tasks=tasks)
+    ray_options = _ray_options(ray, ray_address, workers)
+    results = evaluate_run(run, split, episodes, seed, num_tasks=tasks, max_parallel=batch_size, **ray_options)
     metrics = results.metrics(seed)
     if as_json:
         _print_json({"run": str(run), "split": split, "seed": seed, "metrics": metrics})
@@ -177,6 +216,9 @@ def run_experiment(
     seed: Annotated[int, typer.Option(help="Seed for everything, including which tasks are generated.")] = 0,
     quick: Annotated[bool, typer.Option(help="A small smoke-test version.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json as the last stdout line.")] = False,
+    ray: RayFlag = False,
+    ray_address: RayAddress = None,
+    workers: RayWorkers = None,
 ) -> None:
     """Run a named experiment end to end: data, training, evaluation, report and plots."""
     from clonekit.experiments import get_experiment
@@ -186,7 +228,10 @@ def run_experiment(
     def log(message: str) -> None:
         err_console.print(message) if as_json else out_console.print(message)
 
-    results = spec.run(out, seed, quick, show_progress=not as_json, log=log)
+    ray_options = _ray_options(ray, ray_address, workers)
+    if ray_options and "ray" not in signature(spec.run).parameters:
+        raise ConfigError(f"--ray: experiment {experiment!r} runs locally only")
+    results = spec.run(out, seed, quick, show_progress=not as_json, log=log, **ray_options)
     if as_json:
         _print_json(results)
         return
@@ -212,6 +257,18 @@ def convert(
     for warning in convert_dataset(src, dst, to, overwrite=overwrite):
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     out_console.print(f"converted {src} ({source_format}) -> {dst} ({to})")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `clonekit train`.")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write (obs -> action).")],
+) -> None:
+    """Export a trained policy to ONNX, normalization included (needs the 'onnx' extra of clonekit)."""
+    from clonekit.export import export_onnx
+
+    path = export_onnx(run, onnx)
+    out_console.print(f"wrote {path}: ONNX model of {run} (input obs, dynamic batch axis)", soft_wrap=True)
 
 
 @app.command(name="list")
@@ -243,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="clonekit")
     except ClonekitError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True, markup=True)
+        # The message is plain text: escaped, so brackets in it (``clonekit[onnx]``, paths) print as written.
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True, markup=True)
         return 2
     except SystemExit as exit_:  # typer's standalone mode ends with SystemExit (usage errors: code 2)
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)

@@ -40,6 +40,7 @@ from clonekit.checkpoint import (
 )
 from clonekit.config import check, config_from_json, config_to_json
 from clonekit.data import Dataset
+from clonekit.data.windows import sample_batch
 from clonekit.errors import CheckpointError, ConfigError
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy, build_policy, policy_classes
@@ -56,6 +57,8 @@ class TrainConfig:
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         grad_clip: Clip the global gradient norm to this value; 0 turns clipping off.
+        fused_adam: Use torch's fused Adam (one kernel updates every parameter): several times faster per
+            step than the per-tensor implementation on small networks, same update up to float rounding.
         seed: Seeds initialization, batch sampling and any noise inside the loss.
         checkpoint_every: Write a resumable checkpoint every this many steps (and at the end).
         keep_checkpoints: How many checkpoints to keep.
@@ -69,6 +72,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    fused_adam: bool = True
     seed: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
@@ -94,6 +98,10 @@ def policy_config_for(name: str, dataset: Dataset, overrides: dict[str, Any] | N
     action_space = dataset.spaces.get("action", {})
     if action_space.get("type") == "Discrete":
         config["num_actions"] = int(action_space["n"])
+    elif action_space.get("type") == "Box":
+        config["action_shape"] = list(action_space["shape"])
+    if "goal" in policy_classes(name)[1].required_streams and "goal" in dataset.streams:
+        config["goal_shape"] = list(dataset.streams["goal"].shape)
     config.update(overrides or {})
     return config
 
@@ -204,7 +212,9 @@ def train(
         torch.manual_seed(config.seed + 7919 * world.rank)
     device = world.device
     generator = torch.Generator().manual_seed(config.seed + 1 + world.rank)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=config.fused_adam or None
+    )
     run_config = {
         "format": RUN_FORMAT,
         "policy": policy,
@@ -246,7 +256,7 @@ def train(
             for step in range(start_step + 1, config.steps + 1):
                 batch = {
                     k: v.to(device, non_blocking=True)
-                    for k, v in dataset.sample(local_batch, generator, streams).items()
+                    for k, v in sample_batch(dataset, local_batch, generator, streams, model.sample_windows()).items()
                 }
                 loss, info = trainer(batch)
                 optimizer.zero_grad(set_to_none=True)
@@ -363,9 +373,10 @@ def _restore(
 
 
 def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    fused = bool(optimizer.defaults.get("fused"))  # fused Adam keeps its step counter on the parameters' device
     for state in optimizer.state.values():
         for key, value in state.items():
-            if isinstance(value, torch.Tensor) and key != "step":
+            if isinstance(value, torch.Tensor) and (key != "step" or fused):
                 state[key] = value.to(device)
 
 

@@ -7,10 +7,14 @@ which tasks they saw), and how to build a batched env over a list of tasks.
 
 from __future__ import annotations
 
-from clonekit.envs.family import EnvFamily, MazeFamily
+from clonekit.envs.family import AvoidingFamily, AvoidingGoalFamily, EnvFamily, MazeFamily
 from clonekit.errors import unknown_name
 
-ENVS: dict[str, EnvFamily] = {"maze": MazeFamily()}
+ENVS: dict[str, EnvFamily] = {
+    "maze": MazeFamily(),
+    "avoiding": AvoidingFamily(),
+    "avoiding-goal": AvoidingGoalFamily(),
+}
 
 
 def get_env_family(name: str) -> EnvFamily:
@@ -20,4 +24,4 @@ def get_env_family(name: str) -> EnvFamily:
     return ENVS[name]
 
 
-__all__ = ["ENVS", "EnvFamily", "MazeFamily", "get_env_family"]
+__all__ = ["ENVS", "AvoidingFamily", "AvoidingGoalFamily", "EnvFamily", "MazeFamily", "get_env_family"]

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from clonekit.envs import maze
+from clonekit.envs import avoiding, maze
 from clonekit.errors import ConfigError
 
 
@@ -87,3 +87,81 @@ class MazeFamily:
     def make_vec(self, tasks: list[maze.MazeTask], **kwargs: Any) -> maze.MazeVecEnv:
         self._check(kwargs)
         return maze.MazeVecEnv(tasks, max_steps=kwargs.get("max_steps"))
+
+
+class AvoidingFamily:
+    """Avoiding: start positions below three rows of obstacles (see :mod:`clonekit.envs.avoiding`).
+
+    Env kwargs: ``max_steps`` (int, default 80).
+    """
+
+    name = "avoiding"
+    KWARGS = ("max_steps",)
+
+    def _check(self, kwargs: dict[str, Any]) -> None:
+        unknown = set(kwargs) - set(self.KWARGS)
+        if unknown:
+            raise ConfigError(
+                f"env avoiding: unknown option(s) {sorted(unknown)}; expected some of {list(self.KWARGS)}"
+            )
+
+    def spaces(self, **kwargs: Any) -> tuple[gym.Space[Any], gym.Space[Any]]:
+        self._check(kwargs)
+        env = avoiding.AvoidingEnv()
+        return env.observation_space, env.action_space
+
+    def sample_tasks(
+        self, seed: int, split: str, count: int, exclude: set[str], **kwargs: Any
+    ) -> list[avoiding.AvoidingTask]:
+        self._check(kwargs)
+        return avoiding.sample_tasks(seed, split, count, exclude)
+
+    def task_to_json(self, task: avoiding.AvoidingTask) -> dict[str, Any]:
+        return {"start": list(task.start)}
+
+    def task_from_json(self, data: dict[str, Any], **kwargs: Any) -> avoiding.AvoidingTask:
+        start = data.get("start") if isinstance(data, dict) else None
+        if (
+            not isinstance(start, list)
+            or len(start) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in start)
+        ):
+            raise ConfigError(f"avoiding task: expected an object with 'start': [x, y], found {data!r}")
+        return avoiding.AvoidingTask((float(start[0]), float(start[1])))
+
+    def task_key(self, task: avoiding.AvoidingTask) -> str:
+        return task.key
+
+    def make_vec(self, tasks: list[avoiding.AvoidingTask], **kwargs: Any) -> avoiding.AvoidingVecEnv:
+        self._check(kwargs)
+        return avoiding.AvoidingVecEnv(tasks, max_steps=kwargs.get("max_steps"))
+
+
+class AvoidingGoalFamily(AvoidingFamily):
+    """Goal-reaching Avoiding: a start position and one of 4 exits to cross the finish line at.
+
+    Test tasks start from start positions no training task uses (with goals drawn anew). Env kwargs as
+    :class:`AvoidingFamily`.
+    """
+
+    name = "avoiding-goal"
+
+    def sample_tasks(
+        self, seed: int, split: str, count: int, exclude: set[str], **kwargs: Any
+    ) -> list[avoiding.AvoidingTask]:
+        self._check(kwargs)
+        return avoiding.sample_goal_tasks(seed, split, count, exclude)
+
+    def task_to_json(self, task: avoiding.AvoidingTask) -> dict[str, Any]:
+        return {"start": list(task.start), "goal": list(task.goal or ())}
+
+    def task_from_json(self, data: dict[str, Any], **kwargs: Any) -> avoiding.AvoidingTask:
+        task = super().task_from_json(data, **kwargs)
+        goal = data.get("goal")
+        if (
+            not isinstance(goal, list)
+            or len(goal) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in goal)
+        ):
+            raise ConfigError(f"avoiding-goal task: expected 'goal': [x, y], found {data!r}")
+        return avoiding.AvoidingTask(task.start, (float(goal[0]), float(goal[1])))

@@ -56,20 +56,27 @@ def rollout(
     max_parallel: int = 256,
     on_step: StepHook | None = None,
     device: torch.device | str = "cpu",
+    first_episode: int = 0,
 ) -> EpisodeResults:
     """Play ``episodes`` episodes (episode ``k`` on ``tasks[k % len(tasks)]``), ``max_parallel`` at a time.
 
     The policy gets one batched call per env step for all slots of a wave, with its recurrent state carried
-    across steps. Success means the episode ended by reaching its goal (``terminated``).
+    across steps. Success means the episode ended by reaching its goal (``terminated`` with a positive
+    reward; an episode that ends in a failure state, such as a crash, is ``terminated`` with reward 0).
+
+    Each wave is seeded from ``seed`` and its first episode, so a slice of an evaluation can be played
+    elsewhere and give the same episodes: ``first_episode`` (a multiple of ``max_parallel``) starts at that
+    episode and plays ``first_episode .. episodes - 1`` only.
     """
     env_kwargs = env_kwargs or {}
     parts = []
     policy.eval()
-    for first in range(0, episodes, max_parallel):
+    for first in range(first_episode, episodes, max_parallel):
         ids = np.arange(first, min(first + max_parallel, episodes))
         task_index = ids % len(tasks)
         vec = family.make_vec([tasks[i] for i in task_index], **env_kwargs)
         obs = vec.reset(seed=derive_seed(seed, f"eval:{first}"))
+        extra = _policy_inputs(vec, device)  # e.g. the goals of goal-reaching tasks (fixed for an episode)
         n = len(ids)
         state = policy.initial_state(n)
         active = np.ones(n, dtype=bool)
@@ -79,15 +86,21 @@ def rollout(
         step = 0
         while active.any():
             with torch.inference_mode():
-                action_t, state = policy.act({"obs": torch.from_numpy(obs).to(device)}, state)
+                action_t, state = policy.act({"obs": torch.from_numpy(obs).to(device), **extra}, state)
             actions = action_t.cpu().numpy()
             if on_step is not None:
                 on_step(step, obs, actions, state)
             obs, reward, terminated, truncated = vec.step(actions)
             returns += np.where(active, reward, 0.0)
             lengths += active
-            success |= active & terminated
+            success |= active & terminated & (reward > 0)  # a terminal failure (a crash) is no success
             active &= ~(terminated | truncated)
             step += 1
         parts.append(EpisodeResults(success=success, returns=returns, lengths=lengths, task_index=task_index))
     return EpisodeResults.concatenate(parts)
+
+
+def _policy_inputs(vec: Any, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """What an env gives the policy besides ``obs``, from its optional ``policy_inputs()`` (e.g. ``goal``)."""
+    inputs = getattr(vec, "policy_inputs", None)
+    return {name: torch.from_numpy(value).to(device) for name, value in inputs().items()} if inputs else {}

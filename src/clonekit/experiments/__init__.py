@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clonekit.errors import unknown_name
-from clonekit.experiments import maze_procedure
+from clonekit.experiments import avoiding_modes, maze_procedure
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,13 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         run=maze_procedure.run,
         table_columns=("policy", "train success [95% CI]", "test (unseen) success [95% CI]"),
         table=maze_procedure.success_table,
+    ),
+    avoiding_modes.NAME: ExperimentSpec(
+        name=avoiding_modes.NAME,
+        description="MSE vs GMM vs diffusion (and chunked diffusion) BC on multimodal Avoiding demonstrations",
+        run=avoiding_modes.run,
+        table_columns=("policy", "test success [95% CI]", "test entropy [95% CI]", "test modes [95% CI]"),
+        table=avoiding_modes.modes_table,
     ),
 }
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from clonekit.errors import unknown_name
+from clonekit.experts.avoiding import AvoidingExpert, AvoidingGoalExpert
 from clonekit.experts.bfs import BFSExpert
 
 # (env family, expert name) -> expert class
-EXPERTS: dict[tuple[str, str], type[Any]] = {("maze", "bfs"): BFSExpert}
+EXPERTS: dict[tuple[str, str], type[Any]] = {
+    ("maze", "bfs"): BFSExpert,
+    ("avoiding", "paths"): AvoidingExpert,
+    ("avoiding-goal", "paths"): AvoidingGoalExpert,
+}
 
 
 def make_expert(env: str, name: str) -> Any:
@@ -19,4 +24,4 @@ def make_expert(env: str, name: str) -> Any:
     return EXPERTS[(env, name)]()
 
 
-__all__ = ["EXPERTS", "BFSExpert", "make_expert"]
+__all__ = ["EXPERTS", "AvoidingExpert", "AvoidingGoalExpert", "BFSExpert", "make_expert"]

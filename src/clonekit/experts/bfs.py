@@ -52,8 +52,11 @@ class BFSExpert:
         _, h, w = observation_shape
         return [array_stream("procedure", "int16", (2, h, w), "BFS-from-goal layer and label maps")]
 
-    def reset(self, env: MazeVecEnv) -> None:
-        """Run the search for every slot's maze (the goal and walls are fixed for an episode)."""
+    def reset(self, env: MazeVecEnv, seed: int | None = None) -> None:
+        """Run the search for every slot's maze (the goal and walls are fixed for an episode).
+
+        The search is deterministic, so ``seed`` (the collection's per-batch seed) is not used.
+        """
         results = [bfs_from_goal(task) for task in env.tasks]
         self._distance = np.stack([d for d, _ in results])
         self._direction = np.stack([a for _, a in results])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clonekit.data import Dataset, DatasetWriter, array_stream
+from clonekit.data import Dataset, DatasetWriter, StreamSpec, array_stream
 from clonekit.data.spaces import space_to_json
+from clonekit.distributed import init_ray, ordered_map, put
 from clonekit.envs import get_env_family
+from clonekit.envs.family import EnvFamily
 from clonekit.envs.maze import derive_seed
 from clonekit.errors import ConfigError
 from clonekit.experts import make_expert
@@ -28,17 +31,27 @@ def collect(
     batch_size: int = 256,
     overwrite: bool = False,
     show_progress: bool = True,
+    ray: bool = False,
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> Dataset:
     """Roll out ``expert`` on ``num_tasks`` training tasks of ``env`` drawn from ``seed``; write ``episodes``.
 
     Episode ``k`` plays task ``k % num_tasks`` from a random start. The dataset's ``env`` block records the
     env, its options, the seed and every task (so evaluation on the ``train`` split replays these tasks and
     the ``test`` split avoids them).
+
+    Episodes are played ``batch_size`` at a time, each batch seeded from ``seed`` and its first episode.
+    With ``ray=True`` every batch is a Ray task (at most ``workers`` at a time; see
+    :mod:`clonekit.distributed`) and this process writes the returned episodes in order, so the dataset,
+    fingerprint included, is the same as without Ray.
     """
     if episodes < 1:
         raise ConfigError(f"--episodes: expected >= 1, got {episodes}")
     if num_tasks < 1:
         raise ConfigError(f"--tasks: expected >= 1, got {num_tasks}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size: expected >= 1, got {batch_size}")
     env_kwargs = dict(env_kwargs or {})
     family = get_env_family(env)
     the_expert = make_expert(env, expert)
@@ -47,7 +60,7 @@ def collect(
     assert obs_space.shape is not None
     streams = [
         array_stream("obs", obs_space.dtype or "float32", obs_space.shape, "observation"),
-        array_stream("action", "int64", (), "expert action"),
+        _action_stream(act_space),
         array_stream("reward", "float32", ()),
         array_stream("terminated", "bool", ()),
         array_stream("truncated", "bool", ()),
@@ -60,6 +73,15 @@ def collect(
         "seed": seed,
         "tasks": [family.task_to_json(t) for t in tasks],
     }
+    spans = [(first, min(first + batch_size, episodes)) for first in range(0, episodes, batch_size)]
+    batches: Iterable[Batch]
+    if ray:  # one Ray task per batch; results come back in batch order, so the file is the same as below
+        init_ray(ray_address, workers)
+        tasks_ref = put(tasks)
+        calls = [(env, expert, tasks_ref, env_kwargs, seed, first, stop) for first, stop in spans]
+        batches = ordered_map(_collect_batch_task, calls, workers)
+    else:
+        batches = (_collect_batch(family, the_expert, tasks, env_kwargs, seed, first, stop) for first, stop in spans)
     writer = DatasetWriter(
         out,
         streams,
@@ -69,27 +91,62 @@ def collect(
         overwrite=overwrite,
     )
     with writer, progress_bar("collect", total=episodes, enabled=show_progress) as advance:
-        for first in range(0, episodes, batch_size):
-            ids = np.arange(first, min(first + batch_size, episodes))
-            task_index = ids % num_tasks
-            vec = family.make_vec([tasks[i] for i in task_index], **env_kwargs)
-            obs = vec.reset(seed=derive_seed(seed, f"collect:{first}"))
-            the_expert.reset(vec)
-            steps: dict[str, list[np.ndarray]] = {}
-            active = np.ones(len(ids), dtype=bool)
-            length = np.zeros(len(ids), dtype=np.int64)
-            while active.any():
-                action, annotations = the_expert.act(obs)
-                record = {"obs": obs, "action": action, **annotations}
-                obs, reward, terminated, truncated = vec.step(action)
-                record |= {"reward": reward, "terminated": terminated, "truncated": truncated}
-                for name, value in record.items():
-                    steps.setdefault(name, []).append(value)
-                length += active
-                active &= ~(terminated | truncated)
-            stacked = {name: np.stack(values, axis=1) for name, values in steps.items()}  # (B, T, ...)
-            for slot in range(len(ids)):
-                episode = {name: values[slot, : length[slot]] for name, values in stacked.items()}
-                writer.add_episode(episode, {"task_index": int(task_index[slot])})
-            advance(len(ids))
+        for batch in batches:
+            for episode, task_index in batch:
+                writer.add_episode(episode, {"task_index": task_index})
+            advance(len(batch))
     return Dataset.open(out)
+
+
+Batch = list[tuple[dict[str, np.ndarray], int]]
+
+
+def _collect_batch(
+    family: EnvFamily,
+    the_expert: Any,
+    tasks: list[Any],
+    env_kwargs: dict[str, Any],
+    seed: int,
+    first: int,
+    stop: int,
+) -> Batch:
+    """Episodes ``first .. stop - 1`` played together in one batched env: ``[(streams, task_index), ...]``.
+
+    The batch is seeded from ``seed`` and ``first`` alone, so it comes out the same wherever it runs.
+    """
+    ids = np.arange(first, stop)
+    task_index = ids % len(tasks)
+    vec = family.make_vec([tasks[i] for i in task_index], **env_kwargs)
+    obs = vec.reset(seed=derive_seed(seed, f"collect:{first}"))
+    the_expert.reset(vec, seed=derive_seed(seed, f"expert:{first}"))
+    steps: dict[str, list[np.ndarray]] = {}
+    active = np.ones(len(ids), dtype=bool)
+    length = np.zeros(len(ids), dtype=np.int64)
+    while active.any():
+        action, annotations = the_expert.act(obs)
+        record = {"obs": obs, "action": action, **annotations}
+        obs, reward, terminated, truncated = vec.step(action)
+        record |= {"reward": reward, "terminated": terminated, "truncated": truncated}
+        for name, value in record.items():
+            steps.setdefault(name, []).append(value)
+        length += active
+        active &= ~(terminated | truncated)
+    stacked = {name: np.stack(values, axis=1) for name, values in steps.items()}  # (B, T, ...)
+    return [
+        ({name: values[slot, : length[slot]] for name, values in stacked.items()}, int(task_index[slot]))
+        for slot in range(len(ids))
+    ]
+
+
+def _collect_batch_task(
+    env: str, expert: str, tasks: list[Any], env_kwargs: dict[str, Any], seed: int, first: int, stop: int
+) -> Batch:
+    """:func:`_collect_batch` run as a Ray task: makes its own env family and expert."""
+    return _collect_batch(get_env_family(env), make_expert(env, expert), tasks, env_kwargs, seed, first, stop)
+
+
+def _action_stream(space: Any) -> StreamSpec:
+    """The ``action`` column: int64 scalars for a Discrete space, the Box's dtype and shape for a Box."""
+    if space.shape:
+        return array_stream("action", space.dtype, space.shape, "expert action")
+    return array_stream("action", "int64", (), "expert action")

@@ -8,11 +8,15 @@ from clonekit.config import config_from_json
 from clonekit.errors import unknown_name
 from clonekit.policies.base import Policy
 from clonekit.policies.bc import BCConfig, BCPolicy
+from clonekit.policies.continuous_bc import ContinuousBCConfig, ContinuousBCPolicy
+from clonekit.policies.goal_bc import GoalBCConfig, GoalBCPolicy
 from clonekit.policies.procedure_cloning import ProcedureCloningConfig, ProcedureCloningPolicy
 
 # name -> (config class, policy class)
 POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
     "bc": (BCConfig, BCPolicy),
+    "continuous_bc": (ContinuousBCConfig, ContinuousBCPolicy),
+    "goal_bc": (GoalBCConfig, GoalBCPolicy),
     "procedure_cloning": (ProcedureCloningConfig, ProcedureCloningPolicy),
 }
 

@@ -1,0 +1,142 @@
+"""Configuration of behaviour cloning for continuous (Box) actions, with a choice of action head."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from clonekit.config import check
+
+
+@dataclass(frozen=True)
+class ContinuousBCConfig:
+    """Behaviour cloning of continuous actions: an observation encoder, then any continuous action head.
+
+    The head decides what is learned from multimodal demonstrations: ``mse`` and ``gaussian`` average the
+    modes, ``gmm`` and ``diffusion`` keep them. Any head can predict chunks of future actions.
+
+    Args:
+        obs_shape: Shape of one observation, ``(D,)`` for vectors or ``(C, H, W)`` for maps. Filled in from
+            the dataset.
+        action_shape: Shape ``(A,)`` of one action. Filled in from the dataset.
+        goal_shape: Shape of the goal input (the ``goal`` stream), ``()`` for none. Only policy ``goal_bc``
+            reads a goal; it fills this in from the dataset.
+
+        encoder: ``"mlp"`` or ``"conv"`` (3x3 convolutions then an MLP; needs ``(C, H, W)`` observations).
+        conv_channels: Output channels of each conv layer (encoder ``"conv"`` only).
+        hidden_sizes: Widths of the encoder's MLP layers; the last is the feature width the head sees.
+        normalize_obs: ``"per_feature"``, ``"per_channel"`` (maps) or ``"none"``; fitted on the training data.
+
+        head: ``"mse"`` (regression to the mean action), ``"gaussian"`` (diagonal Gaussian, sampled),
+            ``"gmm"`` (Gaussian mixture, sampled), ``"binned"`` (a categorical over ``action_bins`` bins per
+            action dimension, sampled) or ``"diffusion"`` (score-based denoising, BESO-style).
+        gmm_components: Mixture components of the ``gmm`` head.
+        action_bins: Bins per action dimension of the ``binned`` head.
+        diffusion_hidden_sizes: Widths of the denoiser MLP of the ``diffusion`` head.
+        diffusion_steps: Denoising steps per action (chunk) at inference.
+        diffusion_schedule: Spacing of the sampling noise levels: ``"karras"``, ``"exponential"``, ``"linear"``.
+        diffusion_sampler: ``"euler"`` (deterministic ODE steps) or ``"ancestral"`` (stochastic steps).
+        sigma_min: Smallest noise level (in normalized action units) for training and sampling.
+        sigma_max: Largest noise level; sampling starts from ``N(0, sigma_max^2)``.
+        sigma_data: Standard deviation assumed for normalized actions by the denoiser's preconditioning.
+
+        chunk: Number ``k`` of future actions predicted per call (1: no chunking). Training reads the action
+            stream as windows of ``k`` steps, padded at episode ends with the last action.
+        execution: How chunks are executed: ``"receding"`` (run ``execute_steps`` actions, then re-predict)
+            or ``"ensemble"`` (predict every step and average the overlapping predictions, as ACT does).
+        execute_steps: Actions run per chunk with ``"receding"``; 0 means the whole chunk.
+        ensemble_decay: ``m`` in the temporal-ensembling weights ``exp(-m * i)`` (``i``: 0 for the oldest).
+    """
+
+    obs_shape: tuple[int, ...]
+    action_shape: tuple[int, ...]
+    goal_shape: tuple[int, ...] = ()
+
+    encoder: Literal["mlp", "conv"] = "mlp"
+    conv_channels: tuple[int, ...] = (32, 64)
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    normalize_obs: Literal["none", "per_feature", "per_channel"] = "per_feature"
+
+    head: Literal["mse", "gaussian", "gmm", "binned", "diffusion"] = "mse"
+    gmm_components: int = 5
+    action_bins: int = 21
+    diffusion_hidden_sizes: tuple[int, ...] = (256, 256, 256)
+    diffusion_steps: int = 5
+    diffusion_schedule: Literal["karras", "exponential", "linear"] = "exponential"
+    diffusion_sampler: Literal["euler", "ancestral"] = "euler"
+    sigma_min: float = 0.001
+    sigma_max: float = 80.0
+    sigma_data: float = 0.5
+
+    chunk: int = 1
+    execution: Literal["receding", "ensemble"] = "receding"
+    execute_steps: int = 0
+    ensemble_decay: float = 0.01
+
+    def __post_init__(self) -> None:
+        check(
+            len(self.obs_shape) >= 1 and all(d > 0 for d in self.obs_shape),
+            "obs_shape",
+            "positive dims",
+            self.obs_shape,
+        )
+        check(
+            len(self.action_shape) == 1 and self.action_shape[0] >= 1,
+            "action_shape",
+            "(A,) with A >= 1 (a Box action space)",
+            self.action_shape,
+        )
+        check(all(d > 0 for d in self.goal_shape), "goal_shape", "positive dims or ()", self.goal_shape)
+        check(self.encoder in ("mlp", "conv"), "encoder", "'mlp' or 'conv'", self.encoder)
+        if self.goal_shape:
+            check(self.encoder == "mlp", "encoder", "'mlp' with a goal input", self.encoder)
+        if self.encoder == "conv" or self.normalize_obs == "per_channel":
+            check(len(self.obs_shape) == 3, "obs_shape", "(C, H, W) for a conv encoder or per_channel", self.obs_shape)
+        for name in ("conv_channels", "hidden_sizes", "diffusion_hidden_sizes"):
+            sizes = getattr(self, name)
+            check(
+                1 <= len(sizes) <= 16 and all(0 < s <= 65536 for s in sizes),
+                name,
+                "1 to 16 widths in [1, 65536]",
+                sizes,
+            )
+        check(
+            self.head in ("mse", "gaussian", "gmm", "binned", "diffusion"),
+            "head",
+            "mse|gaussian|gmm|binned|diffusion",
+            self.head,
+        )
+        check(1 <= self.gmm_components <= 256, "gmm_components", "in [1, 256]", self.gmm_components)
+        check(2 <= self.action_bins <= 1024, "action_bins", "in [2, 1024]", self.action_bins)
+        check(1 <= self.diffusion_steps <= 1000, "diffusion_steps", "in [1, 1000]", self.diffusion_steps)
+        check(
+            self.diffusion_schedule in ("karras", "exponential", "linear"),
+            "diffusion_schedule",
+            "karras|exponential|linear",
+            self.diffusion_schedule,
+        )
+        check(
+            self.diffusion_sampler in ("euler", "ancestral"),
+            "diffusion_sampler",
+            "euler|ancestral",
+            self.diffusion_sampler,
+        )
+        check(
+            0 < self.sigma_min < self.sigma_max and math.isfinite(self.sigma_max),
+            "sigma_min, sigma_max",
+            "0 < sigma_min < sigma_max < inf",
+            (self.sigma_min, self.sigma_max),
+        )
+        check(
+            self.sigma_data > 0 and math.isfinite(self.sigma_data), "sigma_data", "a finite number > 0", self.sigma_data
+        )
+        check(1 <= self.chunk <= 256, "chunk", "in [1, 256]", self.chunk)
+        check(self.execution in ("receding", "ensemble"), "execution", "receding|ensemble", self.execution)
+        check(0 <= self.execute_steps <= self.chunk, "execute_steps", f"in [0, chunk={self.chunk}]", self.execute_steps)
+        check(
+            self.ensemble_decay >= 0 and math.isfinite(self.ensemble_decay),
+            "ensemble_decay",
+            "a finite number >= 0",
+            self.ensemble_decay,
+        )

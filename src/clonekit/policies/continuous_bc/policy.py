@@ -1,0 +1,139 @@
+"""Behaviour cloning of continuous actions: encoder -> any continuous action head, optionally chunked.
+
+``obs (B, *obs_shape) -> normalize -> encoder -> features (B, F) -> head -> action (B, k * A)``. Actions are
+scaled to [-1, 1] per dimension with the range seen in the training data (stored as buffers, so the
+checkpoint is self-contained); sampled actions are clipped to that range. Stochastic heads (gaussian,
+gmm, diffusion) draw their noise from torch's global generator, so ``torch.manual_seed`` fixes ``act``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from clonekit.data import Dataset
+from clonekit.errors import ConfigError
+from clonekit.nn import ConvEncoder, MLPEncoder, Normalizer
+from clonekit.nn.binned import BinnedHead
+from clonekit.nn.chunking import ActionChunker, ChunkQueue
+from clonekit.nn.diffusion import DiffusionHead
+from clonekit.nn.gaussian import GaussianHead
+from clonekit.nn.gmm import GMMHead
+from clonekit.policies.base import Policy
+from clonekit.policies.continuous_bc.config import ContinuousBCConfig
+
+MIN_ACTION_RANGE = 1e-6
+
+
+ContinuousHead = GaussianHead | GMMHead | DiffusionHead | BinnedHead
+
+
+def make_head(config: ContinuousBCConfig, in_dim: int, action_dim: int) -> ContinuousHead:
+    """The action head named by ``config.head`` over flattened actions of width ``action_dim``."""
+    if config.head in ("mse", "gaussian"):
+        return GaussianHead(in_dim, action_dim, learn_std=config.head == "gaussian")
+    if config.head == "gmm":
+        return GMMHead(in_dim, action_dim, config.gmm_components)
+    if config.head == "binned":
+        return BinnedHead(in_dim, action_dim, config.action_bins)
+    return DiffusionHead(
+        in_dim,
+        action_dim,
+        hidden_sizes=config.diffusion_hidden_sizes,
+        sigma_data=config.sigma_data,
+        sigma_min=config.sigma_min,
+        sigma_max=config.sigma_max,
+        sampling_steps=config.diffusion_steps,
+        schedule=config.diffusion_schedule,
+        sampler=config.diffusion_sampler,
+    )
+
+
+class ContinuousBCPolicy(Policy):
+    """Continuous-action BC with the head and chunking chosen by config (see the module docstring)."""
+
+    name = "continuous_bc"
+    required_streams: ClassVar[tuple[str, ...]] = ("obs", "action")
+    action_low: Tensor
+    action_high: Tensor
+
+    def __init__(self, config: ContinuousBCConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.action_dim = config.action_shape[0]
+        if config.goal_shape and "goal" not in self.required_streams:
+            raise ConfigError(f"goal_shape: {self.name} reads no goal, expected (), got {config.goal_shape}")
+        self.normalizer = Normalizer(config.obs_shape, config.normalize_obs)
+        # The goal (goal_bc) is normalized on its own and joins the flattened observation.
+        self.goal_normalizer = Normalizer(config.goal_shape or (1,), "per_feature" if config.goal_shape else "none")
+        if config.encoder == "conv":
+            self.encoder: ConvEncoder | MLPEncoder = ConvEncoder(
+                config.obs_shape, config.conv_channels, config.hidden_sizes
+            )
+        else:
+            width = math.prod(config.obs_shape) + (math.prod(config.goal_shape) if config.goal_shape else 0)
+            self.encoder = MLPEncoder((width,), config.hidden_sizes)
+        self.head: ContinuousHead = make_head(config, self.encoder.out_dim, config.chunk * self.action_dim)
+        self.register_buffer("action_low", -torch.ones(self.action_dim))
+        self.register_buffer("action_high", torch.ones(self.action_dim))
+        execute_steps = config.execute_steps or config.chunk
+        self.chunker = ActionChunker(
+            config.chunk, self.action_dim, config.execution, execute_steps, config.ensemble_decay
+        )
+
+    def prepare(self, dataset: Dataset) -> None:
+        self.normalizer.fit(dataset.column("obs"))  # type: ignore[arg-type]
+        if self.config.goal_shape:
+            self.goal_normalizer.fit(dataset.column("goal"))  # type: ignore[arg-type]
+        actions = np.asarray(dataset.column("action"), dtype=np.float64).reshape(-1, self.action_dim)
+        self.action_low.copy_(torch.from_numpy(actions.min(axis=0)))
+        self.action_high.copy_(torch.from_numpy(actions.max(axis=0)))
+
+    def sample_windows(self) -> dict[str, int]:
+        return {"action": self.config.chunk} if self.config.chunk > 1 else {}
+
+    def _scale(self) -> Tensor:
+        return ((self.action_high - self.action_low) / 2).clamp_min(MIN_ACTION_RANGE)
+
+    def normalize_action(self, actions: Tensor) -> Tensor:
+        """Actions ``(..., A)`` mapped to [-1, 1] with the training range."""
+        return (actions.float() - (self.action_high + self.action_low) / 2) / self._scale()
+
+    def unnormalize_action(self, actions: Tensor) -> Tensor:
+        """Inverse of :meth:`normalize_action`, after clipping to [-1, 1]."""
+        return actions.clamp(-1, 1) * self._scale() + (self.action_high + self.action_low) / 2
+
+    def features(self, inputs: dict[str, Tensor]) -> Tensor:
+        """Encoded ``obs`` ``(B, *obs_shape)`` (and ``goal`` ``(B, *goal_shape)`` for goal_bc): ``(B, F)``."""
+        obs = self.normalizer(inputs["obs"])
+        if not self.config.goal_shape:
+            return self.encoder(obs)
+        if "goal" not in inputs:
+            raise ConfigError(
+                f"{self.name}: the policy reads a 'goal' input, which the env did not give; "
+                "evaluate it on a goal-reaching env (e.g. avoiding-goal)"
+            )
+        goal = self.goal_normalizer(inputs["goal"])
+        return self.encoder(torch.cat([obs.flatten(1), goal.flatten(1)], dim=1))
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        actions = self.normalize_action(batch["action"]).reshape(len(batch["action"]), -1)  # (B, k * A)
+        return self.head.loss(self.features(batch), actions)
+
+    def predict_chunk(self, inputs: dict[str, Tensor]) -> Tensor:
+        """One sampled chunk ``(B, k, A)`` of actions for the policy inputs (``obs`` ``(B, *obs_shape)``, ...)."""
+        flat = self.head.sample(self.features(inputs))
+        return self.unnormalize_action(flat.view(len(flat), self.config.chunk, self.action_dim))
+
+    def initial_state(self, batch_size: int) -> ChunkQueue | None:
+        return self.chunker.initial_state(batch_size) if self.config.chunk > 1 else None
+
+    def act(self, obs: dict[str, Tensor], state: Any | None = None) -> tuple[Tensor, Any]:
+        if self.config.chunk == 1:
+            return self.predict_chunk(obs)[:, 0], None
+        queue = state if state is not None else self.chunker.initial_state(len(obs["obs"]))
+        return self.chunker.act(obs, queue, self.predict_chunk)
