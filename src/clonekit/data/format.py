@@ -593,7 +593,18 @@ class Dataset:
         """
         index = _as_step_indices(indices, self.num_steps)
         names = list(self.streams) if streams is None else list(streams)
-        return {name: self._column(name).take(index) for name in names}
+        groups: dict[bytes, list[tuple[int, np.ndarray, np.ndarray]]] = {}  # columns chunked alike share one
+        out = {}
+        for name in names:
+            column = self._column(name)
+            if len(column.chunks) == 1:
+                out[name] = column.take(index, None)
+                continue
+            key = column.starts.tobytes()
+            if key not in groups:
+                groups[key] = list(_group_by_chunk(column.starts, index))
+            out[name] = column.take(index, groups[key])
+        return out
 
     def sample(
         self, batch_size: int, generator: torch.Generator, streams: Sequence[str] | None = None
@@ -737,11 +748,12 @@ class _ArrayColumn:
             return self.chunks[0]
         return np.concatenate(self.chunks) if self.chunks else self.empty
 
-    def take(self, index: np.ndarray) -> np.ndarray:
+    def take(self, index: np.ndarray, groups: list[tuple[int, np.ndarray, np.ndarray]] | None) -> np.ndarray:
+        """Rows ``index``; ``groups`` is ``_group_by_chunk(self.starts, index)`` when there are several chunks."""
         if len(self.chunks) == 1:
             return self.chunks[0][index]
         out = np.empty((len(index), *self.empty.shape[1:]), dtype=self.empty.dtype)
-        for chunk, positions, local in _group_by_chunk(self.starts, index):
+        for chunk, positions, local in groups if groups is not None else _group_by_chunk(self.starts, index):
             out[positions] = self.chunks[chunk][local]
         return out
 
@@ -762,9 +774,9 @@ class _TextColumn:
     def full(self) -> list[str]:
         return [text for chunk in self.chunks for text in chunk.to_pylist()]
 
-    def take(self, index: np.ndarray) -> np.ndarray:
+    def take(self, index: np.ndarray, groups: list[tuple[int, np.ndarray, np.ndarray]] | None) -> np.ndarray:
         out = np.empty(len(index), dtype=object)
-        for chunk, positions, local in _group_by_chunk(self.starts, index):
+        for chunk, positions, local in groups if groups is not None else _group_by_chunk(self.starts, index):
             out[positions] = self.chunks[chunk].take(pa.array(local)).to_numpy(zero_copy_only=False)
         return out
 

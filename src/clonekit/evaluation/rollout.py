@@ -84,18 +84,18 @@ def rollout(
         returns = np.zeros(n, dtype=np.float64)
         lengths = np.zeros(n, dtype=np.int64)
         step = 0
-        while active.any():
-            with torch.inference_mode():
+        with torch.inference_mode():  # entered once per wave: per step it costs as much as the bookkeeping
+            while active.any():
                 action_t, state = policy.act({"obs": torch.from_numpy(obs).to(device), **extra}, state)
-            actions = action_t.cpu().numpy()
-            if on_step is not None:
-                on_step(step, obs, actions, state)
-            obs, reward, terminated, truncated = vec.step(actions)
-            returns += np.where(active, reward, 0.0)
-            lengths += active
-            success |= active & terminated & (reward > 0)  # a terminal failure (a crash) is no success
-            active &= ~(terminated | truncated)
-            step += 1
+                actions = action_t.cpu().numpy()
+                if on_step is not None:
+                    on_step(step, obs, actions, state)
+                obs, reward, terminated, truncated = vec.step(actions)
+                returns += np.where(active, reward, 0.0)
+                lengths += active
+                success |= active & terminated & (reward > 0)  # a terminal failure (a crash) is no success
+                active &= ~(terminated | truncated)
+                step += 1
         parts.append(EpisodeResults(success=success, returns=returns, lengths=lengths, task_index=task_index))
     return EpisodeResults.concatenate(parts)
 
