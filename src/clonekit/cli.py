@@ -89,6 +89,12 @@ def collect(
     ray: RayFlag = False,
     ray_address: RayAddress = None,
     workers: RayWorkers = None,
+    env_kwargs: Annotated[
+        str, typer.Option(help='Env options as JSON, e.g. \'{"level": "BabyAI-SynthLoc-v0"}\' for babyai.')
+    ] = "{}",
+    expert_kwargs: Annotated[
+        str, typer.Option(help="Expert options as JSON, e.g. '{\"action_noise\": 0.1}' for the babyai bot.")
+    ] = "{}",
 ) -> None:
     """Record expert demonstrations, with the expert's annotation streams, into a dataset."""
     from clonekit.experts.collect import collect as run_collect
@@ -103,8 +109,13 @@ def collect(
         overwrite=overwrite,
         show_progress=not quiet,
         batch_size=batch_size,
+        env_kwargs=_json_option("--env-kwargs", env_kwargs),
+        expert_kwargs=_json_option("--expert-kwargs", expert_kwargs),
         **_ray_options(ray, ray_address, workers),
     )
+    skipped = dataset.env.get("skipped_episodes", 0)
+    if skipped:
+        err_console.print(f"{skipped} episode(s) skipped: the expert failed on them")
     out_console.print(
         f"wrote {dataset.path}: {dataset.num_episodes} episodes, {dataset.num_steps} steps, "
         f"streams {', '.join(dataset.streams)}"
@@ -160,21 +171,24 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train a policy on a dataset; writes checkpoints, TensorBoard scalars and the final weights."""
-    from clonekit.train import TrainConfig
+    from clonekit.train import TrainConfig, shutdown_distributed
     from clonekit.train import train as run_train
 
     config = TrainConfig(
         steps=steps, seed=seed, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every, device=device
     )
-    run_train(
-        policy,
-        data,
-        out,
-        config,
-        policy_overrides=_parse_overrides(set_ or []),
-        resume=resume,
-        show_progress=not quiet,
-    )
+    try:
+        run_train(
+            policy,
+            data,
+            out,
+            config,
+            policy_overrides=_parse_overrides(set_ or []),
+            resume=resume,
+            show_progress=not quiet,
+        )
+    finally:
+        shutdown_distributed()
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one process reports
         out_console.print(f"trained {policy} for {steps} steps: {out}")
 
@@ -193,11 +207,24 @@ def evaluate(
     ray: RayFlag = False,
     ray_address: RayAddress = None,
     workers: RayWorkers = None,
+    show_thoughts: Annotated[
+        bool,
+        typer.Option(
+            help="Print each episode's thoughts (a policy that thinks, e.g. thought_cloning) and write "
+            "them to RUN/thoughts_SPLIT.jsonl, with a PNG strip of the first episode."
+        ),
+    ] = False,
+    halt_on: Annotated[
+        list[str] | None, typer.Option(help="With --show-thoughts: halt an episode when its thought has this phrase.")
+    ] = None,
 ) -> None:
     """Evaluate a trained policy with batched rollouts; metrics with 95% bootstrap CIs."""
     from clonekit.evaluation import evaluate_run, format_metric
 
     ray_options = _ray_options(ray, ray_address, workers)
+    if show_thoughts:
+        _evaluate_thoughts(run, split, episodes, seed, tasks, batch_size, halt_on or [], as_json)
+        return
     results = evaluate_run(run, split, episodes, seed, num_tasks=tasks, max_parallel=batch_size, **ray_options)
     metrics = results.metrics(seed)
     if as_json:
@@ -207,6 +234,71 @@ def evaluate(
     for name, value in metrics.items():
         table.add_row(name, format_metric(value))
     out_console.print(table)
+
+
+def _evaluate_thoughts(
+    run: Path, split: str, episodes: int, seed: int, tasks: int, batch_size: int, halt_on: list[str], as_json: bool
+) -> None:
+    """``clonekit eval --show-thoughts``: play with the thoughts recorded, printed and saved."""
+    from clonekit.checkpoint import load_policy, load_run_config
+    from clonekit.envs import get_env_family
+    from clonekit.evaluation import format_metric, split_tasks, summarize
+    from clonekit.evaluation.thoughts import forbidden_phrases, overthinking, thought_rollout
+    from clonekit.evaluation.viewer import write_thought_strip
+    from clonekit.io import atomic_write_text
+
+    env = load_run_config(run).get("dataset", {}).get("env", {})
+    policy = load_policy(run)
+    family = get_env_family(env.get("id", ""))
+    played = thought_rollout(
+        policy,
+        family,
+        split_tasks(env, split, seed, tasks),
+        episodes,
+        seed,
+        env.get("kwargs", {}),
+        max_parallel=batch_size,
+        halt_if=forbidden_phrases(halt_on) if halt_on else None,
+        record_frames=1 if family.name == "babyai" else 0,
+    )
+    records: list[dict[str, Any]] = [
+        {"episode": i, "success": bool(played.results.success[i]), "halted": bool(played.halted[i]), "thoughts": t}
+        for i, t in enumerate(played.thoughts)
+    ]
+    atomic_write_text(run / f"thoughts_{split}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    if played.frames:
+        write_thought_strip(run / f"thoughts_{split}.png", played.frames[0], played.thoughts[0])
+    metrics = {**played.results.metrics(seed)}
+    metrics |= {name: summarize(v, seed) for name, v in overthinking(played.thoughts).items()}
+    metrics["halted"] = summarize(played.halted.astype(float), seed)
+    if as_json:
+        _print_json({"run": str(run), "split": split, "seed": seed, "metrics": metrics})
+        return
+    for record in records:
+        spans: list[str] = []
+        for thought in record["thoughts"]:
+            if not spans or spans[-1].rsplit(" ×", 1)[0] != thought:
+                spans.append(f"{thought} ×1")
+            else:
+                head, count = spans[-1].rsplit(" ×", 1)
+                spans[-1] = f"{head} ×{int(count) + 1}"
+        status = "halted" if record["halted"] else ("success" if record["success"] else "failure")
+        out_console.print(f"episode {record['episode']} ({status}): " + " → ".join(spans), markup=False)
+    table = Table("metric", "mean [95% CI] n", title=f"{run} on {split} (thoughts in {run}/thoughts_{split}.jsonl)")
+    for name, value in metrics.items():
+        table.add_row(name, format_metric(value))
+    out_console.print(table)
+
+
+def _json_option(flag: str, text: str) -> dict[str, Any]:
+    """A JSON object given on the command line; anything else is a clear error naming the flag."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{flag}: expected a JSON object, got {text!r} ({err.msg})") from err
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag}: expected a JSON object, got {text!r}")
+    return value
 
 
 @app.command(name="run")

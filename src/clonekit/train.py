@@ -44,6 +44,7 @@ from clonekit.data.windows import sample_batch
 from clonekit.errors import CheckpointError, ConfigError
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy, build_policy, policy_classes
+from clonekit.policies.thought_cloning.tokenizer import build_vocab
 from clonekit.progress import progress_bar
 
 
@@ -57,8 +58,8 @@ class TrainConfig:
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
         grad_clip: Clip the global gradient norm to this value; 0 turns clipping off.
-        fused_adam: Use torch's fused Adam (one kernel updates every parameter): several times faster per
-            step than the per-tensor implementation on small networks, same update up to float rounding.
+        fused_adam: Use torch's fused Adam: one kernel updates every parameter instead of a Python loop over
+            them, which cuts the per-step overhead on small networks; same update up to float rounding.
         seed: Seeds initialization, batch sampling and any noise inside the loss.
         checkpoint_every: Write a resumable checkpoint every this many steps (and at the end).
         keep_checkpoints: How many checkpoints to keep.
@@ -102,6 +103,9 @@ def policy_config_for(name: str, dataset: Dataset, overrides: dict[str, Any] | N
         config["action_shape"] = list(action_space["shape"])
     if "goal" in policy_classes(name)[1].required_streams and "goal" in dataset.streams:
         config["goal_shape"] = list(dataset.streams["goal"].shape)
+    if "thought" in policy_classes(name)[1].required_streams and "thought" in dataset.streams:
+        # The thought vocabulary comes from the data and lives in the config, so checkpoints carry it.
+        config["thought_vocab"] = list(build_vocab(dataset.column("thought")))
     config.update(overrides or {})
     return config
 
@@ -247,6 +251,11 @@ def train(
     trainer: torch.nn.Module = model if world.size == 1 else world.wrap(model)
     scalars = _Scalars(run_dir, start_step, config.tensorboard) if world.is_main else None
     streams = [s for s in policy_cls.required_streams if dataset.streams[s].kind == "array"]
+    encoded = {
+        s: model.encode_text(s, list(dataset.column(s)))
+        for s in policy_cls.required_streams
+        if dataset.streams[s].kind == "text"
+    }
     local_batch = config.batch_size // world.size
     model.train()
     try:
@@ -256,7 +265,15 @@ def train(
             for step in range(start_step + 1, config.steps + 1):
                 batch = {
                     k: v.to(device, non_blocking=True)
-                    for k, v in sample_batch(dataset, local_batch, generator, streams, model.sample_windows()).items()
+                    for k, v in sample_batch(
+                        dataset,
+                        local_batch,
+                        generator,
+                        streams,
+                        model.sample_windows(),
+                        encoded,
+                        model.windows_from_episode_start,
+                    ).items()
                 }
                 loss, info = trainer(batch)
                 optimizer.zero_grad(set_to_none=True)
@@ -288,6 +305,15 @@ def train(
     world.barrier()
     model.eval()
     return model
+
+
+def shutdown_distributed() -> None:
+    """Close the process group a ``torchrun`` launch opened, so its threads stop before the process exits.
+
+    Without it gloo may abort at interpreter exit ("terminate called without an active exception").
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class _DistributedContext:

@@ -29,18 +29,33 @@ def sample_batch(
     generator: torch.Generator,
     streams: Sequence[str],
     windows: Mapping[str, int] | None = None,
+    encoded: Mapping[str, np.ndarray] | None = None,
+    from_episode_start: bool = False,
 ) -> dict[str, torch.Tensor]:
     """``batch_size`` random steps: ``(B, *shape)`` per stream, ``(B, k, *shape)`` for a stream in ``windows``.
 
-    Without windows this is exactly ``dataset.sample`` (same indices from the same generator state).
+    ``encoded`` maps more names to whole per-step arrays ``(num_steps, ...)`` (e.g. a text stream turned
+    into token ids by the policy); they are gathered at the same steps, windowed alike.
+    Without windows or encoded columns this is exactly ``dataset.sample`` (same indices from the same
+    generator state). With ``from_episode_start`` the samples are episodes drawn uniformly and every window
+    starts at its episode's first step (for recurrent policies trained on whole episodes).
     """
-    windows = {name: k for name, k in (windows or {}).items() if k > 1 and name in streams}
-    if not windows:
+    encoded = dict(encoded or {})
+    windows = {name: k for name, k in (windows or {}).items() if k > 1 and (name in streams or name in encoded)}
+    if not windows and not encoded and not from_episode_start:
         return dataset.sample(batch_size, generator, streams)
-    index = torch.randint(dataset.num_steps, (batch_size,), generator=generator).numpy()
+    if from_episode_start:
+        episodes = torch.randint(dataset.num_episodes, (batch_size,), generator=generator).numpy()
+        index = np.asarray(dataset.episode_starts)[episodes]
+    else:
+        index = torch.randint(dataset.num_steps, (batch_size,), generator=generator).numpy()
     batch = dataset.gather(index, [s for s in streams if s not in windows])
+    for name, values in encoded.items():
+        if name not in windows:
+            batch[name] = values[index]
     for name, length in windows.items():
         rows = window_indices(dataset, index, length)
-        values = dataset.gather(rows.ravel(), [name])[name]
-        batch[name] = values.reshape(batch_size, length, *values.shape[1:])
+        flat = rows.ravel()
+        windowed = encoded[name][flat] if name in encoded else dataset.gather(flat, [name])[name]
+        batch[name] = windowed.reshape(batch_size, length, *windowed.shape[1:])
     return {name: torch.from_numpy(values) for name, values in batch.items()}

@@ -7,13 +7,14 @@ which tasks they saw), and how to build a batched env over a list of tasks.
 
 from __future__ import annotations
 
-from clonekit.envs.family import AvoidingFamily, AvoidingGoalFamily, EnvFamily, MazeFamily
+from clonekit.envs.family import AvoidingFamily, AvoidingGoalFamily, BabyAIFamily, EnvFamily, MazeFamily
 from clonekit.errors import unknown_name
 
 ENVS: dict[str, EnvFamily] = {
     "maze": MazeFamily(),
     "avoiding": AvoidingFamily(),
     "avoiding-goal": AvoidingGoalFamily(),
+    "babyai": BabyAIFamily(),
 }
 
 
@@ -24,4 +25,4 @@ def get_env_family(name: str) -> EnvFamily:
     return ENVS[name]
 
 
-__all__ = ["ENVS", "AvoidingFamily", "AvoidingGoalFamily", "EnvFamily", "MazeFamily", "get_env_family"]
+__all__ = ["ENVS", "AvoidingFamily", "AvoidingGoalFamily", "BabyAIFamily", "EnvFamily", "MazeFamily", "get_env_family"]

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from clonekit.envs import avoiding, maze
+from clonekit.envs import avoiding, babyai, maze
 from clonekit.errors import ConfigError
 
 
@@ -165,3 +165,52 @@ class AvoidingGoalFamily(AvoidingFamily):
         ):
             raise ConfigError(f"avoiding-goal task: expected 'goal': [x, y], found {data!r}")
         return avoiding.AvoidingTask(task.start, (float(goal[0]), float(goal[1])))
+
+
+class BabyAIFamily:
+    """BabyAI levels from minigrid (see :mod:`clonekit.envs.babyai`); a task is a level seed.
+
+    Env kwargs: ``level`` (a gymnasium id, default ``BabyAI-UnlockPickup-v0``) and ``max_steps`` (int,
+    default: the level's own limit).
+    """
+
+    name = "babyai"
+    KWARGS = ("level", "max_steps")
+
+    def _check(self, kwargs: dict[str, Any]) -> None:
+        unknown = set(kwargs) - set(self.KWARGS)
+        if unknown:
+            raise ConfigError(f"env babyai: unknown option(s) {sorted(unknown)}; expected some of {list(self.KWARGS)}")
+        level = kwargs.get("level", babyai.DEFAULT_LEVEL)
+        if not isinstance(level, str) or not level.startswith("BabyAI-"):
+            raise ConfigError(f"env babyai: level: expected a BabyAI level id such as 'BabyAI-Synth-v0', got {level!r}")
+
+    def spaces(self, **kwargs: Any) -> tuple[gym.Space[Any], gym.Space[Any]]:
+        self._check(kwargs)
+        obs = gym.spaces.Box(0, 255, (babyai.OBS_SIZE,), dtype=np.uint8)
+        return obs, gym.spaces.Discrete(babyai.NUM_ACTIONS)
+
+    def sample_tasks(
+        self, seed: int, split: str, count: int, exclude: set[str], **kwargs: Any
+    ) -> list[babyai.BabyAITask]:
+        self._check(kwargs)
+        return babyai.sample_tasks(seed, split, count, kwargs.get("level", babyai.DEFAULT_LEVEL), exclude)
+
+    def task_to_json(self, task: babyai.BabyAITask) -> dict[str, Any]:
+        return {"level": task.level, "seed": task.seed}
+
+    def task_from_json(self, data: dict[str, Any], **kwargs: Any) -> babyai.BabyAITask:
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("seed"), int)
+            or not isinstance(data.get("level"), str)
+        ):
+            raise ConfigError(f"babyai task: expected an object with 'level' (str) and 'seed' (int), found {data!r}")
+        return babyai.BabyAITask(data["level"], data["seed"])
+
+    def task_key(self, task: babyai.BabyAITask) -> str:
+        return task.key
+
+    def make_vec(self, tasks: list[babyai.BabyAITask], **kwargs: Any) -> babyai.BabyAIVecEnv:
+        self._check(kwargs)
+        return babyai.BabyAIVecEnv(tasks, max_steps=kwargs.get("max_steps"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clonekit.errors import unknown_name
-from clonekit.experiments import avoiding_modes, maze_procedure
+from clonekit.experiments import avoiding_modes, babyai_thought, maze_procedure
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,13 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         run=avoiding_modes.run,
         table_columns=("policy", "test success [95% CI]", "test entropy [95% CI]", "test modes [95% CI]"),
         table=avoiding_modes.modes_table,
+    ),
+    babyai_thought.NAME: ExperimentSpec(
+        name=babyai_thought.NAME,
+        description="Thought cloning vs recurrent BC on BabyAI bot demonstrations: held-out and harder levels",
+        run=babyai_thought.run,
+        table_columns=("policy", "test success [95% CI]", "ood success [95% CI]", "test thought accuracy"),
+        table=babyai_thought.success_table,
     ),
 }
 

@@ -34,6 +34,8 @@ def collect(
     ray: bool = False,
     ray_address: str | None = None,
     workers: int | None = None,
+    expert_kwargs: dict[str, Any] | None = None,
+    split: str = "train",
 ) -> Dataset:
     """Roll out ``expert`` on ``num_tasks`` training tasks of ``env`` drawn from ``seed``; write ``episodes``.
 
@@ -45,6 +47,11 @@ def collect(
     With ``ray=True`` every batch is a Ray task (at most ``workers`` at a time; see
     :mod:`clonekit.distributed`) and this process writes the returned episodes in order, so the dataset,
     fingerprint included, is the same as without Ray.
+
+    ``expert_kwargs`` are the expert's options (e.g. ``{"action_noise": 0.1}`` for the BabyAI bot). An
+    episode the expert fails on (it sets ``failed`` for its slot) is left out and counted in the dataset's
+    ``env.skipped_episodes``. ``split="test"`` plays held-out tasks instead (e.g. reference demonstrations
+    to score a policy's predicted annotations against); the dataset's ``env.split`` records it.
     """
     if episodes < 1:
         raise ConfigError(f"--episodes: expected >= 1, got {episodes}")
@@ -54,9 +61,10 @@ def collect(
         raise ConfigError(f"--batch-size: expected >= 1, got {batch_size}")
     env_kwargs = dict(env_kwargs or {})
     family = get_env_family(env)
-    the_expert = make_expert(env, expert)
+    expert_kwargs = dict(expert_kwargs or {})
+    the_expert = make_expert(env, expert, **expert_kwargs)
     obs_space, act_space = family.spaces(**env_kwargs)
-    tasks = family.sample_tasks(seed, "train", num_tasks, set(), **env_kwargs)
+    tasks = family.sample_tasks(seed, split, num_tasks, set(), **env_kwargs)
     assert obs_space.shape is not None
     streams = [
         array_stream("obs", obs_space.dtype or "float32", obs_space.shape, "observation"),
@@ -70,6 +78,8 @@ def collect(
         "id": env,
         "kwargs": env_kwargs,
         "expert": expert,
+        **({"expert_kwargs": expert_kwargs} if expert_kwargs else {}),
+        **({"split": split} if split != "train" else {}),
         "seed": seed,
         "tasks": [family.task_to_json(t) for t in tasks],
     }
@@ -78,7 +88,7 @@ def collect(
     if ray:  # one Ray task per batch; results come back in batch order, so the file is the same as below
         init_ray(ray_address, workers)
         tasks_ref = put(tasks)
-        calls = [(env, expert, tasks_ref, env_kwargs, seed, first, stop) for first, stop in spans]
+        calls = [(env, expert, expert_kwargs, tasks_ref, env_kwargs, seed, first, stop) for first, stop in spans]
         batches = ordered_map(_collect_batch_task, calls, workers)
     else:
         batches = (_collect_batch(family, the_expert, tasks, env_kwargs, seed, first, stop) for first, stop in spans)
@@ -90,15 +100,18 @@ def collect(
         episode_info=("task_index",),
         overwrite=overwrite,
     )
+    skipped = 0
     with writer, progress_bar("collect", total=episodes, enabled=show_progress) as advance:
-        for batch in batches:
+        for batch, batch_skipped in batches:
             for episode, task_index in batch:
                 writer.add_episode(episode, {"task_index": task_index})
-            advance(len(batch))
+            skipped += batch_skipped
+            advance(len(batch) + batch_skipped, skipped=skipped)
+        writer.env["skipped_episodes"] = skipped
     return Dataset.open(out)
 
 
-Batch = list[tuple[dict[str, np.ndarray], int]]
+Batch = tuple[list[tuple[dict[str, np.ndarray], int]], int]
 
 
 def _collect_batch(
@@ -110,9 +123,10 @@ def _collect_batch(
     first: int,
     stop: int,
 ) -> Batch:
-    """Episodes ``first .. stop - 1`` played together in one batched env: ``[(streams, task_index), ...]``.
+    """Episodes ``first .. stop - 1`` played together in one batched env: ``([(streams, task_index), ...], skipped)``.
 
     The batch is seeded from ``seed`` and ``first`` alone, so it comes out the same wherever it runs.
+    Episodes the expert failed on (its optional ``failed`` mask) are left out and counted in ``skipped``.
     """
     ids = np.arange(first, stop)
     task_index = ids % len(tasks)
@@ -132,17 +146,28 @@ def _collect_batch(
         length += active
         active &= ~(terminated | truncated)
     stacked = {name: np.stack(values, axis=1) for name, values in steps.items()}  # (B, T, ...)
-    return [
+    failed = np.asarray(getattr(the_expert, "failed", np.zeros(len(ids), dtype=bool)), dtype=bool)
+    kept = [
         ({name: values[slot, : length[slot]] for name, values in stacked.items()}, int(task_index[slot]))
         for slot in range(len(ids))
+        if not failed[slot]
     ]
+    return kept, int(failed.sum())
 
 
 def _collect_batch_task(
-    env: str, expert: str, tasks: list[Any], env_kwargs: dict[str, Any], seed: int, first: int, stop: int
+    env: str,
+    expert: str,
+    expert_kwargs: dict[str, Any],
+    tasks: list[Any],
+    env_kwargs: dict[str, Any],
+    seed: int,
+    first: int,
+    stop: int,
 ) -> Batch:
     """:func:`_collect_batch` run as a Ray task: makes its own env family and expert."""
-    return _collect_batch(get_env_family(env), make_expert(env, expert), tasks, env_kwargs, seed, first, stop)
+    the_expert = make_expert(env, expert, **expert_kwargs)
+    return _collect_batch(get_env_family(env), the_expert, tasks, env_kwargs, seed, first, stop)
 
 
 def _action_stream(space: Any) -> StreamSpec:

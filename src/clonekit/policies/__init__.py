@@ -11,6 +11,12 @@ from clonekit.policies.bc import BCConfig, BCPolicy
 from clonekit.policies.continuous_bc import ContinuousBCConfig, ContinuousBCPolicy
 from clonekit.policies.goal_bc import GoalBCConfig, GoalBCPolicy
 from clonekit.policies.procedure_cloning import ProcedureCloningConfig, ProcedureCloningPolicy
+from clonekit.policies.thought_cloning import (
+    RecurrentBCConfig,
+    RecurrentBCPolicy,
+    ThoughtCloningConfig,
+    ThoughtCloningPolicy,
+)
 
 # name -> (config class, policy class)
 POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
@@ -18,6 +24,8 @@ POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
     "continuous_bc": (ContinuousBCConfig, ContinuousBCPolicy),
     "goal_bc": (GoalBCConfig, GoalBCPolicy),
     "procedure_cloning": (ProcedureCloningConfig, ProcedureCloningPolicy),
+    "recurrent_bc": (RecurrentBCConfig, RecurrentBCPolicy),
+    "thought_cloning": (ThoughtCloningConfig, ThoughtCloningPolicy),
 }
 
 

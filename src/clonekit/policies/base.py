@@ -6,7 +6,8 @@ A policy is a ``torch.nn.Module`` with a frozen dataclass ``config`` and four ca
   modified in place.
 * ``act(obs, state) -> (action, state)``: batched; ``obs`` maps ``"obs"`` (and any other inputs) to ``(B, ...)``.
 * ``initial_state(batch_size)``: recurrent memory or caches for ``act``; ``None`` when stateless.
-* ``explain(obs, state)``: what the policy "thinks" (e.g. its predicted procedure), or ``None``.
+* ``explain(obs, state)``: what the policy "thinks" (e.g. its predicted procedure or thought), or ``None``.
+* ``encode_text(name, texts)``: a text stream it reads, as arrays for training batches (e.g. token ids).
 * ``export_module()``: a tensor-only module for ONNX export (see :mod:`clonekit.export`), or ``None``.
 
 Normalization statistics are buffers fitted by ``prepare(dataset)`` before training, so the weights file
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 from torch import Tensor, nn
 
 from clonekit.data import Dataset
@@ -28,6 +30,9 @@ class Policy(nn.Module):
     name: ClassVar[str]
     # Streams ``compute_loss`` reads; loading a dataset without them is an error naming the stream.
     required_streams: ClassVar[tuple[str, ...]] = ("obs", "action")
+    # True: training windows (see ``sample_windows``) start at episode starts, so a recurrent policy learns
+    # from a memory that begins where it begins when acting.
+    windows_from_episode_start: ClassVar[bool] = False
     config: Any
 
     def prepare(self, dataset: Dataset) -> None:
@@ -47,7 +52,12 @@ class Policy(nn.Module):
         (e.g. action chunks; see :mod:`clonekit.data.windows`). Empty for one step per sample."""
         return {}
 
-    def explain(self, obs: dict[str, Tensor], state: Any | None = None) -> dict[str, Tensor] | None:
+    def encode_text(self, name: str, texts: list[str]) -> np.ndarray:
+        """Text stream ``name`` (one str per step) as an array ``(num_steps, ...)`` that training batches
+        carry under ``name``; needed only by a policy whose ``required_streams`` include a text stream."""
+        raise NotImplementedError(f"policy {self.name!r} does not read text stream {name!r}")
+
+    def explain(self, obs: dict[str, Tensor], state: Any | None = None) -> dict[str, Any] | None:
         return None
 
     def export_module(self) -> nn.Module | None:
