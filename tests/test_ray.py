@@ -11,6 +11,8 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
+from inspect import signature
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +24,11 @@ from clonekit.data import Dataset
 from clonekit.distributed import RAY_MISSING, _check_reachable, import_ray, init_ray, ordered_map
 from clonekit.errors import ConfigError
 from clonekit.evaluation import evaluate_run
-from clonekit.experiments import maze_procedure
+from clonekit.experiments import avoiding_modes, get_experiment, maze_procedure
 from clonekit.experiments.maze_procedure import MazeProcedureConfig
 from clonekit.experts.collect import collect
 from clonekit.train import TrainConfig, train
+from tests.test_avoiding_experiment import TINY as AVOIDING
 
 TINY = MazeProcedureConfig(
     train_sizes=(2, 3), episodes_per_maze=3, test_mazes=4, eval_episodes=8, bc_steps=10, pc_steps=10, batch_size=16
@@ -100,6 +103,16 @@ def test_ray_experiment_cells_match_a_local_run_with_one_thread(local_ray: None,
     on_disk = json.loads((tmp_path / "ray" / "results.json").read_text())
     assert on_disk["metrics"] == json.loads(json.dumps(local["metrics"]))
     assert (tmp_path / "ray" / "report.md").is_file() and (tmp_path / "ray" / "success.png").is_file()
+
+
+def test_ray_avoiding_modes_matches_a_local_run(local_ray: None, tmp_path: Path) -> None:
+    """Each policy's train+eval cell is a Ray task; the experiment uses one torch thread either way."""
+    run = partial(avoiding_modes.run, seed=2, quick=True, show_progress=False, log=lambda _: None, config=AVOIDING)
+    local = run(tmp_path / "local")
+    remote = run(tmp_path / "ray", ray=True, workers=2)
+    assert json.dumps(remote, sort_keys=True) == json.dumps(local, sort_keys=True)  # NaN-safe
+    assert (tmp_path / "ray" / "trajectories.png").stat().st_size > 1000
+    assert "ray" in signature(get_experiment("avoiding-modes").run).parameters  # so the CLI passes --ray
 
 
 def test_clonekit_error_in_a_task_comes_back_as_itself(local_ray: None) -> None:

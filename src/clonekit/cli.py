@@ -352,6 +352,52 @@ def convert(
 
 
 @app.command()
+def relabel(
+    src: Annotated[Path, typer.Argument(help="Dataset to read (only read).")],
+    dst: Annotated[Path, typer.Argument(help="Where to write the dataset with hindsight goals.")],
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="future: the goal of step t is the source at a random step t' >= t; final: at the last step."
+        ),
+    ] = "future",
+    seed: Annotated[int, typer.Option(help="Seed of the goal draws (strategy future).")] = 0,
+    copies: Annotated[int, typer.Option(help="Relabeled copies of each episode.")] = 1,
+    keep_original: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-original/--no-keep-original",
+            help="Also write each episode with its own goals (needs a goal stream; default: when SRC has one).",
+        ),
+    ] = None,
+    source: Annotated[str, typer.Option(help="Stream the goals are taken from.")] = "obs",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at DST.")] = False,
+) -> None:
+    """Hindsight goal relabeling: write SRC with a goal stream of states its episodes reached (for goal_bc)."""
+    from clonekit.data import Dataset
+    from clonekit.data.relabel import hindsight_relabel
+
+    dataset = Dataset.open(src)
+    keep = "goal" in dataset.streams if keep_original is None else keep_original
+    relabeled = hindsight_relabel(
+        dataset,
+        dst,
+        seed=seed,
+        strategy=strategy,
+        copies=copies,
+        keep_original=keep,
+        source=source,
+        overwrite=overwrite,
+    )
+    out_console.print(
+        f"wrote {relabeled.path}: {relabeled.num_episodes} episodes, {relabeled.num_steps} steps, "
+        f"goals from {source!r} ({strategy}, {copies} cop{'y' if copies == 1 else 'ies'}"
+        f"{', originals kept' if keep else ''})",
+        soft_wrap=True,
+    )
+
+
+@app.command()
 def export(
     run: Annotated[Path, typer.Argument(help="Run directory written by `clonekit train`.")],
     onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write (obs -> action).")],

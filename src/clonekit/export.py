@@ -7,6 +7,12 @@ observation normalization is part of the graph. Each policy says what to export 
 :meth:`clonekit.policies.Policy.export_module`; the graph is traced with ``torch.export`` (the dynamo
 exporter of ``torch.onnx``), so data-dependent loops (the search of procedure cloning) become ONNX ``Loop``.
 
+A module may take float32 inputs after ``obs`` (its ``extra_inputs``, each ``(batch, *shape)``):
+``continuous_bc`` and ``goal_bc`` take the goal (goal_bc) and the random draws of their action head (e.g.
+the initial noise of diffusion), so the stochastic ``act`` is reproduced exactly given the same draws; their
+output is the float32 action with the action scaling in the graph (see
+:class:`clonekit.policies.continuous_bc.policy.ContinuousBCPolicy.export_module`).
+
 Needs the ``onnx`` extra: ``pip install 'clonekit[onnx]'``.
 """
 
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import io
 import logging
 import warnings
@@ -80,7 +87,8 @@ def _quiet_exporter() -> Iterator[None]:
 def export_policy_onnx(policy: Policy, out_path: str | Path, obs_dtype: torch.dtype = torch.float32) -> Path:
     """Write ``policy`` as an ONNX model to ``out_path`` (atomically); returns the path.
 
-    ``obs_dtype`` is the dtype of the ``obs`` input; its shape is ``(batch, *policy.config.obs_shape)``.
+    ``obs_dtype`` is the dtype of the ``obs`` input; its shape is ``(batch, *policy.config.obs_shape)``. The
+    module's ``extra_inputs`` (name -> shape without the batch axis; none by default) follow it, float32.
     """
     onnx = _require("onnx")
     ort = _require("onnxruntime")
@@ -90,19 +98,29 @@ def export_policy_onnx(policy: Policy, out_path: str | Path, obs_dtype: torch.dt
     if module is None:
         raise ExportError(f"policy {policy.name!r} cannot be exported to ONNX: it defines no export_module")
     output_names = list(module.output_names)  # type: ignore[arg-type]
+    extra_inputs: dict[str, tuple[int, ...]] = dict(getattr(module, "extra_inputs", {}))
     obs_shape = tuple(policy.config.obs_shape)
-    # Batch 2 as the example: torch.export specializes a size-1 dim to a constant.
-    example = torch.zeros((2, *obs_shape), dtype=obs_dtype)
+    # Batch 2 as the example: torch.export specializes a size-1 dim to a constant. Extra inputs are ones
+    # (a positive value suits every random draw, e.g. the Exp(1) noise a sampled category divides by).
+    examples = [torch.zeros((2, *obs_shape), dtype=obs_dtype)]
+    examples += [torch.ones((2, *shape), dtype=torch.float32) for shape in extra_inputs.values()]
+    input_names = [INPUT_NAME, *extra_inputs]
+    batch = torch.export.Dim(BATCH_AXIS, min=1)
+    dynamic_shapes: tuple[Any, ...] = tuple({0: batch} for _ in examples)
+    parameters = inspect.signature(module.forward).parameters.values()
+    if len(examples) > 1 and any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        # forward(obs, *extra): torch.export sees the extra inputs as one tuple argument.
+        dynamic_shapes = (dynamic_shapes[0], dynamic_shapes[1:])
     module = module.cpu().eval()
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
                 module,
-                (example,),
+                tuple(examples),
                 dynamo=True,
-                input_names=[INPUT_NAME],
+                input_names=input_names,
                 output_names=output_names,
-                dynamic_shapes={INPUT_NAME: {0: torch.export.Dim(BATCH_AXIS, min=1)}},
+                dynamic_shapes=dynamic_shapes,
                 verbose=False,
             )
     except Exception as err:
@@ -115,13 +133,16 @@ def export_policy_onnx(policy: Policy, out_path: str | Path, obs_dtype: torch.dt
     data = program.model_proto.SerializeToString()
     if len(data) > MAX_MODEL_BYTES:
         raise ExportError(f"policy {policy.name!r}: the ONNX model is {len(data)} bytes, over the 2 GiB limit")
+    fixed = [i.name for i in program.model_proto.graph.input if not i.type.tensor_type.shape.dim[0].dim_param]
+    if fixed:  # torch.onnx falls back to exporters that specialize the batch size instead of failing
+        raise ExportError(f"policy {policy.name!r}: the export fixed the batch size of input(s) {fixed}")
     try:
         onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
         # The model must also load and run in onnxruntime (a checker-valid model can still use ops it lacks).
         options = ort.SessionOptions()
         options.log_severity_level = 3
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        session.run(None, {INPUT_NAME: example.numpy()})
+        session.run(None, {name: x.numpy() for name, x in zip(input_names, examples, strict=True)})
     except Exception as err:
         summary = " ".join(str(err).split())[:300]
         raise ExportError(f"policy {policy.name!r}: the exported ONNX model is invalid: {summary}") from err

@@ -27,6 +27,7 @@ import torch
 from clonekit import __version__
 from clonekit.config import check, config_to_json
 from clonekit.data import Dataset
+from clonekit.distributed import init_ray, ordered_map
 from clonekit.envs import get_env_family
 from clonekit.envs.avoiding import NUM_MODES, classify_paths
 from clonekit.envs.maze import derive_seed
@@ -118,7 +119,7 @@ QUICK = replace(
 )
 
 
-def _dataset(out: Path, config: AvoidingModesConfig, seed: int, show_progress: bool) -> Dataset:
+def _dataset(out: Path, config: AvoidingModesConfig, seed: int, show_progress: bool, **ray: Any) -> Dataset:
     path = out / "data"
     if path.exists():
         dataset = Dataset.open(path)
@@ -138,6 +139,7 @@ def _dataset(out: Path, config: AvoidingModesConfig, seed: int, show_progress: b
         out=path,
         num_tasks=config.train_starts,
         show_progress=show_progress,
+        **ray,
     )
 
 
@@ -165,6 +167,53 @@ def _evaluate(policy: Policy, tasks: list[Any], episodes: int, seed: int) -> _Ro
     return _Rollouts(results.success, classify_paths(trajectories), paths)
 
 
+Panel = tuple[list[np.ndarray], np.ndarray, np.ndarray]  # test rollouts plotted: (paths, modes, success)
+
+
+def run_cell(
+    out: Path, config: AvoidingModesConfig, seed: int, name: str, show_progress: bool = False
+) -> tuple[dict[str, Any], Panel]:
+    """Train (or resume) policy ``name`` in ``out/runs/NAME`` and evaluate it on both splits.
+
+    Returns ``({split: metrics}, test panel)``. A function of (``config``, ``seed``, ``name``) only, with
+    the data already in ``out/data``; the heads' sampling noise is seeded per (policy, split).
+    """
+    dataset = Dataset.open(out / "data")
+    steps, overrides = config.policies()[name]
+    train_config = TrainConfig(
+        steps=steps, batch_size=config.batch_size, lr=config.lr, seed=seed, checkpoint_every=1000
+    )
+    policy = train(
+        "continuous_bc",
+        dataset,
+        out / "runs" / name,
+        train_config,
+        policy_overrides=overrides,
+        resume=True,
+        show_progress=show_progress,
+    )
+    metrics: dict[str, Any] = {}
+    panel: Panel = ([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
+    for split in SPLITS:
+        tasks = split_tasks(dataset.env, split, seed, config.test_starts)
+        torch.manual_seed(derive_seed(seed, f"{NAME}:{name}:{split}"))  # the heads' sampling noise
+        rollouts = _evaluate(policy, tasks, config.eval_episodes, seed)
+        metrics[split] = {
+            "success": summarize(rollouts.success, seed),
+            **diversity_metrics(rollouts.success, rollouts.modes, NUM_MODES, seed),
+        }
+        if split == "test":
+            k = min(PLOTTED_EPISODES, config.eval_episodes)
+            panel = (rollouts.paths[:k], rollouts.modes[:k], rollouts.success[:k])
+    return metrics, panel
+
+
+def _cell_task(out: str, config: AvoidingModesConfig, seed: int, name: str) -> tuple[dict[str, Any], Panel]:
+    """:func:`run_cell` as a Ray task (one CPU, one torch thread, as a local run uses)."""
+    torch.set_num_threads(1)
+    return run_cell(Path(out), config, seed, name)
+
+
 def run(
     out: Path,
     seed: int,
@@ -172,26 +221,42 @@ def run(
     show_progress: bool = True,
     log: Any = print,
     config: AvoidingModesConfig | None = None,
+    ray: bool = False,
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Run the experiment into ``out``; returns the results dict (also written to ``out/results.json``).
 
-    ``config`` replaces the preset chosen by ``quick`` (``FULL`` or ``QUICK``).
+    ``config`` replaces the preset chosen by ``quick`` (``FULL`` or ``QUICK``). With ``ray=True`` the data
+    is collected with Ray and each policy's cell (training and evaluation) runs as a Ray task, at most
+    ``workers`` at a time; every cell uses one torch thread either way, so the results equal a local run's.
+    ``out`` must be visible to every Ray node.
     """
     config = config or (QUICK if quick else FULL)
     threads = torch.get_num_threads()
     # These networks are small: extra intra-op threads buy nothing and, on a busy machine, cost up to 50x.
     torch.set_num_threads(1)
     try:
-        return _run(out, seed, quick, show_progress, log, config)
+        ray_options: dict[str, Any] = {}
+        if ray:
+            init_ray(ray_address, workers)
+            ray_options = {"ray": True, "ray_address": ray_address, "workers": workers}
+        return _run(out, seed, quick, show_progress, log, config, ray_options)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run(
-    out: Path, seed: int, quick: bool, show_progress: bool, log: Any, config: AvoidingModesConfig
+    out: Path,
+    seed: int,
+    quick: bool,
+    show_progress: bool,
+    log: Any,
+    config: AvoidingModesConfig,
+    ray_options: dict[str, Any],
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    dataset = _dataset(out, config, seed, show_progress)
+    dataset = _dataset(out, config, seed, show_progress, **ray_options)
     # The expert's path of every episode (constant within an episode).
     demo_modes = np.asarray(dataset.column("style"))[dataset.episode_starts]
     demo_diversity = diversity_metrics(np.ones(len(demo_modes), dtype=bool), demo_modes, NUM_MODES, seed)
@@ -200,44 +265,28 @@ def _run(
         f"{format_metric(demo_diversity['entropy'])}"
     )
     shown = min(PLOTTED_EPISODES, dataset.num_episodes)
-    panels: dict[str, tuple[list[np.ndarray], np.ndarray, np.ndarray]] = {
+    panels: dict[str, Panel] = {
         "demonstrations": (
             [np.asarray(dataset.episode(i)["obs"]) for i in range(shown)],
             demo_modes[:shown],
             np.ones(shown, dtype=bool),
         )
     }
-    tasks = {split: split_tasks(dataset.env, split, seed, config.test_starts) for split in SPLITS}
+    names = list(config.policies())
+    if ray_options:
+        calls = [(str(out.resolve()), config, seed, name) for name in names]
+        done: Any = zip(names, ordered_map(_cell_task, calls, ray_options["workers"]), strict=True)
+    else:
+        done = ((name, run_cell(out, config, seed, name, show_progress)) for name in names)
     metrics: dict[str, dict[str, Any]] = {}
-    for name, (steps, overrides) in config.policies().items():
-        train_config = TrainConfig(
-            steps=steps, batch_size=config.batch_size, lr=config.lr, seed=seed, checkpoint_every=1000
-        )
-        policy = train(
-            "continuous_bc",
-            dataset,
-            out / "runs" / name,
-            train_config,
-            policy_overrides=overrides,
-            resume=True,
-            show_progress=show_progress,
-        )
-        metrics[name] = {}
+    for name, (cell_metrics, panel) in done:
+        metrics[name], panels[name] = cell_metrics, panel
         for split in SPLITS:
-            torch.manual_seed(derive_seed(seed, f"{NAME}:{name}:{split}"))  # the heads' sampling noise
-            rollouts = _evaluate(policy, tasks[split], config.eval_episodes, seed)
-            metrics[name][split] = {
-                "success": summarize(rollouts.success, seed),
-                **diversity_metrics(rollouts.success, rollouts.modes, NUM_MODES, seed),
-            }
             cell = metrics[name][split]
             log(
                 f"  {name:17s} {split:5s} success {format_metric(cell['success'])}  "
                 f"entropy {format_metric(cell['entropy'])}  modes {format_metric(cell['modes'], 1)}"
             )
-            if split == "test":
-                k = min(PLOTTED_EPISODES, config.eval_episodes)
-                panels[name] = (rollouts.paths[:k], rollouts.modes[:k], rollouts.success[:k])
 
     results = {
         "experiment": NAME,
@@ -305,4 +354,4 @@ def modes_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
     ]
 
 
-__all__ = ["FULL", "NAME", "QUICK", "AvoidingModesConfig", "modes_table", "run"]
+__all__ = ["FULL", "NAME", "QUICK", "AvoidingModesConfig", "modes_table", "run", "run_cell"]

@@ -30,7 +30,7 @@ class BinnedHead(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         """Logits ``(B, D, num_bins)``."""
-        return self.linear(features).view(len(features), self.action_dim, self.num_bins)
+        return self.linear(features).view(features.shape[0], self.action_dim, self.num_bins)
 
     def bins(self, actions: Tensor) -> Tensor:
         """Bin index ``(B, D)`` of normalized ``actions`` ``(B, D)`` (values outside [-1, 1] go to the end bins)."""
@@ -49,8 +49,23 @@ class BinnedHead(nn.Module):
         """Centre of the most likely bin per dimension, ``(B, D)``."""
         return self.centers[self(features).argmax(-1)]
 
+    def noise_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The random draws ``sample`` makes, by name, each ``(B, *shape)``."""
+        return {"bin_noise": (self.action_dim, self.num_bins)}
+
+    def draw_noise(
+        self, batch_size: int, device: torch.device, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """``bin_noise`` ~ Exp(1): the bin of each dimension is the argmax of ``probs / bin_noise`` (how
+        ``torch.multinomial`` draws one sample)."""
+        shape = (batch_size, self.action_dim, self.num_bins)
+        return {"bin_noise": torch.empty(shape, device=device).exponential_(1, generator=generator)}
+
+    def sample_with(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
+        """The action ``(B, D)`` ``sample`` returns when its random draws are ``noise`` (see :meth:`draw_noise`)."""
+        probs = torch.softmax(self(features), -1)
+        return self.centers[(probs / noise["bin_noise"]).argmax(-1)]
+
     def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Centre of a bin drawn per dimension, ``(B, D)``."""
-        probs = torch.softmax(self(features), -1)
-        index = torch.multinomial(probs.flatten(0, 1), 1, generator=generator).view(len(features), self.action_dim)
-        return self.centers[index]
+        return self.sample_with(features, self.draw_noise(features.shape[0], features.device, generator))

@@ -134,12 +134,28 @@ class DiffusionHead(nn.Module):
         loss = (weight[:, None] * (denoised - actions).square()).mean()
         return loss, {"denoise_loss": float(loss.detach())}
 
-    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """An action ``(B, D)``: ``sampling_steps`` denoising steps from ``N(0, sigma_max^2)``."""
+    def noise_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The random draws ``sample`` makes, by name, each ``(B, *shape)``: ``noise`` ``(B, n, D)``, the
+        initial noise then (ancestral sampler) the noise of each step but the last, all N(0, 1)."""
+        draws = 1 + (self.sampling_steps - 1 if self.sampler == "ancestral" else 0)
+        return {"noise": (draws, self.action_dim)}
+
+    def draw_noise(
+        self, batch_size: int, device: torch.device, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """The draws of :meth:`noise_shapes`, from ``generator`` (torch's global one if None)."""
+        ((draws, _),) = self.noise_shapes().values()
+        noise = [torch.randn(batch_size, self.action_dim, generator=generator, device=device) for _ in range(draws)]
+        return {"noise": torch.stack(noise, dim=1)}
+
+    def sample_with(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
+        """The action ``(B, D)`` ``sample`` returns when its random draws are ``noise`` (see :meth:`draw_noise`)."""
         b = features.shape[0]
         sigmas = self.sigmas.to(features.device)
-        x = torch.randn(b, self.action_dim, generator=generator, device=features.device) * sigmas[0]
-        for i in range(len(sigmas) - 1):
+        draws = noise["noise"]
+        x = draws[:, 0] * sigmas[0]
+        steps = len(sigmas) - 1
+        for i in range(steps):
             sigma, sigma_next = sigmas[i], sigmas[i + 1]
             denoised = self.denoise(features, x, sigma.expand(b))
             slope = (x - denoised) / sigma
@@ -149,6 +165,10 @@ class DiffusionHead(nn.Module):
             sigma_up = torch.minimum(sigma_next, (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2).sqrt())
             sigma_down = (sigma_next**2 - sigma_up**2).sqrt()
             x = x + slope * (sigma_down - sigma)
-            if sigma_next > 0:
-                x = x + torch.randn(x.shape, generator=generator, device=x.device) * sigma_up
+            if i < steps - 1:  # sigma_next > 0: every level but the last is >= sigma_min > 0
+                x = x + draws[:, 1 + i] * sigma_up
         return x
+
+    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """An action ``(B, D)``: ``sampling_steps`` denoising steps from ``N(0, sigma_max^2)``."""
+        return self.sample_with(features, self.draw_noise(features.shape[0], features.device, generator))

@@ -49,10 +49,25 @@ class GaussianHead(nn.Module):
         """The mean action ``(B, D)``."""
         return self(features)[0]
 
-    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """An action ``(B, D)``: the mean for MSE, a draw from the Gaussian with ``learn_std``."""
+    def noise_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The random draws ``sample`` makes, by name, each ``(B, *shape)``: none for MSE."""
+        return {"noise": (self.action_dim,)} if self.learn_std else {}
+
+    def draw_noise(
+        self, batch_size: int, device: torch.device, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """The draws of :meth:`noise_shapes` (standard normal), from ``generator`` (torch's global one if None)."""
+        if not self.learn_std:
+            return {}
+        return {"noise": torch.randn(batch_size, self.action_dim, generator=generator, device=device)}
+
+    def sample_with(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
+        """The action ``(B, D)`` ``sample`` returns when its random draws are ``noise`` (see :meth:`draw_noise`)."""
         mean, log_std = self(features)
         if not self.learn_std:
             return mean
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return mean + log_std.exp() * noise
+        return mean + log_std.exp() * noise["noise"].to(mean.dtype)
+
+    def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """An action ``(B, D)``: the mean for MSE, a draw from the Gaussian with ``learn_std``."""
+        return self.sample_with(features, self.draw_noise(features.shape[0], features.device, generator))

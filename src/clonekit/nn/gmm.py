@@ -53,10 +53,27 @@ class GMMHead(nn.Module):
         logits, means, _ = self(features)
         return means[torch.arange(len(means)), logits.argmax(-1)]
 
+    def noise_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The random draws ``sample`` makes, by name, each ``(B, *shape)``."""
+        return {"component_noise": (self.num_components,), "noise": (self.action_dim,)}
+
+    def draw_noise(
+        self, batch_size: int, device: torch.device, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """``component_noise`` ~ Exp(1) picks the component (as ``torch.multinomial`` draws one sample: the
+        argmax of ``probs / component_noise``), ``noise`` ~ N(0, 1) the point in it."""
+        exponential = torch.empty(batch_size, self.num_components, device=device).exponential_(1, generator=generator)
+        noise = torch.randn(batch_size, self.action_dim, generator=generator, device=device)
+        return {"component_noise": exponential, "noise": noise}
+
+    def sample_with(self, features: Tensor, noise: dict[str, Tensor]) -> Tensor:
+        """The action ``(B, D)`` ``sample`` returns when its random draws are ``noise`` (see :meth:`draw_noise`)."""
+        logits, means, log_stds = self(features)
+        k = (torch.softmax(logits, -1) / noise["component_noise"]).argmax(-1)  # (B,)
+        index = k[:, None, None].expand(-1, 1, self.action_dim)
+        mean, log_std = means.gather(1, index).squeeze(1), log_stds.gather(1, index).squeeze(1)
+        return mean + log_std.exp() * noise["noise"]
+
     def sample(self, features: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """A draw ``(B, D)`` from the mixture."""
-        logits, means, log_stds = self(features)
-        rows = torch.arange(len(means), device=means.device)
-        k = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
-        noise = torch.randn(means.shape[0], self.action_dim, generator=generator, device=means.device)
-        return means[rows, k] + log_stds[rows, k].exp() * noise
+        return self.sample_with(features, self.draw_noise(features.shape[0], features.device, generator))

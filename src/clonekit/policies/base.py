@@ -66,7 +66,9 @@ class Policy(nn.Module):
         Its ``forward(obs)`` maps the ``"obs"`` batch ``(B, *obs_shape)`` to a tuple of tensors: first the
         action ``act({"obs": obs}, initial_state(B))`` returns, then any extra outputs (e.g. logits). Its
         ``output_names`` attribute (a tuple of str) names them. It shares this policy's parameters and
-        buffers, so the normalization is included, and uses only ops ``torch.export`` can trace.
+        buffers, so the normalization is included, and uses only ops ``torch.export`` can trace. A module
+        may take more float32 inputs, ``forward(obs, *extra)``, named and shaped (without the batch axis) by
+        its ``extra_inputs`` dict (e.g. the goal and the random draws of continuous_bc's head).
         """
         return None
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from clonekit.data import Dataset
 from clonekit.errors import ConfigError
@@ -137,3 +137,37 @@ class ContinuousBCPolicy(Policy):
             return self.predict_chunk(obs)[:, 0], None
         queue = state if state is not None else self.chunker.initial_state(len(obs["obs"]))
         return self.chunker.act(obs, queue, self.predict_chunk)
+
+    def export_module(self) -> nn.Module:
+        return _ContinuousBCExport(self)
+
+
+class _ContinuousBCExport(nn.Module):
+    """``(obs[, goal], *noise) -> action`` (or ``action_chunk``): ``act``'s action given the head's draws.
+
+    The inputs after ``obs`` (and ``goal`` for goal_bc, float32 ``(B, *goal_shape)``) are the head's random
+    draws, named and shaped as ``head.noise_shapes()`` says (float32, ``(B, *shape)``; none for ``mse``):
+    ``noise`` N(0, 1) for gaussian, gmm and diffusion (initial noise, then the per-step noise of the
+    ancestral sampler), Exp(1) ``component_noise`` for gmm and ``bin_noise`` for binned. Fed the draws
+    ``head.draw_noise`` makes, the model returns ``act``'s action. The action scaling is in the graph.
+
+    With ``chunk > 1`` the output is ``action_chunk``, one predicted chunk ``(B, chunk, A)`` (what
+    ``predict_chunk`` returns); the receding-horizon queue (or temporal ensembling) of ``act`` stays outside
+    the graph.
+    """
+
+    def __init__(self, policy: ContinuousBCPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+        self.output_names = ("action",) if policy.config.chunk == 1 else ("action_chunk",)
+        goal = {"goal": tuple(policy.config.goal_shape)} if policy.config.goal_shape else {}
+        self.noise_names = tuple(policy.head.noise_shapes())
+        self.extra_inputs: dict[str, tuple[int, ...]] = {**goal, **policy.head.noise_shapes()}
+
+    def forward(self, obs: Tensor, *extra: Tensor) -> Tensor:
+        inputs = dict(zip(self.extra_inputs, extra, strict=True))
+        features = self.policy.features({"obs": obs, **inputs})
+        flat = self.policy.head.sample_with(features, {name: inputs[name] for name in self.noise_names})
+        config = self.policy.config
+        chunk = self.policy.unnormalize_action(flat.view(flat.shape[0], config.chunk, self.policy.action_dim))
+        return chunk[:, 0] if config.chunk == 1 else chunk
