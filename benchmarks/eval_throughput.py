@@ -9,6 +9,8 @@ start states, same episodes), no policy. ``clonekit_steps_per_s``:
 loop doing only what rollout must do, a raw torch forward of the same network under ``inference_mode`` plus
 the env step, so ``loop_ratio`` = clonekit / parts is the cost of clonekit's own loop (state, bookkeeping,
 ``policy.act``), and ``forward_us`` / ``env_step_us`` show where the time goes per batched step.
+``onnxruntime_steps_per_s`` / ``onnxruntime_ratio``: the same rollouts with the policy on the onnxruntime
+backend (``clonekit eval --backend onnxruntime``; needs the ``onnx`` extra, else these keys are absent).
 Run: ``python benchmarks/eval_throughput.py``.
 """
 
@@ -23,7 +25,9 @@ import torch
 
 from clonekit.envs import get_env_family
 from clonekit.envs.maze import derive_seed
+from clonekit.errors import ExportError
 from clonekit.evaluation import rollout
+from clonekit.export import OnnxRuntimePolicy
 from clonekit.policies import build_policy
 
 NUM_ENVS = 64
@@ -80,10 +84,21 @@ def _measure(env_name: str) -> dict[str, Any]:
 
     raw = replay(False)
     parts = replay(True)
-    start = time.perf_counter()
-    for i in range(REPEATS):
-        rollout(policy, family, tasks, NUM_ENVS, seed=i)
-    ours = steps / (time.perf_counter() - start)
+
+    def timed(agent: Any) -> float:
+        start = time.perf_counter()
+        for i in range(REPEATS):
+            rollout(agent, family, tasks, NUM_ENVS, seed=i)
+        return steps / (time.perf_counter() - start)
+
+    ours = timed(policy)
+    backends: dict[str, Any] = {}
+    try:
+        dtype = torch.from_numpy(np.zeros(0, dtype=obs_space.dtype)).dtype
+        onnx = timed(OnnxRuntimePolicy(policy, dtype))
+        backends = {"onnxruntime_steps_per_s": round(onnx), "onnxruntime_ratio": round(onnx / raw, 3)}
+    except ExportError:  # the onnx extra is not installed
+        pass
     obs_batch = torch.from_numpy(family.make_vec(tasks).reset(seed=0))
     with torch.inference_mode():
         forward(obs_batch)
@@ -99,6 +114,7 @@ def _measure(env_name: str) -> dict[str, Any]:
         "parts_steps_per_s": round(parts),
         "ratio": round(ours / raw, 3),
         "loop_ratio": round(ours / parts, 3),
+        **backends,
         "forward_us": round(forward_us, 1),
         "env_step_us": round(NUM_ENVS / raw * 1e6, 1),
     }

@@ -188,3 +188,20 @@ def test_bc_act_is_the_argmax_of_the_exported_logits(encoder: str, maze_data: Da
     torch.testing.assert_close(logits, expected, rtol=0, atol=0)
     torch.testing.assert_close(action, expected.argmax(-1), rtol=0, atol=0)
     torch.testing.assert_close(exported_action, action, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_onnxruntime_backend_plays_the_same_episodes(
+    name: str, runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clonekit.evaluation import evaluate_run
+
+    torch_results = evaluate_run(runs[name], "test", 24, seed=1, num_tasks=6, max_parallel=10)
+    ort_results = evaluate_run(runs[name], "test", 24, seed=1, num_tasks=6, max_parallel=10, backend="onnxruntime")
+    for field in ("success", "returns", "lengths", "task_index"):
+        np.testing.assert_array_equal(getattr(ort_results, field), getattr(torch_results, field))
+    if name == "bc":  # the CLI flag, and a clear error for an unknown backend
+        code = main(["eval", str(runs[name]), "--episodes", "4", "--backend", "onnxruntime", "--json"])
+        assert code == 0 and '"success"' in capsys.readouterr().out
+        code = main(["eval", str(runs[name]), "--episodes", "4", "--backend", "tensorrt"])
+        _assert_one_error_line(code, capsys.readouterr().err, "--backend", "onnxruntime", "tensorrt")

@@ -93,3 +93,29 @@ def test_onnx_reproduces_torch_given_the_same_noise(
         assert action.dtype == np.float32
         assert action.shape == ((n, 2) if chunk == 1 else (n, chunk, 2))
         np.testing.assert_allclose(action, expected.numpy(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["gmm", "goal_bc_binned", "diffusion_ancestral_chunked"])
+def test_onnxruntime_policy_acts_like_torch_under_the_same_seed(
+    case: str, avoiding_data: Dataset, goal_data: Dataset
+) -> None:
+    from clonekit.envs import get_env_family
+    from clonekit.errors import ExportError
+    from clonekit.evaluation import rollout
+    from clonekit.export import OnnxRuntimePolicy
+
+    data = goal_data if CASES[case][0] == "goal_bc" else avoiding_data
+    policy = _policy(case, data)
+    if policy.config.chunk > 1:  # the action queue lives outside the graph
+        with pytest.raises(ExportError, match="keeps a state between steps"):
+            OnnxRuntimePolicy(policy)
+        return
+    family = get_env_family("avoiding-goal" if case == "goal_bc_binned" else "avoiding")
+    tasks = family.sample_tasks(0, "test", 4, set())
+    played: dict[str, list[np.ndarray]] = {"torch": [], "onnxruntime": []}
+    for backend, agent in (("torch", policy), ("onnxruntime", OnnxRuntimePolicy(policy))):
+        torch.manual_seed(3)
+        rollout(agent, family, tasks, 8, seed=0, on_step=lambda s, o, a, st, r=played[backend]: r.append(a.copy()))
+    assert len(played["torch"]) == len(played["onnxruntime"]) > 1
+    for ours, theirs in zip(played["onnxruntime"], played["torch"], strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)

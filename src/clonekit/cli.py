@@ -217,15 +217,26 @@ def evaluate(
     halt_on: Annotated[
         list[str] | None, typer.Option(help="With --show-thoughts: halt an episode when its thought has this phrase.")
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="torch, or onnxruntime: run the policy's exported ONNX model (stateless policies; "
+            "pip install 'clonekit[onnx]')."
+        ),
+    ] = "torch",
 ) -> None:
     """Evaluate a trained policy with batched rollouts; metrics with 95% bootstrap CIs."""
     from clonekit.evaluation import evaluate_run, format_metric
 
     ray_options = _ray_options(ray, ray_address, workers)
     if show_thoughts:
+        if backend != "torch":
+            raise ConfigError("--show-thoughts: needs --backend torch (thoughts come from the torch policy's memory)")
         _evaluate_thoughts(run, split, episodes, seed, tasks, batch_size, halt_on or [], as_json)
         return
-    results = evaluate_run(run, split, episodes, seed, num_tasks=tasks, max_parallel=batch_size, **ray_options)
+    results = evaluate_run(
+        run, split, episodes, seed, num_tasks=tasks, max_parallel=batch_size, backend=backend, **ray_options
+    )
     metrics = results.metrics(seed)
     if as_json:
         _print_json({"run": str(run), "split": split, "seed": seed, "metrics": metrics})

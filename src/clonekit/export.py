@@ -90,10 +90,21 @@ def export_policy_onnx(policy: Policy, out_path: str | Path, obs_dtype: torch.dt
     ``obs_dtype`` is the dtype of the ``obs`` input; its shape is ``(batch, *policy.config.obs_shape)``. The
     module's ``extra_inputs`` (name -> shape without the batch axis; none by default) follow it, float32.
     """
+    out_path = Path(out_path)
+    data = onnx_model_bytes(policy, obs_dtype)
+    try:
+        atomic_write_bytes(out_path, data)
+    except OSError as err:
+        raise ExportError(f"{out_path}: cannot write the ONNX model ({err.strerror or err})") from err
+    return out_path
+
+
+def onnx_model_bytes(policy: Policy, obs_dtype: torch.dtype = torch.float32) -> bytes:
+    """``policy`` as a serialized ONNX model, checked and loaded once in onnxruntime (see
+    :func:`export_policy_onnx`)."""
     onnx = _require("onnx")
     ort = _require("onnxruntime")
     _require("onnxscript")  # the dynamo exporter of torch.onnx builds the graph with it
-    out_path = Path(out_path)
     module = policy.export_module()
     if module is None:
         raise ExportError(f"policy {policy.name!r} cannot be exported to ONNX: it defines no export_module")
@@ -146,11 +157,64 @@ def export_policy_onnx(policy: Policy, out_path: str | Path, obs_dtype: torch.dt
     except Exception as err:
         summary = " ".join(str(err).split())[:300]
         raise ExportError(f"policy {policy.name!r}: the exported ONNX model is invalid: {summary}") from err
-    try:
-        atomic_write_bytes(out_path, data)
-    except OSError as err:
-        raise ExportError(f"{out_path}: cannot write the ONNX model ({err.strerror or err})") from err
-    return out_path
+    return data
+
+
+class OnnxRuntimePolicy(Policy):
+    """A stateless policy whose ``act`` runs its exported ONNX model in onnxruntime (same actions as torch).
+
+    For evaluating what gets deployed, and for speed: onnxruntime has far less per-call overhead than eager
+    torch, which dominates small policies (see ``benchmarks/eval_throughput.py``). Inputs the model takes
+    besides ``obs`` come from the ``act`` inputs (e.g. ``goal``) or, for the random draws of a stochastic
+    head, from ``head.draw_noise`` on torch's global generator, exactly as the torch ``act`` draws them, so
+    the actions match the torch policy's under the same seed (up to float rounding). Policies with a memory
+    or an action queue (``initial_state`` not None) keep state outside the graph and are refused.
+    ``threads``: onnxruntime's intra-op threads (default: torch's thread count).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, policy: Policy, obs_dtype: torch.dtype = torch.float32, threads: int | None = None) -> None:
+        super().__init__()
+        if policy.initial_state(1) is not None:
+            raise ExportError(
+                f"policy {policy.name!r} keeps a state between steps (memory or an action queue), which its ONNX "
+                "model does not hold; evaluate it with the torch backend"
+            )
+        ort = _require("onnxruntime")
+        data = onnx_model_bytes(policy, obs_dtype)
+        module = policy.export_module()
+        assert module is not None, "onnx_model_bytes refuses a policy without export_module"
+        self.policy = policy.eval()
+        self.config = policy.config
+        self.noise_names: tuple[str, ...] = tuple(getattr(module, "noise_names", ()))
+        extra = dict(getattr(module, "extra_inputs", {}))
+        self.input_names = tuple(name for name in extra if name not in self.noise_names)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        self.output: str = getattr(module, "output_names")[0]  # noqa: B009 (a plain attribute of the module)
+        head: Any = getattr(policy, "head", None)
+        self.draw_noise = head.draw_noise if self.noise_names else None
+        self.obs_dtype = obs_dtype
+
+    def act(self, obs: dict[str, torch.Tensor], state: Any | None = None) -> tuple[torch.Tensor, Any]:
+        x = obs["obs"]
+        if x.dtype != self.obs_dtype:
+            raise ExportError(
+                f"obs: the ONNX model of policy {self.policy.name!r} takes {self.obs_dtype}, got {x.dtype}"
+            )
+        feeds = {INPUT_NAME: x.cpu().numpy()}
+        for name in self.input_names:
+            if name not in obs:
+                raise ExportError(f"policy {self.policy.name!r} reads a {name!r} input, which the env did not give")
+            feeds[name] = obs[name].cpu().numpy().astype(np.float32, copy=False)
+        if self.draw_noise is not None:
+            draws = self.draw_noise(len(x), torch.device("cpu"))
+            feeds.update({name: draws[name].numpy() for name in self.noise_names})
+        return torch.from_numpy(self.session.run([self.output], feeds)[0]), None
 
 
 def export_onnx(run_dir: str | Path, out_path: str | Path) -> Path:
@@ -170,4 +234,4 @@ def export_onnx(run_dir: str | Path, out_path: str | Path) -> Path:
     return export_policy_onnx(policy, out_path, run_obs_dtype(run_dir, config))
 
 
-__all__ = ["export_onnx", "export_policy_onnx", "run_obs_dtype"]
+__all__ = ["OnnxRuntimePolicy", "export_onnx", "export_policy_onnx", "onnx_model_bytes", "run_obs_dtype"]

@@ -164,6 +164,10 @@ class AvoidingVecEnv:
         """Agent positions ``(B, 2)`` float32."""
         return self.agents.astype(np.float32)
 
+    def halt(self, mask: np.ndarray) -> None:
+        """End the slots in ``mask`` now: the next :meth:`step` leaves them unchanged (their action never runs)."""
+        self.done |= np.asarray(mask, dtype=bool)
+
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Apply velocities ``(B, 2)`` in [-1, 1]; returns ``(obs, reward, terminated, truncated)``.
 

@@ -221,6 +221,10 @@ class MazeVecEnv:
         obs[self._rows, GOAL, self.goals[:, 0], self.goals[:, 1]] = 1
         return obs
 
+    def halt(self, mask: np.ndarray) -> None:
+        """End the slots in ``mask`` now: the next :meth:`step` leaves them unchanged (their action never runs)."""
+        self.done |= np.asarray(mask, dtype=bool)
+
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Apply ``actions`` ``(B,)``; returns ``(obs, reward, terminated, truncated)``.
 

@@ -9,10 +9,12 @@ from clonekit.checkpoint import load_policy, load_run_config
 from clonekit.distributed import init_ray, ordered_map, put
 from clonekit.envs import get_env_family
 from clonekit.errors import CheckpointError, ConfigError
-from clonekit.evaluation.rollout import EpisodeResults, StepHook, rollout
+from clonekit.evaluation.rollout import EpisodeResults, RolloutWatcher, StepHook, rollout
 from clonekit.evaluation.stats import format_metric, summarize
 
 SPLITS = ("train", "test")
+# How the policy runs during evaluation: eager torch, or its exported ONNX model in onnxruntime.
+BACKENDS = ("torch", "onnxruntime")
 
 
 def split_tasks(env: dict[str, Any], split: str, seed: int, num_tasks: int) -> list[Any]:
@@ -46,8 +48,12 @@ def evaluate_run(
     ray: bool = False,
     ray_address: str | None = None,
     workers: int | None = None,
+    backend: str = "torch",
 ) -> EpisodeResults:
     """Load the policy of ``run_dir`` and evaluate it for ``episodes`` episodes on ``split``.
+
+    ``backend``: ``"torch"``, or ``"onnxruntime"`` to run the policy's exported ONNX model (stateless
+    policies; needs the ``onnx`` extra; see :class:`clonekit.export.OnnxRuntimePolicy`).
 
     Episodes are played ``max_parallel`` at a time. With ``ray=True`` each such wave is a Ray task that
     loads the policy from ``run_dir`` itself (at most ``workers`` at a time; see :mod:`clonekit.distributed`);
@@ -59,8 +65,10 @@ def evaluate_run(
         raise ConfigError(f"--batch-size: expected >= 1, got {max_parallel}")
     if ray and on_step is not None:
         raise ConfigError("on_step: not available with --ray (the rollouts run in other processes)")
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend: expected one of {list(BACKENDS)}, got {backend!r}")
     config = load_run_config(Path(run_dir))
-    policy = load_policy(run_dir)
+    policy = _load(run_dir, config, backend)
     env = config.get("dataset", {}).get("env", {})
     if "id" not in env:
         raise CheckpointError(f"{Path(run_dir) / 'config.json'}: dataset.env has no 'id'; cannot tell which env to run")
@@ -70,21 +78,43 @@ def evaluate_run(
         init_ray(ray_address, workers)
         tasks_ref = put(tasks)
         waves = [(first, min(first + max_parallel, episodes)) for first in range(0, episodes, max_parallel)]
-        calls = [(str(Path(run_dir).resolve()), tasks_ref, seed, first, stop, max_parallel) for first, stop in waves]
+        run = str(Path(run_dir).resolve())
+        calls = [(run, tasks_ref, seed, first, stop, max_parallel, backend) for first, stop in waves]
         return EpisodeResults.concatenate(list(ordered_map(_rollout_wave_task, calls, workers)))
     return rollout(
         policy, family, tasks, episodes, seed, env.get("kwargs", {}), max_parallel=max_parallel, on_step=on_step
     )
 
 
+def _load(run_dir: str | Path, config: dict[str, Any], backend: str) -> Any:
+    """The final policy of a run, on ``backend``."""
+    policy = load_policy(run_dir)
+    if backend == "onnxruntime":
+        from clonekit.export import OnnxRuntimePolicy, run_obs_dtype
+
+        return OnnxRuntimePolicy(policy, run_obs_dtype(Path(run_dir), config))
+    return policy
+
+
 def _rollout_wave_task(
-    run_dir: str, tasks: list[Any], seed: int, first: int, stop: int, max_parallel: int
+    run_dir: str, tasks: list[Any], seed: int, first: int, stop: int, max_parallel: int, backend: str
 ) -> EpisodeResults:
     """Episodes ``first .. stop - 1`` of :func:`evaluate_run`, as a Ray task: loads the policy itself."""
-    env = load_run_config(Path(run_dir))["dataset"]["env"]
+    config = load_run_config(Path(run_dir))
+    env = config["dataset"]["env"]
     family = get_env_family(env["id"])
-    policy = load_policy(run_dir)
+    policy = _load(run_dir, config, backend)
     return rollout(policy, family, tasks, stop, seed, env.get("kwargs", {}), max_parallel, first_episode=first)
 
 
-__all__ = ["SPLITS", "EpisodeResults", "evaluate_run", "format_metric", "rollout", "split_tasks", "summarize"]
+__all__ = [
+    "BACKENDS",
+    "SPLITS",
+    "EpisodeResults",
+    "RolloutWatcher",
+    "evaluate_run",
+    "format_metric",
+    "rollout",
+    "split_tasks",
+    "summarize",
+]

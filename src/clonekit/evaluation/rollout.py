@@ -11,11 +11,33 @@ import torch
 
 from clonekit.envs.family import EnvFamily
 from clonekit.envs.maze import derive_seed
+from clonekit.errors import ConfigError
 from clonekit.evaluation.stats import summarize
 from clonekit.policies import Policy
 
 # Called after every env step with (step, obs before the step, actions, policy state after acting).
 StepHook = Callable[[int, np.ndarray, np.ndarray, Any], None]
+
+
+class RolloutWatcher:
+    """Follows a :func:`rollout` step by step and may stop episodes before their action executes.
+
+    Subclass and override what you need (every method does nothing by default). Per wave of envs,
+    :meth:`start_wave` comes first; then per step :meth:`before_step` sees the actions the policy chose and
+    returns the slots to **halt** (or None): a halted episode ends there, unsuccessful, its chosen action
+    never executed and the step not counted in its length (the vec env must have ``halt(mask)``, as BabyAI's
+    does). :meth:`after_step` then gets the slots whose action did execute.
+    """
+
+    def start_wave(self, first: int, vec: Any) -> None:
+        """A wave of ``vec.num_envs`` episodes starting at episode ``first`` was reset."""
+
+    def before_step(self, obs: np.ndarray, actions: np.ndarray, state: Any, active: np.ndarray) -> np.ndarray | None:
+        """``actions`` were chosen for the ``active`` slots; returns ``(B,)`` bool slots to halt, or None."""
+        return None
+
+    def after_step(self, executed: np.ndarray) -> None:
+        """The env stepped; ``executed`` ``(B,)`` bool marks the slots whose action ran."""
 
 
 @dataclass
@@ -57,6 +79,7 @@ def rollout(
     on_step: StepHook | None = None,
     device: torch.device | str = "cpu",
     first_episode: int = 0,
+    watcher: RolloutWatcher | None = None,
 ) -> EpisodeResults:
     """Play ``episodes`` episodes (episode ``k`` on ``tasks[k % len(tasks)]``), ``max_parallel`` at a time.
 
@@ -67,6 +90,9 @@ def rollout(
     Each wave is seeded from ``seed`` and its first episode, so a slice of an evaluation can be played
     elsewhere and give the same episodes: ``first_episode`` (a multiple of ``max_parallel``) starts at that
     episode and plays ``first_episode .. episodes - 1`` only.
+
+    ``watcher`` (a :class:`RolloutWatcher`) follows every step and may halt episodes before their action
+    executes (pre-crime halting, see :func:`clonekit.evaluation.thoughts.thought_rollout`).
     """
     env_kwargs = env_kwargs or {}
     parts = []
@@ -76,6 +102,8 @@ def rollout(
         task_index = ids % len(tasks)
         vec = family.make_vec([tasks[i] for i in task_index], **env_kwargs)
         obs = vec.reset(seed=derive_seed(seed, f"eval:{first}"))
+        if watcher is not None:
+            watcher.start_wave(first, vec)
         extra = _policy_inputs(vec, device)  # e.g. the goals of goal-reaching tasks (fixed for an episode)
         n = len(ids)
         state = policy.initial_state(n)
@@ -90,14 +118,29 @@ def rollout(
                 actions = action_t.cpu().numpy()
                 if on_step is not None:
                     on_step(step, obs, actions, state)
+                executed = active
+                if watcher is not None:
+                    stop = watcher.before_step(obs, actions, state, active)
+                    if stop is not None and (stop := stop & active).any():
+                        _halt(vec, stop)
+                        executed = active & ~stop
                 obs, reward, terminated, truncated = vec.step(actions)
-                returns += np.where(active, reward, 0.0)
-                lengths += active
-                success |= active & terminated & (reward > 0)  # a terminal failure (a crash) is no success
-                active &= ~(terminated | truncated)
+                returns += np.where(executed, reward, 0.0)
+                lengths += executed
+                success |= executed & terminated & (reward > 0)  # a terminal failure (a crash) is no success
+                active = executed & ~(terminated | truncated)
+                if watcher is not None:
+                    watcher.after_step(executed)
                 step += 1
         parts.append(EpisodeResults(success=success, returns=returns, lengths=lengths, task_index=task_index))
     return EpisodeResults.concatenate(parts)
+
+
+def _halt(vec: Any, stop: np.ndarray) -> None:
+    halt = getattr(vec, "halt", None)
+    if halt is None:
+        raise ConfigError(f"halting episodes: the env {type(vec).__name__} cannot halt episodes (it has no halt())")
+    halt(stop)
 
 
 def _policy_inputs(vec: Any, device: torch.device | str) -> dict[str, torch.Tensor]:

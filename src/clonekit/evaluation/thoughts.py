@@ -22,9 +22,8 @@ import torch
 
 from clonekit.data import Dataset
 from clonekit.envs.family import EnvFamily
-from clonekit.envs.maze import derive_seed
 from clonekit.errors import ConfigError
-from clonekit.evaluation.rollout import EpisodeResults
+from clonekit.evaluation.rollout import EpisodeResults, RolloutWatcher, rollout
 from clonekit.evaluation.stats import summarize
 from clonekit.policies import Policy
 
@@ -62,77 +61,76 @@ def thought_rollout(
 ) -> ThoughtEpisodes:
     """Play ``episodes`` episodes (episode ``k`` on ``tasks[k % len(tasks)]``), recording thoughts.
 
-    The policy must expose ``thoughts(state)`` (the thought behind the actions of its last ``act``), as
-    ``thought_cloning`` does; a policy without it is recorded with empty thoughts. When ``halt_if(thought)``
-    is true the episode is stopped before that action executes (it ends unsuccessful, and the stopped step
-    is not counted in its length). ``unsafe_if(object_name)`` (e.g. ``"red key"``) declares objects unsafe;
-    every executed pickup or toggle of one counts as an unsafe action. The first ``record_frames`` episodes
-    keep an RGB frame per step (before the action) for the episode viewer.
+    The same episodes as :func:`clonekit.evaluation.rollout` with the same arguments (it is that rollout,
+    watched). The policy must expose ``thoughts(state)`` (the thought behind the actions of its last
+    ``act``), as ``thought_cloning`` does; a policy without it is recorded with empty thoughts. When
+    ``halt_if(thought)`` is true the episode is stopped before that action executes (it ends unsuccessful,
+    and the stopped step is not counted in its length). ``unsafe_if(object_name)`` (e.g. ``"red key"``)
+    declares objects unsafe; every executed pickup or toggle of one counts as an unsafe action. The first
+    ``record_frames`` episodes keep an RGB frame per step (before the action) for the episode viewer.
     """
-    env_kwargs = env_kwargs or {}
     if (halt_if is not None or unsafe_if is not None or record_frames) and family.name != "babyai":
         raise ConfigError(f"thought_rollout: halting, unsafe objects and frames need env babyai, not {family.name!r}")
-    thinker: Callable[[Any], list[str]] | None = getattr(policy, "thoughts", None)
-    policy.eval()
-    parts, all_thoughts, all_actions, halted_parts, unsafe_parts = [], [], [], [], []
-    frames: list[list[np.ndarray]] = []
-    for first in range(0, episodes, max_parallel):
-        ids = np.arange(first, min(first + max_parallel, episodes))
-        task_index = ids % len(tasks)
-        vec: Any = family.make_vec([tasks[i] for i in task_index], **env_kwargs)
-        obs = vec.reset(seed=derive_seed(seed, f"eval:{first}"))
-        n = len(ids)
-        state = policy.initial_state(n)
-        active = np.ones(n, dtype=bool)
-        success = np.zeros(n, dtype=bool)
-        halted = np.zeros(n, dtype=bool)
-        unsafe = np.zeros(n, dtype=np.int64)
-        returns = np.zeros(n, dtype=np.float64)
-        lengths = np.zeros(n, dtype=np.int64)
-        thoughts: list[list[str]] = [[] for _ in range(n)]
-        actions: list[list[int]] = [[] for _ in range(n)]
-        recorded = [i for i in range(n) if first + i < record_frames]
-        wave_frames: list[list[np.ndarray]] = [[] for _ in recorded]
-        with torch.inference_mode():
-            while active.any():
-                action_t, state = policy.act({"obs": torch.from_numpy(obs).to(device)}, state)
-                chosen = action_t.cpu().numpy()
-                now = thinker(state) if thinker is not None else [""] * n
-                for k, slot in enumerate(recorded):
-                    if active[slot]:
-                        wave_frames[k].append(vec.render(slot))
-                stop = np.zeros(n, dtype=bool)
-                for i in np.flatnonzero(active):
-                    thoughts[i].append(now[i])
-                    actions[i].append(int(chosen[i]))
-                    stop[i] = halt_if is not None and halt_if(now[i])
-                if stop.any():
-                    vec.halt(stop)
-                obs, reward, terminated, truncated = vec.step(chosen)
-                executed = active & ~stop
-                if unsafe_if is not None:
-                    unsafe += [
-                        executed[i] and bool(vec.interactions[i]) and unsafe_if(vec.interactions[i]) for i in range(n)
-                    ]
-                returns += np.where(executed, reward, 0.0)
-                lengths += executed
-                success |= executed & terminated & (reward > 0)
-                halted |= stop
-                active &= ~(terminated | truncated | stop)
-        parts.append(EpisodeResults(success=success, returns=returns, lengths=lengths, task_index=task_index))
-        all_thoughts += thoughts
-        all_actions += actions
-        halted_parts.append(halted)
-        unsafe_parts.append(unsafe)
-        frames += wave_frames
-    return ThoughtEpisodes(
-        results=EpisodeResults.concatenate(parts),
-        thoughts=all_thoughts,
-        actions=all_actions,
-        halted=np.concatenate(halted_parts),
-        unsafe_actions=np.concatenate(unsafe_parts),
-        frames=frames,
+    recorder = _ThoughtRecorder(getattr(policy, "thoughts", None), halt_if, unsafe_if, record_frames)
+    results = rollout(
+        policy, family, tasks, episodes, seed, env_kwargs, max_parallel=max_parallel, device=device, watcher=recorder
     )
+    return ThoughtEpisodes(
+        results=results,
+        thoughts=recorder.thoughts,
+        actions=recorder.actions,
+        halted=np.concatenate(recorder.halted),
+        unsafe_actions=np.concatenate(recorder.unsafe),
+        frames=recorder.frames,
+    )
+
+
+class _ThoughtRecorder(RolloutWatcher):
+    """Records each executed-or-halted step's thought and action, halts on ``halt_if``, counts unsafe acts."""
+
+    def __init__(
+        self,
+        thinker: Callable[[Any], list[str]] | None,
+        halt_if: Callable[[str], bool] | None,
+        unsafe_if: Callable[[str], bool] | None,
+        record_frames: int,
+    ) -> None:
+        self.thinker, self.halt_if, self.unsafe_if, self.record_frames = thinker, halt_if, unsafe_if, record_frames
+        self.thoughts: list[list[str]] = []
+        self.actions: list[list[int]] = []
+        self.frames: list[list[np.ndarray]] = []
+        self.halted: list[np.ndarray] = []  # per wave, (n,) bool
+        self.unsafe: list[np.ndarray] = []  # per wave, (n,) int64
+
+    def start_wave(self, first: int, vec: Any) -> None:
+        n = vec.num_envs
+        self.vec, self.offset = vec, len(self.thoughts)
+        self.thoughts += [[] for _ in range(n)]
+        self.actions += [[] for _ in range(n)]
+        self.recorded = [i for i in range(n) if first + i < self.record_frames]
+        self.wave_frames: list[list[np.ndarray]] = [[] for _ in self.recorded]
+        self.frames += self.wave_frames
+        self.halted.append(np.zeros(n, dtype=bool))
+        self.unsafe.append(np.zeros(n, dtype=np.int64))
+
+    def before_step(self, obs: np.ndarray, actions: np.ndarray, state: Any, active: np.ndarray) -> np.ndarray:
+        now = self.thinker(state) if self.thinker is not None else [""] * len(active)
+        for k, slot in enumerate(self.recorded):
+            if active[slot]:
+                self.wave_frames[k].append(self.vec.render(slot))
+        stop = np.zeros(len(active), dtype=bool)
+        for i in np.flatnonzero(active):
+            self.thoughts[self.offset + i].append(now[i])
+            self.actions[self.offset + i].append(int(actions[i]))
+            stop[i] = self.halt_if is not None and self.halt_if(now[i])
+        self.halted[-1] |= stop
+        return stop
+
+    def after_step(self, executed: np.ndarray) -> None:
+        if self.unsafe_if is None:
+            return
+        touched = self.vec.interactions
+        self.unsafe[-1] += [bool(e and touched[i] and self.unsafe_if(touched[i])) for i, e in enumerate(executed)]
 
 
 def overthinking(thoughts: list[list[str]]) -> dict[str, np.ndarray]:
