@@ -82,6 +82,9 @@ def test_noisy_collection_and_quiet_generation(tmp_path: Path, capsys: pytest.Ca
     assert noisy.env["expert_kwargs"] == {"action_noise": 0.2, "thought_noise": 0.2}
     assert noisy.num_episodes + noisy.env["skipped_episodes"] == 8
     assert "Sampling rejected" not in capsys.readouterr().out
+    # The bot's own action is the label of every step; about action_noise * 6/7 of the executed ones differ.
+    executed, labels = np.asarray(noisy.column("action")), np.asarray(noisy.column("expert_action"))
+    assert 0.05 <= float((executed != labels).mean()) <= 0.35
 
 
 def test_tokenizer_round_trip() -> None:

@@ -164,6 +164,13 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
+    action_labels: Annotated[
+        str,
+        typer.Option(
+            help="Stream to imitate as the action: action (executed) or expert_action (the expert's label where "
+            "another action ran: DAgger relabeling, noise-injected demonstrations)."
+        ),
+    ] = "action",
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Policy config override KEY=VALUE (JSON value); repeatable."),
@@ -175,7 +182,13 @@ def train(
     from clonekit.train import train as run_train
 
     config = TrainConfig(
-        steps=steps, seed=seed, batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every, device=device
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        lr=lr,
+        checkpoint_every=checkpoint_every,
+        device=device,
+        action_labels=action_labels,
     )
     try:
         run_train(

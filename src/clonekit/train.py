@@ -66,6 +66,9 @@ class TrainConfig:
         log_every: Record scalars every this many steps.
         tensorboard: Also write TensorBoard scalars under ``RUN/tb`` (needs ``clonekit[tensorboard]``).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available).
+        action_labels: The stream the policy imitates as its ``action``: ``"action"`` (what was executed) or
+            ``"expert_action"`` (labels given by the expert where another action ran: DAgger relabeling, or
+            noise-injected demonstrations as in DART).
     """
 
     steps: int = 2000
@@ -80,6 +83,7 @@ class TrainConfig:
     log_every: int = 50
     tensorboard: bool = True
     device: str = "cpu"
+    action_labels: str = "action"
 
     def __post_init__(self) -> None:
         check(self.steps >= 1, "steps", ">= 1", self.steps)
@@ -90,6 +94,8 @@ class TrainConfig:
         check(self.checkpoint_every >= 1, "checkpoint_every", ">= 1", self.checkpoint_every)
         check(self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", self.keep_checkpoints)
         check(self.log_every >= 1, "log_every", ">= 1", self.log_every)
+        labels = ("action", "expert_action")
+        check(self.action_labels in labels, "action_labels", f"one of {list(labels)}", self.action_labels)
         check(self.device in ("cpu", "cuda", "auto"), "device", "cpu|cuda|auto", self.device)
 
 
@@ -204,6 +210,7 @@ def train(
     else:
         policy_config = policy_config_for(policy, dataset, policy_overrides)
     dataset.require_streams(policy_cls.required_streams, f"policy {policy!r}")
+    dataset.require_streams((config.action_labels,), f"action_labels={config.action_labels!r}")
     world.barrier()  # every process has looked at the run directory before the first one writes to it
     if config.batch_size % world.size:
         raise ConfigError(
@@ -250,7 +257,10 @@ def train(
     # which for a Policy is compute_loss.
     trainer: torch.nn.Module = model if world.size == 1 else world.wrap(model)
     scalars = _Scalars(run_dir, start_step, config.tensorboard) if world.is_main else None
-    streams = [s for s in policy_cls.required_streams if dataset.streams[s].kind == "array"]
+    # The action labels may come from another stream (expert_action): gathered under its name, renamed.
+    source = {"action": config.action_labels}
+    streams = [source.get(s, s) for s in policy_cls.required_streams if dataset.streams[s].kind == "array"]
+    windows = {source.get(name, name): k for name, k in model.sample_windows().items()}
     encoded = {
         s: model.encode_text(s, list(dataset.column(s)))
         for s in policy_cls.required_streams
@@ -264,15 +274,9 @@ def train(
             window_start, window_steps = time.perf_counter(), 0
             for step in range(start_step + 1, config.steps + 1):
                 batch = {
-                    k: v.to(device, non_blocking=True)
+                    ("action" if k == config.action_labels else k): v.to(device, non_blocking=True)
                     for k, v in sample_batch(
-                        dataset,
-                        local_batch,
-                        generator,
-                        streams,
-                        model.sample_windows(),
-                        encoded,
-                        model.windows_from_episode_start,
+                        dataset, local_batch, generator, streams, windows, encoded, model.windows_from_episode_start
                     ).items()
                 }
                 loss, info = trainer(batch)

@@ -51,7 +51,9 @@ class BabyAIThoughtConfig:
         level: Training level (its held-out seeds are the ``test`` split).
         ood_level: Harder level of the ``ood`` split.
         episodes: Bot demonstrations (one training seed each).
-        action_noise: Probability of a random action in the demonstrations (the bot recovers from it).
+        action_noise: Probability of a random action in the demonstrations (the bot recovers from it); the
+            policies then learn the bot's own action at every step (``expert_action``), so the noise adds
+            recovery states without wrong labels.
         thought_noise: Probability of a random thought in the demonstrations.
         eval_episodes: Episodes per (policy, split) and for thought accuracy.
         steps: Gradient steps of each policy.
@@ -158,7 +160,13 @@ def _run(
     extra: dict[str, Any] = {}
     for key, policy_name in POLICIES.items():
         train_config = TrainConfig(
-            steps=config.steps, batch_size=config.batch_size, lr=config.lr, seed=seed, checkpoint_every=500
+            steps=config.steps,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            seed=seed,
+            checkpoint_every=500,
+            # With action noise, imitate the bot's own actions (DART), not the random ones that replaced them.
+            action_labels="expert_action" if config.action_noise else "action",
         )
         overrides: dict[str, Any] = {"hidden_size": config.hidden_size, "window": config.window}
         if key == "tc":

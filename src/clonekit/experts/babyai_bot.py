@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from clonekit.data import StreamSpec, text_stream
+from clonekit.data import StreamSpec, array_stream, text_stream
 from clonekit.envs.babyai import NUM_ACTIONS, BabyAIVecEnv, object_name
 from clonekit.errors import ConfigError
 
@@ -70,7 +70,9 @@ class BabyAIBotExpert:
     """The BabyAI bot, one per slot, emitting the ``thought`` stream (see module docstring).
 
     Args:
-        action_noise: Probability that a step's action is replaced by a uniformly random one.
+        action_noise: Probability that a step's action is replaced by a uniformly random one. With noise, the
+            bot's own action of every step is recorded too, as the ``expert_action`` stream: the label of a
+            noise-injected demonstration (DART), which ``TrainConfig(action_labels="expert_action")`` trains on.
         thought_noise: Probability that a step's recorded thought is replaced by a random sentence.
     """
 
@@ -90,7 +92,10 @@ class BabyAIBotExpert:
 
     def streams(self, observation_shape: tuple[int, ...]) -> list[StreamSpec]:
         """Annotation streams this expert writes."""
-        return [text_stream("thought", "the BabyAI bot's current subgoal as a sentence, e.g. 'open the red door'")]
+        streams = [text_stream("thought", "the BabyAI bot's current subgoal as a sentence, e.g. 'open the red door'")]
+        if self.action_noise:
+            streams.append(array_stream("expert_action", "int64", (), "the bot's own action (before noise)"))
+        return streams
 
     def reset(self, env: BabyAIVecEnv, seed: int | None = None) -> None:
         """One fresh bot per slot of ``env`` (already reset); ``seed`` fixes the noise."""
@@ -103,10 +108,12 @@ class BabyAIBotExpert:
         self.failed = np.zeros(env.num_envs, dtype=bool)
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Actions ``(B,)`` int64 and ``{"thought": (B,) object array of str}``."""
+        """Actions ``(B,)`` int64 and ``{"thought": (B,) object array of str}`` (and, with action noise,
+        ``"expert_action"``: the bot's own actions ``(B,)``)."""
         assert self._vec is not None, "call reset(env) before act"
         b = self._vec.num_envs
         actions = np.full(b, DONE_ACTION, dtype=np.int64)
+        labels = actions.copy()
         thoughts = np.array([""] * b, dtype=object)
         for i in np.flatnonzero(~self._vec.done):
             try:
@@ -115,7 +122,7 @@ class BabyAIBotExpert:
                 self.failed[i] = True
                 continue
             thoughts[i] = subgoal_sentence(self._bots[i])
-            action = suggested
+            action = labels[i] = suggested
             if self.action_noise and self._rng.random() < self.action_noise:
                 action = int(self._rng.integers(NUM_ACTIONS - 1))  # never "done"
             if self.thought_noise and self._rng.random() < self.thought_noise:
@@ -125,4 +132,7 @@ class BabyAIBotExpert:
             actions[i] = action
         if self.failed.any():
             self._vec.halt(self.failed)
-        return actions, {"thought": thoughts}
+        annotations = {"thought": thoughts}
+        if self.action_noise:
+            annotations["expert_action"] = labels
+        return actions, annotations
