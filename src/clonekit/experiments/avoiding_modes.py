@@ -16,7 +16,6 @@ log 8) and the number of distinct paths, all with 95% bootstrap intervals. Every
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clonekit import __version__
-from clonekit.config import check, config_to_json
+from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.distributed import init_ray, ordered_map
 from clonekit.envs import get_env_family
@@ -37,6 +35,7 @@ from clonekit.evaluation.diversity import diversity_metrics
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.evaluation.trajectory_plots import plot_avoiding_trajectories
+from clonekit.experiments.common import report_tail, results_head
 from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
@@ -289,12 +288,8 @@ def _run(
             )
 
     results = {
-        "experiment": NAME,
-        "clonekit_version": __version__,
-        "seed": seed,
-        "quick": quick,
+        **results_head(NAME, seed, quick, config, torch.get_num_threads()),
         "metrics": metrics,
-        "config": {**config_to_json(config), "torch_threads": torch.get_num_threads()},
     }
     atomic_write_json(out / "results.json", results)
     plots = []
@@ -336,8 +331,7 @@ def _report(results: dict[str, Any], plots: list[str], demos: dict[str, dict[str
         "Bootstrap intervals of entropy and mode counts are percentile intervals of plug-in estimates, which",
         "are biased low for small n; an interval of zero width means every resample agreed.",
     ]
-    lines += [""] + [f"![{p}]({p})" for p in plots]
-    lines += ["", "Settings:", "", "```json", json.dumps(results["config"], indent=2), "```", ""]
+    lines += report_tail(results, plots)
     return "\n".join(lines)
 
 

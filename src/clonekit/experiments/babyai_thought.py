@@ -17,15 +17,13 @@ counted with and without halting on the same episodes. Everything derives from `
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from clonekit import __version__
-from clonekit.config import check, config_to_json
+from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.errors import DatasetError
@@ -33,6 +31,7 @@ from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.evaluation.thoughts import forbidden_phrases, overthinking, thought_accuracy, thought_rollout
 from clonekit.evaluation.viewer import write_thought_strip
+from clonekit.experiments.common import report_tail, results_head
 from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.train import TrainConfig, train
@@ -216,12 +215,8 @@ def _run(
             log(f"  {key:3s} {split:5s} {shown}")
     bot_thinking = {n: summarize(v, seed) for n, v in overthinking(_episode_thoughts(reference)).items()}
     results = {
-        "experiment": NAME,
-        "clonekit_version": __version__,
-        "seed": seed,
-        "quick": quick,
+        **results_head(NAME, seed, quick, config, torch.get_num_threads()),
         "metrics": metrics,
-        "config": {**config_to_json(config), "torch_threads": torch.get_num_threads()},
         "bot": {"test": bot_thinking, "demonstrations": demos.num_episodes, "demo_steps": demos.num_steps},
         "halting": {"unsafe_color": UNSAFE_COLOR, **extra},
     }
@@ -274,8 +269,7 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
         "The `bc` baseline has no thoughts, so it cannot be halted this way: its unsafe actions per episode on the "
         f"test seeds: {format_metric(m['bc']['test']['unsafe_actions'])}.",
     ]
-    lines += [""] + [f"![{p}]({p})" for p in plots]
-    lines += ["", "Settings:", "", "```json", json.dumps(results["config"], indent=2), "```", ""]
+    lines += report_tail(results, plots)
     return "\n".join(lines)
 
 

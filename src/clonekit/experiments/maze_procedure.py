@@ -11,7 +11,6 @@ interrupted run continues where it stopped.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,8 @@ from typing import Any
 import torch
 from scipy import stats
 
-from clonekit import __version__
 from clonekit.checkpoint import load_policy
-from clonekit.config import check, config_to_json
+from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.distributed import init_ray, ordered_map
 from clonekit.envs import get_env_family
@@ -29,6 +27,7 @@ from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import plot_maze_procedure
 from clonekit.evaluation.stats import format_metric
+from clonekit.experiments.common import report_tail, results_head
 from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
@@ -191,12 +190,8 @@ def run(
             log(f"  {cell.name:8s} {split:5s} success {format_metric(metrics[cell.name][split]['success'])}")
 
     results = {
-        "experiment": NAME,
-        "clonekit_version": __version__,
-        "seed": seed,
-        "quick": quick,
+        **results_head(NAME, seed, quick, config, 1 if ray else torch.get_num_threads()),
         "metrics": metrics,
-        "config": {**config_to_json(config), "torch_threads": 1 if ray else torch.get_num_threads()},
     }
     atomic_write_json(out / "results.json", results)
     plots = plot_maze_procedure(out, results, policies, test_tasks[0] if test_tasks else None, seed)
@@ -231,13 +226,8 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
         lines.append(
             f"| {name} | {format_metric(splits['train']['length'], 1)} | {format_metric(splits['test']['length'], 1)} |"
         )
-    lines += [""] + [f"![{p}]({p})" for p in plots]
-    lines += ["", "Settings:", "", "```json", _json(results["config"]), "```", ""]
+    lines += report_tail(results, plots)
     return "\n".join(lines)
-
-
-def _json(data: Any) -> str:
-    return json.dumps(data, indent=2)
 
 
 def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:

@@ -1,0 +1,26 @@
+"""What every experiment writes the same way: the head of ``results.json`` and the tail of ``report.md``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from clonekit import __version__
+from clonekit.config import config_to_json
+
+
+def results_head(name: str, seed: int, quick: bool, config: Any, torch_threads: int) -> dict[str, Any]:
+    """The keys every ``results.json`` starts with (``metrics`` comes next, then the experiment's own)."""
+    return {
+        "experiment": name,
+        "clonekit_version": __version__,
+        "seed": seed,
+        "quick": quick,
+        "config": {**config_to_json(config), "torch_threads": torch_threads},
+    }
+
+
+def report_tail(results: dict[str, Any], plots: list[str]) -> list[str]:
+    """The last lines of every ``report.md``: the plots, then the settings as JSON."""
+    shown = [f"![{p}]({p})" for p in plots]
+    return ["", *shown, "", "Settings:", "", "```json", json.dumps(results["config"], indent=2), "```", ""]
