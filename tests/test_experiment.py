@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from clonekit.experiments import maze_procedure
 from clonekit.experiments.maze_procedure import MazeProcedureConfig
 
@@ -58,3 +60,20 @@ def test_same_seed_in_fresh_processes_gives_identical_results(tmp_path: Path) ->
     for name in results[0]["metrics"]:  # and bitwise-identical weights, a stronger check than the success rates
         weights = [(tmp_path / f"run{h}" / "runs" / name / "model.safetensors").read_bytes() for h in ("1", "2")]
         assert weights[0] == weights[1], name
+
+
+def test_cli_run_with_settings_over_the_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from clonekit.cli import main
+
+    settings = ["train_sizes=[2]", "episodes_per_maze=3", "test_mazes=2", "eval_episodes=4", "bc_steps=4"]
+    settings += ["pc_steps=4", "batch_size=8"]
+    args = ["run", "maze-procedure", "--quick", "--seed", "3", "--out", str(tmp_path / "exp"), "--json"]
+    code = main([*args, *(f"--set={s}" for s in settings)])
+    assert code == 0
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert results["config"]["train_sizes"] == [2] and results["config"]["bc_steps"] == 4
+    assert set(results["metrics"]) == {"bc_n2", "pc_n2"} and results["metrics"]["bc_n2"]["test"]["success"]["n"] == 4
+    for bad, needle in (("bc_stepz=4", "unknown key"), ("bc_steps=many", "bc_steps"), ("bc_steps=0", "bc_steps")):
+        code = main([*args[:-1], "--set", bad])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err

@@ -335,11 +335,18 @@ def run_experiment(
     ray: RayFlag = False,
     ray_address: RayAddress = None,
     workers: RayWorkers = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Experiment setting KEY=VALUE (JSON value) over the preset, e.g. steps=3000; repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Run a named experiment end to end: data, training, evaluation, report and plots."""
     from clonekit.experiments import get_experiment
 
     spec = get_experiment(experiment)
+    config = spec.config(quick, _parse_overrides(set_ or [])) if set_ else None
 
     def log(message: str) -> None:
         err_console.print(message) if as_json else out_console.print(message)
@@ -347,7 +354,7 @@ def run_experiment(
     ray_options = _ray_options(ray, ray_address, workers)
     if ray_options and "ray" not in signature(spec.run).parameters:
         raise ConfigError(f"--ray: experiment {experiment!r} runs locally only")
-    results = spec.run(out, seed, quick, show_progress=not as_json, log=log, **ray_options)
+    results = spec.run(out, seed, quick, show_progress=not as_json, log=log, config=config, **ray_options)
     if as_json:
         _print_json(results)
         return

@@ -6,19 +6,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from clonekit.config import config_from_json, config_to_json
 from clonekit.errors import unknown_name
 from clonekit.experiments import avoiding_modes, babyai_thought, maze_procedure
 
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    """An experiment: its ``run(out, seed, quick, show_progress, log)`` and how to tabulate its results."""
+    """An experiment: its ``run(out, seed, quick, show_progress, log, config)``, its two presets (the
+    ``config`` used without one, full or ``quick``) and how to tabulate its results."""
 
     name: str
     description: str
     run: Callable[..., dict[str, Any]]
     table_columns: tuple[str, ...]
     table: Callable[[dict[str, Any]], list[tuple[str, ...]]]
+    full: Any
+    quick: Any
+
+    def config(self, quick: bool, overrides: dict[str, Any]) -> Any:
+        """The preset (``quick`` or full) with ``overrides`` (field -> JSON value) applied and checked."""
+        base = self.quick if quick else self.full
+        return config_from_json(type(base), {**config_to_json(base), **overrides}, f"--set ({self.name})")
 
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
@@ -28,6 +37,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         run=maze_procedure.run,
         table_columns=("policy", "train success [95% CI]", "test (unseen) success [95% CI]"),
         table=maze_procedure.success_table,
+        full=maze_procedure.FULL,
+        quick=maze_procedure.QUICK,
     ),
     avoiding_modes.NAME: ExperimentSpec(
         name=avoiding_modes.NAME,
@@ -35,6 +46,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         run=avoiding_modes.run,
         table_columns=("policy", "test success [95% CI]", "test entropy [95% CI]", "test modes [95% CI]"),
         table=avoiding_modes.modes_table,
+        full=avoiding_modes.FULL,
+        quick=avoiding_modes.QUICK,
     ),
     babyai_thought.NAME: ExperimentSpec(
         name=babyai_thought.NAME,
@@ -42,6 +55,8 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         run=babyai_thought.run,
         table_columns=("policy", "test success [95% CI]", "ood success [95% CI]", "test thought accuracy"),
         table=babyai_thought.success_table,
+        full=babyai_thought.FULL,
+        quick=babyai_thought.QUICK,
     ),
 }
 

@@ -86,6 +86,7 @@ class AvoidingModesConfig:
         for name in ("mlp_steps", "gmm_steps", "diffusion_steps"):
             check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
         check(self.chunk >= 1, "chunk", ">= 1", self.chunk)
+        check(self.lr > 0, "lr", "> 0", self.lr)
         check(1 <= self.execute_steps <= self.chunk, "execute_steps", f"in [1, chunk={self.chunk}]", self.execute_steps)
 
     def policies(self) -> dict[str, tuple[int, dict[str, Any]]]:

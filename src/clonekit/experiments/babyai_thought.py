@@ -79,6 +79,9 @@ class BabyAIThoughtConfig:
     def __post_init__(self) -> None:
         for name in ("episodes", "eval_episodes", "steps", "batch_size", "window", "hidden_size"):
             check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
+        check(self.lr > 0, "lr", "> 0", self.lr)
+        for name in ("action_noise", "thought_noise"):
+            check(0 <= getattr(self, name) <= 1, name, "a probability in [0, 1]", getattr(self, name))
 
 
 FULL = BabyAIThoughtConfig()

@@ -70,6 +70,9 @@ class MazeProcedureConfig:
         check(self.episodes_per_maze >= 1, "episodes_per_maze", ">= 1", self.episodes_per_maze)
         check(self.test_mazes >= 1, "test_mazes", ">= 1", self.test_mazes)
         check(self.eval_episodes >= 1, "eval_episodes", ">= 1", self.eval_episodes)
+        for name in ("bc_steps", "pc_steps", "batch_size"):
+            check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
+        check(self.lr > 0, "lr", "> 0", self.lr)
 
 
 FULL = MazeProcedureConfig()
