@@ -87,6 +87,22 @@ def test_noisy_collection_and_quiet_generation(tmp_path: Path, capsys: pytest.Ca
     assert 0.05 <= float((executed != labels).mean()) <= 0.35
 
 
+def test_noise_that_opens_a_box_drops_the_episode_instead_of_failing(tmp_path: Path) -> None:
+    # A random toggle can open a box; the bot then raises DisappearedBoxError. Seed 0 has 4 such episodes.
+    noisy = collect(
+        "babyai",
+        "bot",
+        episodes=48,
+        seed=0,
+        out=tmp_path / "boxes",
+        num_tasks=48,
+        env_kwargs={"level": "BabyAI-PutNextS5N2-v0"},
+        expert_kwargs={"action_noise": 0.3},
+        show_progress=False,
+    )
+    assert noisy.env["skipped_episodes"] >= 1 and noisy.num_episodes + noisy.env["skipped_episodes"] == 48
+
+
 def test_tokenizer_round_trip() -> None:
     texts = ["go to the red ball", "open the door", "", "pick  up the  Red key", "drop the key"]
     vocab = build_vocab(texts)

@@ -89,6 +89,7 @@ class BabyAIBotExpert:
         self._taken: list[int | None] = []
         self._rng = np.random.default_rng(0)
         self.failed = np.zeros(0, dtype=bool)
+        self._bot_errors: tuple[type[Exception], ...] = (AssertionError,)
 
     def streams(self, observation_shape: tuple[int, ...]) -> list[StreamSpec]:
         """Annotation streams this expert writes."""
@@ -99,8 +100,11 @@ class BabyAIBotExpert:
 
     def reset(self, env: BabyAIVecEnv, seed: int | None = None) -> None:
         """One fresh bot per slot of ``env`` (already reset); ``seed`` fixes the noise."""
-        from minigrid.utils.baby_ai_bot import BabyAIBot
+        from minigrid.utils.baby_ai_bot import BabyAIBot, DisappearedBoxError
 
+        # Known bot failures: an assertion on some seeds, and a box opened (by a noisy action) that hid what
+        # the bot was after. The episode is dropped and counted.
+        self._bot_errors = (AssertionError, DisappearedBoxError)
         self._vec = env
         self._bots = [BabyAIBot(e) for e in env.envs]
         self._taken = [None] * env.num_envs
@@ -118,7 +122,7 @@ class BabyAIBotExpert:
         for i in np.flatnonzero(~self._vec.done):
             try:
                 suggested = int(self._bots[i].replan(self._taken[i]))
-            except AssertionError:  # a known bot failure on some seeds: drop the episode, count it
+            except self._bot_errors:  # a known bot failure: drop the episode, count it
                 self.failed[i] = True
                 continue
             thoughts[i] = subgoal_sentence(self._bots[i])
