@@ -32,3 +32,13 @@ def avoiding_data(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     """8 Avoiding start states x 4 multimodal expert episodes, with the ``style`` stream (seed 0)."""
     out = tmp_path_factory.mktemp("data") / "avoiding"
     return collect("avoiding", "paths", episodes=32, seed=0, out=out, num_tasks=8, show_progress=False)
+
+
+def assert_one_error_line(code: int, err: str, *needles: str) -> None:
+    """A user error as the CLI must report it: exit code 2 and one ``error:`` line naming each needle."""
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), f"expected one error line, got:\n{err}"
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])

@@ -11,23 +11,13 @@ import pytest
 
 from clonekit.cli import main
 from clonekit.data import Dataset, DatasetWriter, array_stream
-from tests.conftest import tree_hash
+from tests.conftest import assert_one_error_line, tree_hash
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def _assert_user_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one error line, got:\n{err}"
-    assert lines[0].startswith("error:")
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def test_collect_inspect_train_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,27 +75,27 @@ def small_data(tmp_path: Path, maze_data: Dataset) -> Path:
 
 def test_missing_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "inspect", tmp_path / "nope")
-    _assert_user_error(code, err, "nope")
+    assert_one_error_line(code, err, "nope")
     code, _, err = _run(capsys, "eval", tmp_path / "norun")
-    _assert_user_error(code, err, "norun")
+    assert_one_error_line(code, err, "norun")
     code, _, err = _run(capsys, "train", "bc", "--data", tmp_path / "nodata", "--out", tmp_path / "r")
-    _assert_user_error(code, err, "nodata")
+    assert_one_error_line(code, err, "nodata")
     assert not (tmp_path / "r").exists()
 
 
 def test_unknown_names(small_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "train", "bcc", "--data", small_data, "--out", tmp_path / "r")
-    _assert_user_error(code, err, "unknown policy 'bcc'", "procedure_cloning")
+    assert_one_error_line(code, err, "unknown policy 'bcc'", "procedure_cloning")
     code, _, err = _run(capsys, "collect", "mze", "--expert", "bfs", "--episodes", 2, "--out", tmp_path / "d")
-    _assert_user_error(code, err, "unknown env 'mze'")
+    assert_one_error_line(code, err, "unknown env 'mze'")
     code, _, err = _run(capsys, "collect", "maze", "--expert", "dfs", "--episodes", 2, "--out", tmp_path / "d")
-    _assert_user_error(code, err, "'dfs'")
+    assert_one_error_line(code, err, "'dfs'")
     code, _, err = _run(capsys, "run", "maze-procedur", "--out", tmp_path / "o")
-    _assert_user_error(code, err, "unknown experiment", "maze-procedure")
+    assert_one_error_line(code, err, "unknown experiment", "maze-procedure")
     code, _, err = _run(capsys, "train", "bc", "--data", small_data, "--out", tmp_path / "r", "--set", "encodr=1")
-    _assert_user_error(code, err, "encodr")
+    assert_one_error_line(code, err, "encodr")
     code, _, err = _run(capsys, "train", "bc", "--data", small_data, "--out", tmp_path / "r", "--steps", 0)
-    _assert_user_error(code, err, "steps")
+    assert_one_error_line(code, err, "steps")
 
 
 def test_corrupt_dataset_is_reported_and_left_alone(
@@ -116,7 +106,7 @@ def test_corrupt_dataset_is_reported_and_left_alone(
     before = tree_hash(small_data)
     for args in (("inspect", small_data), ("train", "bc", "--data", small_data, "--out", tmp_path / "r")):
         code, _, err = _run(capsys, *args)
-        _assert_user_error(code, err, "meta.json")
+        assert_one_error_line(code, err, "meta.json")
     assert tree_hash(small_data) == before
 
 
@@ -126,7 +116,7 @@ def test_incompatible_schema_version(small_data: Path, capsys: pytest.CaptureFix
     meta["schema_version"] = 99
     meta_path.write_text(json.dumps(meta))
     code, _, err = _run(capsys, "inspect", small_data)
-    _assert_user_error(code, err, "schema_version")
+    assert_one_error_line(code, err, "schema_version")
 
 
 def test_missing_stream_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -150,7 +140,7 @@ def test_missing_stream_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[s
         )
     before = tree_hash(data)
     code, _, err = _run(capsys, "train", "procedure_cloning", "--data", data, "--out", tmp_path / "r")
-    _assert_user_error(code, err, "'procedure'")
+    assert_one_error_line(code, err, "'procedure'")
     assert tree_hash(data) == before
 
 
@@ -160,7 +150,7 @@ def test_existing_run_needs_resume(small_data: Path, tmp_path: Path, capsys: pyt
     assert _run(capsys, *args)[0] == 0
     before = tree_hash(run)
     code, _, err = _run(capsys, *args)
-    _assert_user_error(code, err, "--resume")
+    assert_one_error_line(code, err, "--resume")
     assert tree_hash(run) == before
     code, _, err = _run(capsys, "train", "procedure_cloning", "--data", small_data, "--out", run, "--resume")
-    _assert_user_error(code, err, "'bc'")
+    assert_one_error_line(code, err, "'bc'")

@@ -12,6 +12,7 @@ import pytest
 
 from clonekit.experiments import maze_procedure
 from clonekit.experiments.maze_procedure import MazeProcedureConfig
+from tests.conftest import assert_one_error_line
 
 TINY = MazeProcedureConfig(
     train_sizes=(2, 3), episodes_per_maze=3, test_mazes=4, eval_episodes=8, bc_steps=10, pc_steps=10, batch_size=16
@@ -75,5 +76,4 @@ def test_cli_run_with_settings_over_the_preset(tmp_path: Path, capsys: pytest.Ca
     assert set(results["metrics"]) == {"bc_n2", "pc_n2"} and results["metrics"]["bc_n2"]["test"]["success"]["n"] == 4
     for bad, needle in (("bc_stepz=4", "unknown key"), ("bc_steps=many", "bc_steps"), ("bc_steps=0", "bc_steps")):
         code = main([*args[:-1], "--set", bad])
-        err = capsys.readouterr().err
-        assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+        assert_one_error_line(code, capsys.readouterr().err, needle)

@@ -21,6 +21,7 @@ from clonekit.export import export_onnx, export_policy_onnx
 from clonekit.policies import POLICIES, Policy, build_policy
 from clonekit.policies.bc import BCPolicy
 from clonekit.train import TrainConfig, policy_config_for, train
+from tests.conftest import assert_one_error_line
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -115,25 +116,17 @@ def test_cli_export(exported: Exported) -> None:
     assert [o.name for o in _session(out).get_outputs()] == ["action", "logits"]  # type: ignore[attr-defined]
 
 
-def _assert_one_error_line(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-
-
 def test_cli_user_errors(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "x.onnx"
     code = main(["export", str(tmp_path / "norun"), "--onnx", str(out)])
-    _assert_one_error_line(code, capsys.readouterr().err, "norun", "not found")
+    assert_one_error_line(code, capsys.readouterr().err, "norun", "not found")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "config.json").write_text("{not json")
     code = main(["export", str(bad), "--onnx", str(out)])
-    _assert_one_error_line(code, capsys.readouterr().err, "config.json")
+    assert_one_error_line(code, capsys.readouterr().err, "config.json")
     code = main(["export", str(runs["bc"]), "--onnx", str(tmp_path)])
-    _assert_one_error_line(code, capsys.readouterr().err, "directory")
+    assert_one_error_line(code, capsys.readouterr().err, "directory")
     assert not out.exists()
 
 
@@ -144,7 +137,7 @@ def test_missing_onnx_packages_name_the_extra(
     with pytest.raises(ExportError, match=r"pip install 'clonekit\[onnx\]'"):
         export_onnx(runs["bc"], tmp_path / "x.onnx")
     code = main(["export", str(runs["bc"]), "--onnx", str(tmp_path / "x.onnx")])
-    _assert_one_error_line(code, capsys.readouterr().err, "onnxruntime", "pip install 'clonekit[onnx]'")
+    assert_one_error_line(code, capsys.readouterr().err, "onnxruntime", "pip install 'clonekit[onnx]'")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -204,4 +197,4 @@ def test_onnxruntime_backend_plays_the_same_episodes(
         code = main(["eval", str(runs[name]), "--episodes", "4", "--backend", "onnxruntime", "--json"])
         assert code == 0 and '"success"' in capsys.readouterr().out
         code = main(["eval", str(runs[name]), "--episodes", "4", "--backend", "tensorrt"])
-        _assert_one_error_line(code, capsys.readouterr().err, "--backend", "onnxruntime", "tensorrt")
+        assert_one_error_line(code, capsys.readouterr().err, "--backend", "onnxruntime", "tensorrt")

@@ -9,21 +9,13 @@ import pytest
 
 from clonekit.cli import main
 from clonekit.data import Dataset
-from tests.conftest import tree_hash
+from tests.conftest import assert_one_error_line, tree_hash
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def _assert_one_error_line(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def test_relabel_writes_goals_and_leaves_src_alone(
@@ -48,12 +40,12 @@ def test_relabel_writes_goals_and_leaves_src_alone(
 
     missing = tmp_path / "nowhere"
     code, _, err = _run(capsys, "relabel", str(missing), str(tmp_path / "x"))
-    _assert_one_error_line(code, err, str(missing))
+    assert_one_error_line(code, err, str(missing))
     code, _, err = _run(capsys, "relabel", str(src), str(tmp_path / "x"), "--strategy", "sideways")
-    _assert_one_error_line(code, err, "strategy", "sideways")
+    assert_one_error_line(code, err, "strategy", "sideways")
     code, _, err = _run(capsys, "relabel", str(src), str(dst))  # DST exists
-    _assert_one_error_line(code, err, str(dst))
+    assert_one_error_line(code, err, str(dst))
     code, _, err = _run(capsys, "relabel", str(src), str(tmp_path / "x"), "--keep-original")  # SRC has no goal
-    _assert_one_error_line(code, err, "goal")
+    assert_one_error_line(code, err, "goal")
     assert not (tmp_path / "x").exists()
     assert tree_hash(src) == before
