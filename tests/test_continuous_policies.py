@@ -7,7 +7,6 @@ global generator, so identical actions are checked under the same ``torch.manual
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +39,7 @@ HEADS: dict[str, dict[str, Any]] = {
 DETERMINISTIC = ("mse", "mse_ensembled")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(steps: int) -> TrainConfig:

@@ -34,7 +34,7 @@ from clonekit.errors import ClonekitError, DatasetError
 from clonekit.experts.collect import collect
 from clonekit.policies import POLICIES
 from clonekit.train import TrainConfig, train
-from tests.conftest import tree_hash
+from tests.conftest import assert_one_error_line, tree_hash
 
 pytestmark = pytest.mark.timeout(300)  # a hang is a failure, not a stuck CI job
 
@@ -664,9 +664,7 @@ def test_cli_reports_one_line(
             apply_dataset_mutation(root, mutation)
         before = tree_hash(root)
         code = main([arg.format(root=root, out=out) for arg in argv])
-        err = capsys.readouterr().err
-        lines = [line for line in err.splitlines() if line.strip()]
-        assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
+        assert_one_error_line(code, capsys.readouterr().err)
         assert tree_hash(root) == before
         assert not out.exists()
     finally:

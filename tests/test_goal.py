@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -21,13 +20,7 @@ from clonekit.evaluation import rollout
 from clonekit.experts.collect import collect
 from clonekit.train import TrainConfig, train
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_goal_tasks_succeed_only_at_their_exit() -> None:

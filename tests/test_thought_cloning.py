@@ -4,7 +4,6 @@ contracts (as test_policies.py), a learning test, pre-crime halting and the over
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,7 @@ NAMES = ("thought_cloning", "recurrent_bc")
 SMALL: dict[str, Any] = {"hidden_size": 16, "embed_dim": 8, "window": 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="session")
