@@ -281,11 +281,14 @@ def test_tiny_babyai_thought_experiment_writes_results(tmp_path: Path) -> None:
     from clonekit.experiments import babyai_thought
 
     config = replace(
-        babyai_thought.QUICK, episodes=12, eval_episodes=4, steps=3, batch_size=4, hidden_size=16, window=32
+        babyai_thought.QUICK, episodes=12, eval_episodes=4, steps=3, batch_size=4, hidden_size=16, window=32, threads=2
     )
+    before = torch.get_num_threads()
     results = babyai_thought.run(tmp_path, seed=0, quick=True, show_progress=False, log=lambda m: None, config=config)
+    assert torch.get_num_threads() == before, "the caller's thread count is restored"
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk == results and results["experiment"] == "babyai-thought"
+    assert results["config"]["threads"] == 2 and results["config"]["torch_threads"] == 2
     assert set(results["metrics"]) == {"tc", "bc"}
     for key in ("tc", "bc"):
         assert set(results["metrics"][key]) == {"test", "ood"}

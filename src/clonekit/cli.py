@@ -466,6 +466,14 @@ def list_names() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and return its exit code; user errors print one line and return 2."""
+    code = _run_app(argv)
+    trainer = sys.modules.get("clonekit.train")
+    if trainer is not None:  # a torchrun worker ends here, without interpreter shutdown (see end_worker_process)
+        trainer.end_worker_process(code)
+    return code
+
+
+def _run_app(argv: list[str] | None) -> int:
     try:
         app(args=argv, prog_name="clonekit")
     except ClonekitError as err:

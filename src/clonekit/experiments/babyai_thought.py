@@ -61,6 +61,8 @@ class BabyAIThoughtConfig:
         hidden_size: LSTM and feature width of both policies.
         lr: Adam learning rate.
         thought_weight: α of Thought Cloning.
+        threads: torch intra-op threads for the whole run (training and evaluation); results depend on it
+            (float sums are split differently), so it is part of the config and of ``results.json``.
     """
 
     level: str = "BabyAI-UnlockPickup-v0"
@@ -75,9 +77,10 @@ class BabyAIThoughtConfig:
     hidden_size: int = 128
     lr: float = 1e-3
     thought_weight: float = 1.0
+    threads: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("episodes", "eval_episodes", "steps", "batch_size", "window", "hidden_size"):
+        for name in ("episodes", "eval_episodes", "steps", "batch_size", "window", "hidden_size", "threads"):
             check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
         check(self.lr > 0, "lr", "> 0", self.lr)
         for name in ("action_noise", "thought_noise"):
@@ -133,7 +136,7 @@ def run(
     """Run the experiment into ``out``; returns the results dict (also written to ``out/results.json``)."""
     config = config or (QUICK if quick else FULL)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small networks: more intra-op threads only cost on a busy machine
+    torch.set_num_threads(config.threads)
     try:
         return _run(out, seed, quick, show_progress, log, config)
     finally:
