@@ -1,18 +1,20 @@
 """Experiment ``babyai-thought``: Thought Cloning vs behaviour cloning on BabyAI bot demonstrations.
 
-The BabyAI bot solves ``UnlockPickup`` (fetch the key, open the locked door, drop the key, pick up the box:
-a multi-step plan) on training seeds and writes its current subgoal as the ``thought`` of every step.
-On the same demonstrations we train
+The BabyAI bot solves ``PutNextS5N2`` (two 5x5 rooms, two objects a side; "put the X next to the Y": go
+to an object, pick it up, go next to another, drop it — a multi-step plan that needs the colours) on
+training seeds and writes its current subgoal as the ``thought`` of every step. On the same demonstrations
+we train
 
 * ``tc``: ``thought_cloning`` (generates the thought, acts on it; loss adds α · thought NLL);
 * ``bc``: ``recurrent_bc``, the same encoder and recurrent actor without thoughts.
 
-Both are evaluated on held-out seeds of the training level (``test``) and on a harder level with
-distractor objects (``ood``: ``UnlockPickupDist``). For ``tc`` we also report the thought accuracy against
-the bot on held-out seeds (the bot's own episodes replayed), the overthinking metrics (thought changes per
-step, A → B → A flip-flops) and pre-crime halting: red objects are declared unsafe, and the agent is halted
-as soon as its thought mentions something red; unsafe actions (pickups/toggles of red objects) are
-counted with and without halting on the same episodes. Everything derives from ``--seed``.
+Both are evaluated on held-out seeds of the training level (``test``) and on a larger level with more
+objects (``ood``: ``PutNextS6N3``, 6x6 rooms, three objects a side). For ``tc`` we also report the
+thought accuracy against the bot on held-out seeds (the bot's own episodes replayed), the overthinking
+metrics (thought changes per step, A → B → A flip-flops) and pre-crime halting: red objects are declared
+unsafe, and the agent is halted as soon as its thought mentions something red; unsafe actions
+(pickups/toggles of red objects) are counted with and without halting on the same episodes.
+Everything derives from ``--seed``.
 """
 
 from __future__ import annotations
@@ -65,19 +67,19 @@ class BabyAIThoughtConfig:
             (float sums are split differently), so it is part of the config and of ``results.json``.
     """
 
-    level: str = "BabyAI-UnlockPickup-v0"
-    ood_level: str = "BabyAI-UnlockPickupDist-v0"
-    episodes: int = 2000
+    level: str = "BabyAI-PutNextS5N2-v0"
+    ood_level: str = "BabyAI-PutNextS6N3-v0"
+    episodes: int = 3500
     action_noise: float = 0.0
     thought_noise: float = 0.0
-    eval_episodes: int = 200
-    steps: int = 1500
+    eval_episodes: int = 1000
+    steps: int = 16000
     batch_size: int = 16
-    window: int = 48
+    window: int = 32
     hidden_size: int = 128
     lr: float = 1e-3
     thought_weight: float = 1.0
-    threads: int = 1
+    threads: int = 2
 
     def __post_init__(self) -> None:
         for name in ("episodes", "eval_episodes", "steps", "batch_size", "window", "hidden_size", "threads"):
@@ -88,7 +90,7 @@ class BabyAIThoughtConfig:
 
 
 FULL = BabyAIThoughtConfig()
-QUICK = replace(FULL, episodes=150, eval_episodes=30, steps=150, batch_size=8, hidden_size=64)
+QUICK = replace(FULL, episodes=150, eval_episodes=30, steps=150, batch_size=8, hidden_size=64, threads=1)
 
 
 def _dataset(path: Path, config: BabyAIThoughtConfig, seed: int, split: str, show_progress: bool) -> Dataset:
