@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from clonekit.data import Dataset
+from clonekit.experiments.common import torch_threads
 from clonekit.experts.collect import collect
 
 
@@ -50,7 +50,5 @@ def assert_one_error_line(code: int, err: str, *needles: str) -> None:
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """Run the test with one torch thread (small networks: results and speed then match the experiments')."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield

@@ -35,7 +35,7 @@ from clonekit.evaluation.diversity import diversity_metrics
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.evaluation.trajectory_plots import plot_avoiding_trajectories
-from clonekit.experiments.common import report_tail, results_head
+from clonekit.experiments.common import report_tail, results_head, torch_threads
 from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
@@ -233,17 +233,13 @@ def run(
     ``out`` must be visible to every Ray node.
     """
     config = config or (QUICK if quick else FULL)
-    threads = torch.get_num_threads()
     # These networks are small: extra intra-op threads buy nothing and, on a busy machine, cost up to 50x.
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         ray_options: dict[str, Any] = {}
         if ray:
             init_ray(ray_address, workers)
             ray_options = {"ray": True, "ray_address": ray_address, "workers": workers}
         return _run(out, seed, quick, show_progress, log, config, ray_options)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(

@@ -33,7 +33,7 @@ from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.evaluation.thoughts import forbidden_phrases, overthinking, thought_accuracy, thought_rollout
 from clonekit.evaluation.viewer import write_thought_strip
-from clonekit.experiments.common import report_tail, results_head
+from clonekit.experiments.common import report_tail, results_head, torch_threads
 from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.train import TrainConfig, train
@@ -137,12 +137,8 @@ def run(
 ) -> dict[str, Any]:
     """Run the experiment into ``out``; returns the results dict (also written to ``out/results.json``)."""
     config = config or (QUICK if quick else FULL)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _run(out, seed, quick, show_progress, log, config)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(

@@ -1,12 +1,28 @@
-"""What every experiment writes the same way: the head of ``results.json`` and the tail of ``report.md``."""
+"""What every experiment does the same way: its torch thread count, the head of ``results.json`` and the tail
+of ``report.md``."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import torch
 
 from clonekit import __version__
 from clonekit.config import config_to_json
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads; the caller's count is restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def results_head(name: str, seed: int, quick: bool, config: Any, torch_threads: int) -> dict[str, Any]:
