@@ -127,13 +127,24 @@ def rollout(
                 obs, reward, terminated, truncated = vec.step(actions)
                 returns += np.where(executed, reward, 0.0)
                 lengths += executed
-                success |= executed & terminated & (reward > 0)  # a terminal failure (a crash) is no success
+                success |= executed & _step_success(vec, terminated, reward)
                 active = executed & ~(terminated | truncated)
                 if watcher is not None:
                     watcher.after_step(executed)
                 step += 1
         parts.append(EpisodeResults(success=success, returns=returns, lengths=lengths, task_index=task_index))
     return EpisodeResults.concatenate(parts)
+
+
+def _step_success(vec: Any, terminated: np.ndarray, reward: np.ndarray) -> np.ndarray:
+    """``(B,)`` bool: which slots reached their goal on the last step.
+
+    The env's own optional ``step_success()`` when it has one (e.g. a gymnasium env's ``info["success"]``);
+    otherwise ``terminated`` with a positive reward (an episode that ends in a failure state, such as a
+    crash, is ``terminated`` with reward 0 and is no success).
+    """
+    own = getattr(vec, "step_success", None)
+    return np.asarray(own(), dtype=bool) if own is not None else terminated & (reward > 0)
 
 
 def _halt(vec: Any, stop: np.ndarray) -> None:
