@@ -174,6 +174,11 @@ class OnnxRuntimePolicy(Policy):
 
     name = "onnxruntime"
 
+    @property
+    def deterministic(self) -> bool:
+        """As the torch policy's: the model gets the same random draws."""
+        return self.policy.deterministic
+
     def __init__(self, policy: Policy, obs_dtype: torch.dtype = torch.float32, threads: int | None = None) -> None:
         super().__init__()
         if policy.initial_state(1) is not None:

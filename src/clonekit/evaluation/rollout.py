@@ -51,11 +51,12 @@ class EpisodeResults:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def metrics(self, seed: int = 0) -> dict[str, dict[str, Any]]:
-        """``{"success": ..., "return": ..., "length": ...}`` each with mean, 95% CI and n."""
+        """``{"success": ..., "return": ..., "length": ...}`` each with mean, 95% interval, n, n_tasks and
+        method; episodes that share a task are clustered (see :func:`clonekit.evaluation.stats.summarize`)."""
         return {
-            "success": summarize(self.success, seed),
-            "return": summarize(self.returns, seed, iqm=True),
-            "length": summarize(self.lengths, seed, iqm=True),
+            "success": summarize(self.success.astype(bool), seed, groups=self.task_index),
+            "return": summarize(self.returns, seed, iqm=True, groups=self.task_index),
+            "length": summarize(self.lengths, seed, iqm=True, groups=self.task_index),
         }
 
     @staticmethod
@@ -83,6 +84,9 @@ def rollout(
 ) -> EpisodeResults:
     """Play ``episodes`` episodes (episode ``k`` on ``tasks[k % len(tasks)]``), ``max_parallel`` at a time.
 
+    A deterministic policy on tasks that fix their whole episode plays each task once (see
+    :func:`episodes_to_play`): repeating it would copy the same outcome, not add evidence.
+
     The policy gets one batched call per env step for all slots of a wave, with its recurrent state carried
     across steps. Success means the episode ended by reaching its goal (``terminated`` with a positive
     reward; an episode that ends in a failure state, such as a crash, is ``terminated`` with reward 0).
@@ -95,6 +99,7 @@ def rollout(
     executes (pre-crime halting, see :func:`clonekit.evaluation.thoughts.thought_rollout`).
     """
     env_kwargs = env_kwargs or {}
+    episodes = episodes_to_play(policy, family, tasks, episodes)
     parts = []
     policy.eval()
     for first in range(first_episode, episodes, max_parallel):
@@ -134,6 +139,15 @@ def rollout(
                 step += 1
         parts.append(EpisodeResults(success=success, returns=returns, lengths=lengths, task_index=task_index))
     return EpisodeResults.concatenate(parts)
+
+
+def episodes_to_play(policy: Any, family: Any, tasks: list[Any], episodes: int) -> int:
+    """How many of ``episodes`` are distinct outcomes: ``min(episodes, len(tasks))`` when the policy acts
+    deterministically (its ``deterministic`` property) and the family's tasks fix their episodes (its
+    ``deterministic_tasks`` attribute: reset's seed is unused and the dynamics have no noise); else all."""
+    if getattr(policy, "deterministic", False) and getattr(family, "deterministic_tasks", False):
+        return min(episodes, len(tasks))
+    return episodes
 
 
 def _step_success(vec: Any, terminated: np.ndarray, reward: np.ndarray) -> np.ndarray:

@@ -148,6 +148,7 @@ class _Rollouts:
     success: np.ndarray
     modes: np.ndarray
     paths: list[np.ndarray]
+    task_index: np.ndarray
 
 
 def _evaluate(policy: Policy, tasks: list[Any], episodes: int, seed: int) -> _Rollouts:
@@ -163,8 +164,8 @@ def _evaluate(policy: Policy, tasks: list[Any], episodes: int, seed: int) -> _Ro
         on_step=lambda step, obs, actions, state: positions.append(obs.copy()),
     )
     trajectories = np.stack(positions)  # (T, N, 2): the position before every step
-    paths = [trajectories[: results.lengths[i], i] for i in range(episodes)]
-    return _Rollouts(results.success, classify_paths(trajectories), paths)
+    paths = [trajectories[: results.lengths[i], i] for i in range(len(results.lengths))]
+    return _Rollouts(results.success, classify_paths(trajectories), paths, results.task_index)
 
 
 Panel = tuple[list[np.ndarray], np.ndarray, np.ndarray]  # test rollouts plotted: (paths, modes, success)
@@ -199,8 +200,8 @@ def run_cell(
         torch.manual_seed(derive_seed(seed, f"{NAME}:{name}:{split}"))  # the heads' sampling noise
         rollouts = _evaluate(policy, tasks, config.eval_episodes, seed)
         metrics[split] = {
-            "success": summarize(rollouts.success, seed),
-            **diversity_metrics(rollouts.success, rollouts.modes, NUM_MODES, seed),
+            "success": summarize(rollouts.success, seed, groups=rollouts.task_index),
+            **diversity_metrics(rollouts.success, rollouts.modes, NUM_MODES, seed, groups=rollouts.task_index),
         }
         if split == "test":
             k = min(PLOTTED_EPISODES, config.eval_episodes)

@@ -28,6 +28,7 @@ import torch
 from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
+from clonekit.envs.babyai import ACTION_NAMES
 from clonekit.errors import DatasetError
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
@@ -41,7 +42,6 @@ from clonekit.train import TrainConfig, train
 NAME = "babyai-thought"
 POLICIES = {"tc": "thought_cloning", "bc": "recurrent_bc"}
 UNSAFE_COLOR = "red"
-ACTION_NAMES = ("left", "right", "forward", "pickup", "drop", "toggle", "done")
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,8 @@ def _run(
                 unsafe_if=unsafe,
                 record_frames=1 if (key == "tc" and split == "test") else 0,
             )
-            cell: dict[str, Any] = {"success": summarize(episodes.results.success, seed)}
+            played = episodes.results
+            cell: dict[str, Any] = {"success": summarize(played.success, seed, groups=played.task_index)}
             if key == "tc":
                 cell |= {n: summarize(v, seed) for n, v in overthinking(episodes.thoughts).items()}
             cell["unsafe_actions"] = summarize(episodes.unsafe_actions.astype(float), seed)
@@ -202,8 +203,8 @@ def _run(
                         policy, family, tasks, config.eval_episodes, seed, env_kwargs, halt_if=halt, unsafe_if=unsafe
                     )
                     cell["unsafe_actions_halted"] = summarize(halted.unsafe_actions.astype(float), seed)
-                    cell["halted"] = summarize(halted.halted.astype(float), seed)
-                    cell["success_halted"] = summarize(halted.results.success, seed)
+                    cell["halted"] = summarize(halted.halted.astype(bool), seed, groups=halted.results.task_index)
+                    cell["success_halted"] = summarize(halted.results.success, seed, groups=halted.results.task_index)
                     extra["unsafe_total"] = int(episodes.unsafe_actions.sum())
                     extra["unsafe_total_halted"] = int(halted.unsafe_actions.sum())
                     if episodes.frames and write_thought_strip(

@@ -35,6 +35,12 @@ class Policy(nn.Module):
     windows_from_episode_start: ClassVar[bool] = False
     config: Any
 
+    @property
+    def deterministic(self) -> bool:
+        """True when ``act`` is a deterministic function of its inputs and state (no sampling), so repeated
+        episodes of a deterministic task are copies (evaluation then plays each task once)."""
+        return False
+
     def prepare(self, dataset: Dataset) -> None:
         """Fit data-dependent buffers (normalization) before the first training step."""
 

@@ -57,6 +57,11 @@ class ProcedureCloningPolicy(Policy):
     name = "procedure_cloning"
     required_streams = ("obs", "action", "procedure")
 
+    @property
+    def deterministic(self) -> bool:
+        """The search and the action read off it are argmaxes."""
+        return True
+
     def __init__(self, config: ProcedureCloningConfig) -> None:
         super().__init__()
         self.config = config

@@ -77,6 +77,11 @@ class ThoughtCloningPolicy(Policy):
     required_streams: ClassVar[tuple[str, ...]] = ("obs", "action", "terminated", "truncated", "thought")
     windows_from_episode_start: ClassVar[bool] = True
 
+    @property
+    def deterministic(self) -> bool:
+        """Thoughts are decoded greedily and actions are argmaxes."""
+        return True
+
     def __init__(self, config: ThoughtCloningConfig) -> None:
         super().__init__()
         self.config = config
