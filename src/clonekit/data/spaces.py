@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from clonekit.data.messages import one_line
 from clonekit.errors import ConfigError
 
 SUPPORTED_SPACES = ("Box", "Discrete")
@@ -59,7 +60,7 @@ def space_from_json(d: Mapping[str, Any]) -> gym.spaces.Space:
         try:
             return gym.spaces.Box(low=low, high=high, shape=tuple(shape), dtype=dtype)
         except (ValueError, TypeError, AssertionError) as e:
-            raise ConfigError(f"space JSON (Box): gymnasium rejected it: {_one_line(e)}") from e
+            raise ConfigError(f"space JSON (Box): gymnasium rejected it: {one_line(e)}") from e
     if kind == "Discrete":
         n = _require(d, "n", int)
         start = d.get("start", 0)
@@ -130,7 +131,3 @@ def _decode_nested(value: Any) -> Any:
     if isinstance(value, str):
         raise ValueError(f"unexpected string {value!r}")
     return value
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())

@@ -1,0 +1,88 @@
+"""What a foreign file does not say, derived from its arrays: storable dtypes, flattened observations, spaces.
+
+Foreign files (robomimic HDF5, D4RL, Minari made elsewhere) carry no clonekit spaces, so they are derived
+the same way for every format: the observation space is the widest ``Box`` of the observations' dtype
+(``[-inf, inf]`` for floats, the full range for integers), and the action space is ``Discrete(max + 1)`` for
+non-negative integer scalar actions, else the widest ``Box`` of their dtype. The widest box claims nothing the
+file does not say; observed bounds would turn the next dataset's slightly larger action into an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from clonekit.data.format import ARRAY_DTYPES, StreamSpec
+from clonekit.data.spaces import space_from_json
+from clonekit.errors import ConfigError, DatasetError
+
+
+def storable_dtype(dtype: np.dtype) -> str | None:
+    """The clonekit dtype that holds ``dtype`` exactly (float16 widens to float32), or ``None`` if none does."""
+    dtype = np.dtype(dtype)
+    if dtype.name in ARRAY_DTYPES:
+        return dtype.name
+    if dtype.kind == "f":
+        return "float32" if dtype.itemsize < 4 else "float64"
+    return None
+
+
+def concat_flat(where: str, keys: list[str], parts: list[np.ndarray]) -> np.ndarray:
+    """Flatten each ``(T, ...)`` part to ``(T, -1)`` float32 and concatenate them into ``(T, D)``.
+
+    How several observation keys (robomimic obs groups, Minari Dict spaces) become clonekit's one ``obs``.
+    """
+    length = len(parts[0])
+    for key, part in zip(keys, parts, strict=True):
+        if part.ndim == 0 or len(part) != length:
+            raise DatasetError(f"{where}/{key}: expected {length} rows like {keys[0]!r}, found shape {part.shape}")
+    return np.concatenate([part.reshape(length, -1).astype(np.float32) for part in parts], axis=1)
+
+
+def widest_box(dtype: np.dtype, shape: tuple[int, ...]) -> gym.spaces.Box:
+    """The widest Box of ``dtype``: ``[-inf, inf]`` for floats, the full range for integers, ``[0, 1]`` for bool."""
+    if dtype.kind == "f":
+        return gym.spaces.Box(-np.inf, np.inf, shape, dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return gym.spaces.Box(info.min, info.max, shape, dtype)
+    return gym.spaces.Box(0, 1, shape, dtype)
+
+
+def action_space_of(actions: np.ndarray) -> gym.spaces.Space:
+    """``Discrete(max + 1)`` for non-negative integer scalar actions ``(N,)``, else the widest Box of their dtype."""
+    if actions.dtype.kind in "iu" and actions.ndim == 1 and actions.size and actions.min() >= 0:
+        return gym.spaces.Discrete(int(actions.max()) + 1)
+    return widest_box(actions.dtype, actions.shape[1:])
+
+
+def gym_spaces(
+    where: str, spaces: Mapping[str, Any], obs_spec: StreamSpec, actions: Callable[[], np.ndarray]
+) -> tuple[gym.spaces.Space, gym.spaces.Space, list[str]]:
+    """The stored observation and action spaces, or ones derived from the data (with a warning each).
+
+    ``actions()`` reads every action, so it is called only when no action space is stored.
+    """
+    warnings = []
+    observation_space, reason = _stored_space(spaces, "observation")
+    if observation_space is None:
+        observation_space = widest_box(np.dtype(obs_spec.dtype), obs_spec.shape)
+        warnings.append(f"{where}: {reason}; using observation space {observation_space} (from stream 'obs')")
+    action_space, reason = _stored_space(spaces, "action")
+    if action_space is None:
+        action_space = action_space_of(actions())
+        warnings.append(f"{where}: {reason}; using action space {action_space} (from the actions)")
+    return observation_space, action_space, warnings
+
+
+def _stored_space(spaces: Mapping[str, Any], key: str) -> tuple[gym.spaces.Space | None, str]:
+    """``spaces[key]`` as a gymnasium space, or ``None`` and why not."""
+    if key not in spaces:
+        return None, f"no {key!r} space stored"
+    try:
+        return space_from_json(spaces[key]), ""
+    except ConfigError as e:
+        return None, f"the {key!r} space is not a gymnasium space clonekit can read ({e})"
