@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from scipy import stats
 
 from clonekit.checkpoint import load_policy
 from clonekit.config import check
@@ -206,9 +205,11 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
     lines = [
         f"# {NAME} (seed {results['seed']}{', quick' if results['quick'] else ''})",
         "",
-        "Success rate on the training mazes (new start cells) and on unseen mazes, with 95% bootstrap",
-        "confidence intervals over episodes. `bc` = behaviour cloning, `pc` = procedure cloning, `nN` = N",
-        "training mazes.",
+        "Success rate on the training mazes (new start cells) and on unseen mazes, with 95% intervals over",
+        "the right unit: episodes on the same maze are not independent, so the interval is a cluster",
+        "bootstrap over mazes (mazes, then episodes within them); when every episode agrees, the Wilson",
+        "interval over the mazes. `n=E/M tasks`: E episodes on M mazes. `bc` = behaviour cloning,",
+        "`pc` = procedure cloning, `nN` = N training mazes.",
         "",
         "| policy | train success | test (unseen) success |",
         "|---|---|---|",
@@ -217,13 +218,8 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
         lines.append(
             f"| {name} | {format_metric(splits['train']['success'])} | {format_metric(splits['test']['success'])} |"
         )
-    n = results["config"]["eval_episodes"]
-    lo = stats.binomtest(n, n).proportion_ci(0.95, method="exact").low
-    lines += [
-        "",
-        f"A cell where all {n} episodes succeed (or fail) has a zero-width bootstrap interval; the exact",
-        f"binomial 95% interval of {n}/{n} successes is [{lo:.3f}, 1].",
-    ]
+    methods = sorted({s["success"]["method"] for splits in results["metrics"].values() for s in splits.values()})
+    lines += ["", f"Interval methods used: {', '.join(methods)} (see `clonekit.evaluation.stats`)."]
     lines += ["", "Mean episode length (steps):", "", "| policy | train | test |", "|---|---|---|"]
     for name, splits in results["metrics"].items():
         lines.append(
