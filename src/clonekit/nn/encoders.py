@@ -1,4 +1,5 @@
-"""Observation encoders: a small conv net for grid maps and an MLP for vectors."""
+"""Observation encoders (a small conv net for grid maps, a CNN for pictures, an MLP for vectors) and the
+inputs they take: random-shift augmentation and frame stacking."""
 
 from __future__ import annotations
 
@@ -65,3 +66,72 @@ class ConvEncoder(nn.Module):
     def layers(self) -> tuple[Callable[[Tensor], Tensor], ...]:
         """The encoder as a flat sequence: applying these in turn computes exactly ``forward``."""
         return (*self.conv, flatten_features, *self.head)
+
+
+class CNNEncoder(nn.Module):
+    """An image encoder: 3x3 convolutions that each halve the resolution, then an MLP.
+
+    ``(B, C, H, W) -> (B, out_dim)``. Every layer has stride 2 (``ConvEncoder`` keeps the first layer at full
+    resolution, which suits small grid maps but costs too much on pictures of 64x64 and more).
+    """
+
+    def __init__(self, obs_shape: Sequence[int], channels: Sequence[int], hidden: Sequence[int]) -> None:
+        super().__init__()
+        if len(obs_shape) != 3:
+            raise ValueError(f"CNNEncoder: expected obs_shape (C, H, W), got {tuple(obs_shape)}")
+        layers: list[nn.Module] = []
+        in_ch = obs_shape[0]
+        for out_ch in channels:
+            layers += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), nn.ReLU()]
+            in_ch = out_ch
+        self.conv = nn.Sequential(*layers)
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, *obs_shape)).numel()
+        self.head = mlp(flat, hidden)
+        self.out_dim = hidden[-1] if hidden else flat
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.head(self.conv(obs).flatten(1))
+
+    def layers(self) -> tuple[Callable[[Tensor], Tensor], ...]:
+        """The encoder as a flat sequence: applying these in turn computes exactly ``forward``."""
+        return (*self.conv, flatten_features, *self.head)
+
+
+def random_shift(images: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
+    """Shift each sample's pictures by up to ``pad`` pixels (DrQ's augmentation): a new tensor, same shape.
+
+    ``images`` ``(B, ..., H, W)``: every sample is padded by ``pad`` pixels on each side, repeating its
+    border pixels, and cropped back to ``H x W`` at an offset drawn uniformly from ``[0, 2 * pad]`` in each
+    direction (torch's global generator unless ``generator``). All pictures of a sample (its channels and
+    stacked frames) move together. The shift is a whole number of pixels, so no pixel is interpolated.
+    """
+    if pad == 0:
+        return images
+    b, h, w = images.shape[0], images.shape[-2], images.shape[-1]
+    flat = images.reshape(b, -1, h, w)
+    padded = nn.functional.pad(flat.float(), (pad, pad, pad, pad), mode="replicate").to(images.dtype)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=images.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=images.device)
+    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]  # (B, 1, 1, W)
+    batch = torch.arange(b, device=images.device)[:, None, None, None]
+    channel = torch.arange(flat.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols].reshape(images.shape)
+
+
+def stacked_shape(obs_shape: Sequence[int], frames: int) -> tuple[int, ...]:
+    """The encoder's input shape for ``frames`` stacked observations: channels (or features) times ``frames``."""
+    return (obs_shape[0] * frames, *obs_shape[1:])
+
+
+def push_frame(history: Tensor | None, obs: Tensor, frames: int) -> Tensor:
+    """The last ``frames`` observations ``(B, frames, *obs_shape)`` once ``obs`` ``(B, *obs_shape)`` is seen.
+
+    ``history`` holds the previous ones (``(B, frames, ...)``), or is ``None`` or empty (``(B, 0, ...)``) at
+    an episode's start: then the first observation fills every place, as gymnasium's ``FrameStackObservation``
+    with ``padding_type="reset"`` does.
+    """
+    if history is None or history.shape[1] == 0:
+        return obs.unsqueeze(1).expand(-1, frames, *obs.shape[1:]).clone()
+    return torch.cat([history[:, 1:], obs.unsqueeze(1).to(history.dtype)], dim=1)

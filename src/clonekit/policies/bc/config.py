@@ -17,20 +17,29 @@ class BCConfig:
             from the dataset.
         num_actions: Number of discrete actions. Filled in from the dataset.
 
-        encoder: ``"conv"`` (3x3 convolutions then an MLP; needs ``(C, H, W)`` observations) or ``"mlp"``.
-        conv_channels: Output channels of each conv layer; the second and later layers use stride 2.
+        encoder: ``"conv"`` (3x3 convolutions then an MLP; needs ``(C, H, W)`` observations), ``"cnn"`` (for
+            pictures: every 3x3 convolution halves the resolution, then an MLP) or ``"mlp"``.
+        conv_channels: Output channels of each conv layer; with ``"conv"`` the second and later layers use
+            stride 2, with ``"cnn"`` every layer does.
         hidden_sizes: Widths of the MLP layers after the conv stack (or of the whole MLP encoder).
         normalize_obs: ``"per_channel"`` (maps), ``"per_feature"`` (vectors) or ``"none"``; the statistics
             are fitted on the training data and stored in the checkpoint.
+        random_shift: Training augmentation for pictures (DrQ): pad each observation by this many pixels
+            (repeating the border) and crop it back at a random offset; 0 turns it off. ``act`` never shifts.
+        frame_stack: Number ``k`` of most recent observations the policy sees, stacked along the channels
+            (or features). ``act`` keeps them in its state (the first observation fills the places before
+            an episode's start); training reads windows of ``k`` steps and predicts the last one's action.
     """
 
     obs_shape: tuple[int, ...]
     num_actions: int
 
-    encoder: Literal["conv", "mlp"] = "conv"
+    encoder: Literal["conv", "cnn", "mlp"] = "conv"
     conv_channels: tuple[int, ...] = (32, 64, 64)
     hidden_sizes: tuple[int, ...] = (256,)
     normalize_obs: Literal["none", "per_feature", "per_channel"] = "per_channel"
+    random_shift: int = 0
+    frame_stack: int = 1
 
     def __post_init__(self) -> None:
         check(
@@ -40,9 +49,9 @@ class BCConfig:
             self.obs_shape,
         )
         check(self.num_actions >= 2, "num_actions", ">= 2", self.num_actions)
-        check(self.encoder in ("conv", "mlp"), "encoder", "'conv' or 'mlp'", self.encoder)
-        if self.encoder == "conv":
-            check(len(self.obs_shape) == 3, "obs_shape", "(C, H, W) for encoder 'conv'", self.obs_shape)
+        check(self.encoder in ("conv", "cnn", "mlp"), "encoder", "'conv', 'cnn' or 'mlp'", self.encoder)
+        if self.encoder in ("conv", "cnn"):
+            check(len(self.obs_shape) == 3, "obs_shape", f"(C, H, W) for encoder {self.encoder!r}", self.obs_shape)
             check(len(self.conv_channels) >= 1, "conv_channels", "at least one layer", self.conv_channels)
         if self.normalize_obs == "per_channel":
             check(
@@ -69,3 +78,7 @@ class BCConfig:
             "none|per_feature|per_channel",
             self.normalize_obs,
         )
+        check(0 <= self.random_shift <= 64, "random_shift", "in [0, 64] pixels", self.random_shift)
+        if self.random_shift:
+            check(len(self.obs_shape) == 3, "obs_shape", "(C, H, W) pictures for random_shift", self.obs_shape)
+        check(1 <= self.frame_stack <= 64, "frame_stack", "in [1, 64]", self.frame_stack)

@@ -5,30 +5,47 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from clonekit.data import Dataset
 from clonekit.nn import CategoricalHead, ConvEncoder, MLPEncoder, Normalizer
+from clonekit.nn.encoders import CNNEncoder, push_frame, random_shift, stacked_shape
 from clonekit.policies.base import Policy
 from clonekit.policies.bc.config import BCConfig
 
 
 class BCPolicy(Policy):
-    """``obs (B, *obs_shape) -> encoder -> logits (B, num_actions)``; acts with the most likely action."""
+    """``obs (B, *obs_shape) -> encoder -> logits (B, num_actions)``; acts with the most likely action.
+
+    With ``frame_stack = k > 1`` the encoder sees the last ``k`` observations ``(B, k, *obs_shape)``, each
+    normalized, stacked along channels (features); ``act``'s state holds them. Training reads ``obs`` and
+    ``action`` as windows of ``k`` steps (:mod:`clonekit.data.windows` gathers a sampled step and the ``k - 1``
+    after it) and predicts the action of the window's last step from the whole window. A window cut by its
+    episode's end repeats the last step, so its last frames are copies.
+    """
 
     name = "bc"
     required_streams = ("obs", "action")
+
+    @property
+    def deterministic(self) -> bool:
+        """Acts with the most likely action."""
+        return True
 
     def __init__(self, config: BCConfig) -> None:
         super().__init__()
         self.config = config
         self.normalizer = Normalizer(config.obs_shape, config.normalize_obs)
+        encoder_shape = stacked_shape(config.obs_shape, config.frame_stack)
         if config.encoder == "conv":
-            self.encoder: ConvEncoder | MLPEncoder = ConvEncoder(
-                config.obs_shape, config.conv_channels, config.hidden_sizes
+            self.encoder: ConvEncoder | CNNEncoder | MLPEncoder = ConvEncoder(
+                encoder_shape, config.conv_channels, config.hidden_sizes
             )
+        elif config.encoder == "cnn":
+            self.encoder = CNNEncoder(encoder_shape, config.conv_channels, config.hidden_sizes)
         else:
-            self.encoder = MLPEncoder(config.obs_shape, config.hidden_sizes)
+            self.encoder = MLPEncoder(encoder_shape, config.hidden_sizes)
         self.head = CategoricalHead(self.encoder.out_dim, config.num_actions)
         # ``act`` runs the same modules as ``head.mode(features(obs))``, flattened into one sequence: at batch 1
         # the nesting (Python calls, module dispatch, attribute look-ups) cost a third of a small MLP's time.
@@ -44,21 +61,42 @@ class BCPolicy(Policy):
         self.normalizer.fit(dataset.column("obs"))  # type: ignore[arg-type]
 
     def features(self, obs: Tensor) -> Tensor:
-        """Encoded observations ``(B, F)``."""
+        """Encoded observations ``(B, F)`` of ``(B, *obs_shape)``, or of ``(B, k, *obs_shape)`` frame stacks."""
+        if self.config.frame_stack > 1:
+            return self.encoder(self.normalizer(obs).flatten(1, 2))
         return self.encoder(self.normalizer(obs))
 
+    def sample_windows(self) -> dict[str, int]:
+        k = self.config.frame_stack
+        return {"obs": k, "action": k} if k > 1 else {}
+
     def compute_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        return self.head.loss(self.features(batch["obs"]), batch["action"])
+        obs, action = batch["obs"], batch["action"]
+        if self.config.frame_stack > 1:
+            action = action[:, -1]  # the window's last step is the one acted in
+        if self.config.random_shift:
+            obs = random_shift(obs, self.config.random_shift)
+        return self.head.loss(self.features(obs), action)
+
+    def initial_state(self, batch_size: int) -> Tensor | None:
+        """An empty frame history ``(B, 0, *obs_shape)`` with ``frame_stack > 1``; else ``None``."""
+        if self.config.frame_stack == 1:
+            return None
+        return torch.zeros((batch_size, 0, *self.config.obs_shape))
 
     def act(self, obs: dict[str, Tensor], state: Any | None = None) -> tuple[Tensor, Any]:
+        if self.config.frame_stack > 1:
+            frames = push_frame(state, obs["obs"], self.config.frame_stack)
+            return self.head.mode(self.features(frames)), frames
         # Same result as ``self.head.mode(self.features(obs["obs"]))`` (see ``__init__``).
         x = obs["obs"]
         for layer in self._act_layers:
             x = layer(x)
         return x.argmax(-1), None
 
-    def export_module(self) -> nn.Module:
-        return _BCExport(self)
+    def export_module(self) -> nn.Module | None:
+        # A frame stack is state that the ONNX model does not hold.
+        return _BCExport(self) if self.config.frame_stack == 1 else None
 
 
 class _BCExport(nn.Module):

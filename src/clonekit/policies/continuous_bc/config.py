@@ -23,10 +23,16 @@ class ContinuousBCConfig:
         goal_shape: Shape of the goal input (the ``goal`` stream), ``()`` for none. Only policy ``goal_bc``
             reads a goal; it fills this in from the dataset.
 
-        encoder: ``"mlp"`` or ``"conv"`` (3x3 convolutions then an MLP; needs ``(C, H, W)`` observations).
-        conv_channels: Output channels of each conv layer (encoder ``"conv"`` only).
+        encoder: ``"mlp"``, ``"conv"`` (3x3 convolutions then an MLP; needs ``(C, H, W)`` observations) or
+            ``"cnn"`` (for pictures: every 3x3 convolution halves the resolution, then an MLP).
+        conv_channels: Output channels of each conv layer (encoders ``"conv"`` and ``"cnn"``).
         hidden_sizes: Widths of the encoder's MLP layers; the last is the feature width the head sees.
         normalize_obs: ``"per_feature"``, ``"per_channel"`` (maps) or ``"none"``; fitted on the training data.
+        random_shift: Training augmentation for pictures (DrQ): pad each observation by this many pixels
+            (repeating the border) and crop it back at a random offset; 0 turns it off. ``act`` never shifts.
+        frame_stack: Number ``k`` of most recent observations the policy sees, stacked along the channels
+            (or features). ``act`` keeps them in its state (the first observation fills the places before
+            an episode's start); training reads windows of ``k`` steps and acts at the last one.
 
         head: ``"mse"`` (regression to the mean action), ``"gaussian"`` (diagonal Gaussian, sampled),
             ``"gmm"`` (Gaussian mixture, sampled), ``"binned"`` (a categorical over ``action_bins`` bins per
@@ -53,10 +59,12 @@ class ContinuousBCConfig:
     action_shape: tuple[int, ...]
     goal_shape: tuple[int, ...] = ()
 
-    encoder: Literal["mlp", "conv"] = "mlp"
+    encoder: Literal["mlp", "conv", "cnn"] = "mlp"
     conv_channels: tuple[int, ...] = (32, 64)
     hidden_sizes: tuple[int, ...] = (256, 256)
     normalize_obs: Literal["none", "per_feature", "per_channel"] = "per_feature"
+    random_shift: int = 0
+    frame_stack: int = 1
 
     head: Literal["mse", "gaussian", "gmm", "binned", "diffusion"] = "mse"
     gmm_components: int = 5
@@ -88,11 +96,18 @@ class ContinuousBCConfig:
             self.action_shape,
         )
         check(all(d > 0 for d in self.goal_shape), "goal_shape", "positive dims or ()", self.goal_shape)
-        check(self.encoder in ("mlp", "conv"), "encoder", "'mlp' or 'conv'", self.encoder)
+        check(self.encoder in ("mlp", "conv", "cnn"), "encoder", "'mlp', 'conv' or 'cnn'", self.encoder)
         if self.goal_shape:
             check(self.encoder == "mlp", "encoder", "'mlp' with a goal input", self.encoder)
-        if self.encoder == "conv" or self.normalize_obs == "per_channel":
-            check(len(self.obs_shape) == 3, "obs_shape", "(C, H, W) for a conv encoder or per_channel", self.obs_shape)
+        if self.encoder in ("conv", "cnn") or self.normalize_obs == "per_channel" or self.random_shift:
+            check(
+                len(self.obs_shape) == 3,
+                "obs_shape",
+                "(C, H, W) for a conv/cnn encoder, per_channel or random_shift",
+                self.obs_shape,
+            )
+        check(0 <= self.random_shift <= 64, "random_shift", "in [0, 64] pixels", self.random_shift)
+        check(1 <= self.frame_stack <= 64, "frame_stack", "in [1, 64]", self.frame_stack)
         for name in ("conv_channels", "hidden_sizes", "diffusion_hidden_sizes"):
             sizes = getattr(self, name)
             check(

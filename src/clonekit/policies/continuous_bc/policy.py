@@ -4,6 +4,13 @@
 scaled to [-1, 1] per dimension with the range seen in the training data (stored as buffers, so the
 checkpoint is self-contained); sampled actions are clipped to that range. Stochastic heads (gaussian,
 gmm, diffusion) draw their noise from torch's global generator, so ``torch.manual_seed`` fixes ``act``.
+
+With ``frame_stack = k > 1`` the encoder sees the last ``k`` observations ``(B, k, *obs_shape)``, each
+normalized, stacked along channels (features); ``act``'s state holds them (with the chunk queue, if any).
+Training reads ``obs`` (and ``goal``) as windows of ``k`` steps and ``action`` as a window of ``k - 1 + chunk``
+steps (:mod:`clonekit.data.windows` gathers a sampled step and the ones after it): the policy acts at the
+window's last observation. A window cut by its episode's end repeats the last step, so its last frames are
+copies.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from clonekit.nn import ConvEncoder, MLPEncoder, Normalizer
 from clonekit.nn.binned import BinnedHead
 from clonekit.nn.chunking import ActionChunker, ChunkQueue
 from clonekit.nn.diffusion import DiffusionHead
+from clonekit.nn.encoders import CNNEncoder, push_frame, random_shift, stacked_shape
 from clonekit.nn.gaussian import GaussianHead
 from clonekit.nn.gmm import GMMHead
 from clonekit.policies.base import Policy
@@ -61,6 +69,11 @@ class ContinuousBCPolicy(Policy):
     action_low: Tensor
     action_high: Tensor
 
+    @property
+    def deterministic(self) -> bool:
+        """Only the MSE head predicts without sampling."""
+        return self.config.head == "mse"
+
     def __init__(self, config: ContinuousBCConfig) -> None:
         super().__init__()
         self.config = config
@@ -70,12 +83,15 @@ class ContinuousBCPolicy(Policy):
         self.normalizer = Normalizer(config.obs_shape, config.normalize_obs)
         # The goal (goal_bc) is normalized on its own and joins the flattened observation.
         self.goal_normalizer = Normalizer(config.goal_shape or (1,), "per_feature" if config.goal_shape else "none")
+        encoder_shape = stacked_shape(config.obs_shape, config.frame_stack)
         if config.encoder == "conv":
-            self.encoder: ConvEncoder | MLPEncoder = ConvEncoder(
-                config.obs_shape, config.conv_channels, config.hidden_sizes
+            self.encoder: ConvEncoder | CNNEncoder | MLPEncoder = ConvEncoder(
+                encoder_shape, config.conv_channels, config.hidden_sizes
             )
+        elif config.encoder == "cnn":
+            self.encoder = CNNEncoder(encoder_shape, config.conv_channels, config.hidden_sizes)
         else:
-            width = math.prod(config.obs_shape) + (math.prod(config.goal_shape) if config.goal_shape else 0)
+            width = math.prod(encoder_shape) + (math.prod(config.goal_shape) if config.goal_shape else 0)
             self.encoder = MLPEncoder((width,), config.hidden_sizes)
         self.head: ContinuousHead = make_head(config, self.encoder.out_dim, config.chunk * self.action_dim)
         self.register_buffer("action_low", -torch.ones(self.action_dim))
@@ -94,7 +110,10 @@ class ContinuousBCPolicy(Policy):
         self.action_high.copy_(torch.from_numpy(actions.max(axis=0)))
 
     def sample_windows(self) -> dict[str, int]:
-        return {"action": self.config.chunk} if self.config.chunk > 1 else {}
+        k, chunk = self.config.frame_stack, self.config.chunk
+        if k > 1:
+            return {"obs": k, "action": k - 1 + chunk, **({"goal": k} if self.config.goal_shape else {})}
+        return {"action": chunk} if chunk > 1 else {}
 
     def _scale(self) -> Tensor:
         return ((self.action_high - self.action_low) / 2).clamp_min(MIN_ACTION_RANGE)
@@ -108,8 +127,13 @@ class ContinuousBCPolicy(Policy):
         return actions.clamp(-1, 1) * self._scale() + (self.action_high + self.action_low) / 2
 
     def features(self, inputs: dict[str, Tensor]) -> Tensor:
-        """Encoded ``obs`` ``(B, *obs_shape)`` (and ``goal`` ``(B, *goal_shape)`` for goal_bc): ``(B, F)``."""
+        """Encoded ``obs`` ``(B, *obs_shape)`` (and ``goal`` ``(B, *goal_shape)`` for goal_bc): ``(B, F)``.
+
+        With ``frame_stack > 1``, ``obs`` is the frame stack ``(B, k, *obs_shape)``.
+        """
         obs = self.normalizer(inputs["obs"])
+        if self.config.frame_stack > 1:
+            obs = obs.flatten(1, 2)
         if not self.config.goal_shape:
             return self.encoder(obs)
         if "goal" not in inputs:
@@ -121,25 +145,47 @@ class ContinuousBCPolicy(Policy):
         return self.encoder(torch.cat([obs.flatten(1), goal.flatten(1)], dim=1))
 
     def compute_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        actions = self.normalize_action(batch["action"]).reshape(len(batch["action"]), -1)  # (B, k * A)
-        return self.head.loss(self.features(batch), actions)
+        inputs, actions = batch, batch["action"]
+        if self.config.frame_stack > 1:  # act at the window's last step: its goal, and the chunk from there
+            actions = actions[:, self.config.frame_stack - 1 :]
+            if self.config.goal_shape:
+                inputs = {**inputs, "goal": batch["goal"][:, -1]}
+        if self.config.random_shift:
+            inputs = {**inputs, "obs": random_shift(batch["obs"], self.config.random_shift)}
+        actions = self.normalize_action(actions).reshape(len(actions), -1)  # (B, k * A)
+        return self.head.loss(self.features(inputs), actions)
 
     def predict_chunk(self, inputs: dict[str, Tensor]) -> Tensor:
         """One sampled chunk ``(B, k, A)`` of actions for the policy inputs (``obs`` ``(B, *obs_shape)``, ...)."""
         flat = self.head.sample(self.features(inputs))
         return self.unnormalize_action(flat.view(len(flat), self.config.chunk, self.action_dim))
 
-    def initial_state(self, batch_size: int) -> ChunkQueue | None:
-        return self.chunker.initial_state(batch_size) if self.config.chunk > 1 else None
+    def initial_state(self, batch_size: int) -> ChunkQueue | tuple[Tensor, ChunkQueue | None] | None:
+        """The chunk queue (``chunk > 1``); with ``frame_stack > 1``, ``(frames, queue)`` whose frame history
+        ``(B, 0, *obs_shape)`` is empty; ``None`` when neither."""
+        queue = self.chunker.initial_state(batch_size) if self.config.chunk > 1 else None
+        if self.config.frame_stack == 1:
+            return queue
+        return torch.zeros((batch_size, 0, *self.config.obs_shape)), queue
 
     def act(self, obs: dict[str, Tensor], state: Any | None = None) -> tuple[Tensor, Any]:
+        if self.config.frame_stack > 1:
+            history, queue = state if state is not None else (None, None)
+            frames = push_frame(history, obs["obs"], self.config.frame_stack)
+            action, queue = self._act_on({**obs, "obs": frames}, queue)
+            return action, (frames, queue)
+        return self._act_on(obs, state)
+
+    def _act_on(self, obs: dict[str, Tensor], state: Any | None) -> tuple[Tensor, Any]:
+        """``act`` on the encoder's inputs (the frame stack as ``obs`` with ``frame_stack > 1``)."""
         if self.config.chunk == 1:
             return self.predict_chunk(obs)[:, 0], None
         queue = state if state is not None else self.chunker.initial_state(len(obs["obs"]))
         return self.chunker.act(obs, queue, self.predict_chunk)
 
-    def export_module(self) -> nn.Module:
-        return _ContinuousBCExport(self)
+    def export_module(self) -> nn.Module | None:
+        # A frame stack is state that the ONNX model does not hold.
+        return _ContinuousBCExport(self) if self.config.frame_stack == 1 else None
 
 
 class _ContinuousBCExport(nn.Module):
