@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from clonekit.envs import avoiding, babyai, maze
+from clonekit.envs import avoiding, babyai, maze, pixels
 from clonekit.errors import ConfigError
 
 
@@ -22,7 +22,17 @@ class VecEnv(Protocol):
 
 
 class EnvFamily(Protocol):
-    """A family of tasks (e.g. all 16x16 mazes) with seeded, content-disjoint train/test splits."""
+    """A family of tasks (e.g. all 16x16 mazes) with seeded, content-disjoint train/test splits.
+
+    Optional attribute ``deterministic_tasks`` (bool, default False): True when a task alone fixes its
+    episode (reset's seed is unused and the dynamics have no noise), so evaluation plays a deterministic
+    policy once per task (see :func:`clonekit.evaluation.rollout.episodes_to_play`).
+
+    Optional hooks (see :class:`clonekit.envs.gym.GymFamily`): ``with_id(id, kwargs)`` lets ``FAMILY:ID`` name
+    one env of the family; ``resolve_kwargs(kwargs)`` returns the full options the env block records;
+    ``default_num_tasks(episodes)`` says how many tasks to draw when the user gives no ``--tasks``. A vec env
+    may have ``step_success()``, ``halt(mask)``, ``policy_inputs()`` and ``close()``.
+    """
 
     name: str
 
@@ -43,22 +53,32 @@ class MazeFamily:
     """16x16 procedurally generated mazes (see :mod:`clonekit.envs.maze`).
 
     Env kwargs: ``size`` (int, default 16), ``loop_fraction`` (float in [0, 1], default 0.2) and
-    ``max_steps`` (int, default size*size/2).
+    ``max_steps`` (int, default size*size/2). ``obs="pixels"`` (default ``"state"``) observes an RGB picture
+    with ``cell_pixels`` (default 4) pixels a cell instead (see :mod:`clonekit.envs.pixels`).
     """
 
     name = "maze"
-    KWARGS = ("size", "loop_fraction", "max_steps")
+    KWARGS = ("size", "loop_fraction", "max_steps", *pixels.MAZE_OPTIONS)
+    deterministic_tasks = False  # the start cell is drawn from the episode's seed
 
     def _check(self, kwargs: dict[str, Any]) -> None:
         unknown = set(kwargs) - set(self.KWARGS)
         if unknown:
             raise ConfigError(f"env maze: unknown option(s) {sorted(unknown)}; expected some of {list(self.KWARGS)}")
+        pixels.check_options(self.name, kwargs)
 
     def spaces(self, **kwargs: Any) -> tuple[gym.Space[Any], gym.Space[Any]]:
         self._check(kwargs)
         size = int(kwargs.get("size", maze.DEFAULT_SIZE))
+        if pixels.wants_pixels(kwargs):
+            cell_pixels = int(kwargs.get("cell_pixels", pixels.DEFAULT_CELL_PIXELS))
+            return pixels.maze_pixel_space(size, cell_pixels), gym.spaces.Discrete(maze.NUM_ACTIONS)
         obs = gym.spaces.Box(0, 1, (maze.NUM_CHANNELS, size, size), dtype=np.uint8)
         return obs, gym.spaces.Discrete(maze.NUM_ACTIONS)
+
+    def state_spaces(self, **kwargs: Any) -> tuple[gym.Space[Any], gym.Space[Any]]:
+        """The spaces of the state experts read (the grid also when ``obs="pixels"``)."""
+        return self.spaces(**pixels.state_kwargs(kwargs))
 
     def _maze_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         self._check(kwargs)
@@ -84,19 +104,22 @@ class MazeFamily:
     def task_key(self, task: maze.MazeTask) -> str:
         return task.layout_hash
 
-    def make_vec(self, tasks: list[maze.MazeTask], **kwargs: Any) -> maze.MazeVecEnv:
+    def make_vec(self, tasks: list[maze.MazeTask], **kwargs: Any) -> maze.MazeVecEnv | pixels.PixelVecEnv:
         self._check(kwargs)
-        return maze.MazeVecEnv(tasks, max_steps=kwargs.get("max_steps"))
+        vec = maze.MazeVecEnv(tasks, max_steps=kwargs.get("max_steps"))
+        return pixels.maze_pixels(vec, kwargs) if pixels.wants_pixels(kwargs) else vec
 
 
 class AvoidingFamily:
     """Avoiding: start positions below three rows of obstacles (see :mod:`clonekit.envs.avoiding`).
 
-    Env kwargs: ``max_steps`` (int, default 80).
+    Env kwargs: ``max_steps`` (int, default 80). ``obs="pixels"`` (default ``"state"``) observes an
+    ``image_size`` x ``image_size`` RGB picture (default 64) instead (see :mod:`clonekit.envs.pixels`).
     """
 
     name = "avoiding"
-    KWARGS = ("max_steps",)
+    KWARGS = ("max_steps", *pixels.AVOIDING_OPTIONS)
+    deterministic_tasks = True  # the start state is the task; the dynamics have no noise
 
     def _check(self, kwargs: dict[str, Any]) -> None:
         unknown = set(kwargs) - set(self.KWARGS)
@@ -104,11 +127,19 @@ class AvoidingFamily:
             raise ConfigError(
                 f"env avoiding: unknown option(s) {sorted(unknown)}; expected some of {list(self.KWARGS)}"
             )
+        pixels.check_options(self.name, kwargs)
 
     def spaces(self, **kwargs: Any) -> tuple[gym.Space[Any], gym.Space[Any]]:
         self._check(kwargs)
         env = avoiding.AvoidingEnv()
+        if pixels.wants_pixels(kwargs):
+            image_size = int(kwargs.get("image_size", pixels.DEFAULT_IMAGE_SIZE))
+            return pixels.avoiding_pixel_space(image_size), env.action_space
         return env.observation_space, env.action_space
+
+    def state_spaces(self, **kwargs: Any) -> tuple[gym.Space[Any], gym.Space[Any]]:
+        """The spaces of the state experts read (the position also when ``obs="pixels"``)."""
+        return self.spaces(**pixels.state_kwargs(kwargs))
 
     def sample_tasks(
         self, seed: int, split: str, count: int, exclude: set[str], **kwargs: Any
@@ -132,9 +163,12 @@ class AvoidingFamily:
     def task_key(self, task: avoiding.AvoidingTask) -> str:
         return task.key
 
-    def make_vec(self, tasks: list[avoiding.AvoidingTask], **kwargs: Any) -> avoiding.AvoidingVecEnv:
+    def make_vec(
+        self, tasks: list[avoiding.AvoidingTask], **kwargs: Any
+    ) -> avoiding.AvoidingVecEnv | pixels.PixelVecEnv:
         self._check(kwargs)
-        return avoiding.AvoidingVecEnv(tasks, max_steps=kwargs.get("max_steps"))
+        vec = avoiding.AvoidingVecEnv(tasks, max_steps=kwargs.get("max_steps"))
+        return pixels.avoiding_pixels(vec, kwargs) if pixels.wants_pixels(kwargs) else vec
 
 
 class AvoidingGoalFamily(AvoidingFamily):
@@ -176,6 +210,7 @@ class BabyAIFamily:
 
     name = "babyai"
     KWARGS = ("level", "max_steps")
+    deterministic_tasks = True  # the task is the level seed, which fixes the episode
 
     def _check(self, kwargs: dict[str, Any]) -> None:
         unknown = set(kwargs) - set(self.KWARGS)

@@ -7,9 +7,9 @@ from typing import Any
 
 from clonekit.checkpoint import load_policy, load_run_config
 from clonekit.distributed import init_ray, ordered_map, put
-from clonekit.envs import get_env_family
+from clonekit.envs import default_num_tasks, env_block_for_eval, get_env_family
 from clonekit.errors import CheckpointError, ConfigError
-from clonekit.evaluation.rollout import EpisodeResults, RolloutWatcher, StepHook, rollout
+from clonekit.evaluation.rollout import EpisodeResults, RolloutWatcher, StepHook, episodes_to_play, rollout
 from clonekit.evaluation.stats import format_metric, summarize
 
 SPLITS = ("train", "test")
@@ -21,15 +21,20 @@ def split_tasks(env: dict[str, Any], split: str, seed: int, num_tasks: int) -> l
     """Tasks of ``split`` for the env block recorded in a dataset or run.
 
     ``train``: exactly the tasks the demonstrations came from. ``test``: ``num_tasks`` tasks drawn from
-    ``seed`` whose content differs from every training task.
+    ``seed`` whose content differs from every training task. A block without ``tasks`` (data from elsewhere,
+    evaluated with ``--env``) has only a ``test`` split.
     """
     if split not in SPLITS:
         raise ConfigError(f"--split: expected one of {list(SPLITS)}, got {split!r}")
-    if not isinstance(env, dict) or "id" not in env or "tasks" not in env:
-        raise CheckpointError(f"run config: the dataset's env block lacks 'id' or 'tasks' (found {env!r})")
+    if not isinstance(env, dict) or "id" not in env:
+        raise CheckpointError(f"run config: the dataset's env block lacks 'id' (found {env!r})")
+    if split == "train" and not env.get("tasks"):
+        raise ConfigError(
+            f"--split train: the env block records no training tasks (env {env['id']!r}); use --split test"
+        )
     family = get_env_family(env["id"])
     kwargs = env.get("kwargs", {})
-    train = [family.task_from_json(t, **kwargs) for t in env["tasks"]]
+    train = [family.task_from_json(t, **kwargs) for t in env.get("tasks", [])]
     if split == "train":
         return train
     if num_tasks < 1:
@@ -42,15 +47,21 @@ def evaluate_run(
     split: str,
     episodes: int,
     seed: int,
-    num_tasks: int = 25,
+    num_tasks: int | None = None,
     on_step: StepHook | None = None,
     max_parallel: int = 256,
     ray: bool = False,
     ray_address: str | None = None,
     workers: int | None = None,
     backend: str = "torch",
+    env: str | None = None,
 ) -> EpisodeResults:
     """Load the policy of ``run_dir`` and evaluate it for ``episodes`` episodes on ``split``.
+
+    ``num_tasks``: unseen tasks for ``split="test"`` (``None``: 25, or the family's own default: one reset
+    seed per episode for gym envs). ``env`` (e.g. ``"gym:CartPole-v1"``) evaluates on that env instead of the
+    one the dataset records, for data made elsewhere (only ``split="test"``); a dataset recording a registered
+    gymnasium id (a Minari import) is evaluated on it without ``env``.
 
     ``backend``: ``"torch"``, or ``"onnxruntime"`` to run the policy's exported ONNX model (stateless
     policies; needs the ``onnx`` extra; see :class:`clonekit.export.OnnxRuntimePolicy`).
@@ -69,20 +80,25 @@ def evaluate_run(
         raise ConfigError(f"--backend: expected one of {list(BACKENDS)}, got {backend!r}")
     config = load_run_config(Path(run_dir))
     policy = _load(run_dir, config, backend)
-    env = config.get("dataset", {}).get("env", {})
-    if "id" not in env:
-        raise CheckpointError(f"{Path(run_dir) / 'config.json'}: dataset.env has no 'id'; cannot tell which env to run")
-    tasks = split_tasks(env, split, seed, num_tasks)
-    family = get_env_family(env["id"])
+    env_block = env_block_for_eval(config.get("dataset", {}).get("env", {}), env)
+    if not env_block.get("id"):
+        raise CheckpointError(
+            f"{Path(run_dir) / 'config.json'}: dataset.env has no 'id'; cannot tell which env to run "
+            "(give one with --env, e.g. gym:CartPole-v1)"
+        )
+    family = get_env_family(env_block["id"])
+    num_tasks = default_num_tasks(family, episodes, 25) if num_tasks is None else num_tasks
+    tasks = split_tasks(env_block, split, seed, num_tasks)
+    episodes = episodes_to_play(policy, family, tasks, episodes)
     if ray:
         init_ray(ray_address, workers)
         tasks_ref = put(tasks)
         waves = [(first, min(first + max_parallel, episodes)) for first in range(0, episodes, max_parallel)]
         run = str(Path(run_dir).resolve())
-        calls = [(run, tasks_ref, seed, first, stop, max_parallel, backend) for first, stop in waves]
+        calls = [(run, env_block, tasks_ref, seed, first, stop, max_parallel, backend) for first, stop in waves]
         return EpisodeResults.concatenate(list(ordered_map(_rollout_wave_task, calls, workers)))
     return rollout(
-        policy, family, tasks, episodes, seed, env.get("kwargs", {}), max_parallel=max_parallel, on_step=on_step
+        policy, family, tasks, episodes, seed, env_block.get("kwargs", {}), max_parallel=max_parallel, on_step=on_step
     )
 
 
@@ -97,11 +113,17 @@ def _load(run_dir: str | Path, config: dict[str, Any], backend: str) -> Any:
 
 
 def _rollout_wave_task(
-    run_dir: str, tasks: list[Any], seed: int, first: int, stop: int, max_parallel: int, backend: str
+    run_dir: str,
+    env: dict[str, Any],
+    tasks: list[Any],
+    seed: int,
+    first: int,
+    stop: int,
+    max_parallel: int,
+    backend: str,
 ) -> EpisodeResults:
     """Episodes ``first .. stop - 1`` of :func:`evaluate_run`, as a Ray task: loads the policy itself."""
     config = load_run_config(Path(run_dir))
-    env = config["dataset"]["env"]
     family = get_env_family(env["id"])
     policy = _load(run_dir, config, backend)
     return rollout(policy, family, tasks, stop, seed, env.get("kwargs", {}), max_parallel, first_episode=first)
@@ -112,6 +134,7 @@ __all__ = [
     "SPLITS",
     "EpisodeResults",
     "RolloutWatcher",
+    "episodes_to_play",
     "evaluate_run",
     "format_metric",
     "rollout",

@@ -8,22 +8,47 @@ from clonekit.errors import unknown_name
 from clonekit.experts.avoiding import AvoidingExpert, AvoidingGoalExpert
 from clonekit.experts.babyai_bot import BabyAIBotExpert
 from clonekit.experts.bfs import BFSExpert
+from clonekit.experts.metaworld import MetaWorldScriptedExpert
+from clonekit.experts.outside import Expert, OutsideExpert, is_outside_spec, make_outside_expert
+from clonekit.registry import load_plugins
 
-# (env family, expert name) -> expert class
-EXPERTS: dict[tuple[str, str], type[Any]] = {
+# (env family or "gym:ID", expert name) -> expert class or factory
+EXPERTS: dict[tuple[str, str], Any] = {
     ("maze", "bfs"): BFSExpert,
     ("avoiding", "paths"): AvoidingExpert,
     ("avoiding-goal", "paths"): AvoidingGoalExpert,
     ("babyai", "bot"): BabyAIBotExpert,
+    ("metaworld", "scripted"): MetaWorldScriptedExpert,
 }
 
 
-def make_expert(env: str, name: str, **kwargs: Any) -> Any:
-    """A fresh expert ``name`` for env family ``env``; ``kwargs`` are its options (e.g. noise levels)."""
-    if (env, name) not in EXPERTS:
-        known = [f"{e}/{n}" for e, n in EXPERTS]
-        raise unknown_name(f"expert for env {env!r}", name, known)
-    return EXPERTS[(env, name)](**kwargs)
+def make_expert(env: str, name: str, **kwargs: Any) -> Expert:
+    """A fresh expert ``name`` for env ``env`` (a family name or ``gym:ID``); ``kwargs`` are its options.
+
+    ``name`` is a registered expert of ``env`` (for ``gym:ID``: of that id, else of the family ``gym``), or an
+    outside expert spec (``py:module:attr``, an SB3 ``.zip``, an ``.onnx`` file or a clonekit run directory;
+    see :mod:`clonekit.experts.outside`). Plugins are loaded first.
+    """
+    load_plugins()
+    for key in ((env, name), (env.partition(":")[0], name)):
+        if key in EXPERTS:
+            expert: Expert = EXPERTS[key](**kwargs)
+            return expert
+    if is_outside_spec(name):
+        return make_outside_expert(name, **kwargs)
+    known = [f"{e}/{n}" for e, n in EXPERTS]
+    kind = f"expert for env {env!r} (or an outside expert: py:module:attr, .zip, .onnx, run dir)"
+    raise unknown_name(kind, name, known)
 
 
-__all__ = ["EXPERTS", "AvoidingExpert", "AvoidingGoalExpert", "BFSExpert", "BabyAIBotExpert", "make_expert"]
+__all__ = [
+    "EXPERTS",
+    "AvoidingExpert",
+    "AvoidingGoalExpert",
+    "BFSExpert",
+    "BabyAIBotExpert",
+    "Expert",
+    "MetaWorldScriptedExpert",
+    "OutsideExpert",
+    "make_expert",
+]

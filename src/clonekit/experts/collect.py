@@ -11,7 +11,7 @@ import numpy as np
 from clonekit.data import Dataset, DatasetWriter, StreamSpec, array_stream
 from clonekit.data.spaces import space_to_json
 from clonekit.distributed import init_ray, ordered_map, put
-from clonekit.envs import get_env_family
+from clonekit.envs import default_num_tasks, get_env_family, resolve_env
 from clonekit.envs.family import EnvFamily
 from clonekit.envs.maze import derive_seed
 from clonekit.errors import ConfigError
@@ -26,7 +26,7 @@ def collect(
     episodes: int,
     seed: int,
     out: str | Path,
-    num_tasks: int,
+    num_tasks: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     batch_size: int = 256,
     overwrite: bool = False,
@@ -38,6 +38,10 @@ def collect(
     split: str = "train",
 ) -> Dataset:
     """Roll out ``expert`` on ``num_tasks`` training tasks of ``env`` drawn from ``seed``; write ``episodes``.
+
+    ``env`` is a family name or ``gym:ID`` (any gymnasium env, see :mod:`clonekit.envs.gym`); ``expert`` a
+    registered expert name or an outside expert spec (see :mod:`clonekit.experts.outside`). ``num_tasks``
+    ``None``: the family's default (20; the gym family: one reset seed per episode).
 
     Episode ``k`` plays task ``k % num_tasks`` from a random start. The dataset's ``env`` block records the
     env, its options, the seed and every task (so evaluation on the ``train`` split replays these tasks and
@@ -55,29 +59,32 @@ def collect(
     """
     if episodes < 1:
         raise ConfigError(f"--episodes: expected >= 1, got {episodes}")
-    if num_tasks < 1:
-        raise ConfigError(f"--tasks: expected >= 1, got {num_tasks}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size: expected >= 1, got {batch_size}")
-    env_kwargs = dict(env_kwargs or {})
-    family = get_env_family(env)
+    family, env_kwargs = resolve_env(env, env_kwargs)
+    num_tasks = default_num_tasks(family, episodes, 20) if num_tasks is None else num_tasks
+    if num_tasks < 1:
+        raise ConfigError(f"--tasks: expected >= 1, got {num_tasks}")
     expert_kwargs = dict(expert_kwargs or {})
     the_expert = make_expert(env, expert, **expert_kwargs)
     obs_space, act_space = family.spaces(**env_kwargs)
+    # Experts read the env's state, which a pixel env (obs="pixels") draws; its family names the state's space.
+    state_space = getattr(family, "state_spaces", family.spaces)(**env_kwargs)[0]
     tasks = family.sample_tasks(seed, split, num_tasks, set(), **env_kwargs)
-    assert obs_space.shape is not None
+    assert obs_space.shape is not None and state_space.shape is not None
     streams = [
         array_stream("obs", obs_space.dtype or "float32", obs_space.shape, "observation"),
         _action_stream(act_space),
         array_stream("reward", "float32", ()),
         array_stream("terminated", "bool", ()),
         array_stream("truncated", "bool", ()),
-        *the_expert.streams(obs_space.shape),
+        *the_expert.streams(state_space.shape),
     ]
     meta_env = {
-        "id": env,
+        "id": family.name,
         "kwargs": env_kwargs,
         "expert": expert,
+        **({"expert_source": the_expert.source} if hasattr(the_expert, "source") else {}),
         **({"expert_kwargs": expert_kwargs} if expert_kwargs else {}),
         **({"split": split} if split != "train" else {}),
         "seed": seed,
@@ -132,12 +139,13 @@ def _collect_batch(
     task_index = ids % len(tasks)
     vec = family.make_vec([tasks[i] for i in task_index], **env_kwargs)
     obs = vec.reset(seed=derive_seed(seed, f"collect:{first}"))
-    the_expert.reset(vec, seed=derive_seed(seed, f"expert:{first}"))
+    state_env: Any = getattr(vec, "state_env", vec)  # a pixel env's expert acts on the state it draws
+    the_expert.reset(state_env, seed=derive_seed(seed, f"expert:{first}"))
     steps: dict[str, list[np.ndarray]] = {}
     active = np.ones(len(ids), dtype=bool)
     length = np.zeros(len(ids), dtype=np.int64)
     while active.any():
-        action, annotations = the_expert.act(obs)
+        action, annotations = the_expert.act(obs if state_env is vec else state_env.observe())
         record = {"obs": obs, "action": action, **annotations}
         obs, reward, terminated, truncated = vec.step(action)
         record |= {"reward": reward, "terminated": terminated, "truncated": truncated}
@@ -167,7 +175,7 @@ def _collect_batch_task(
 ) -> Batch:
     """:func:`_collect_batch` run as a Ray task: makes its own env family and expert."""
     the_expert = make_expert(env, expert, **expert_kwargs)
-    return _collect_batch(get_env_family(env), the_expert, tasks, env_kwargs, seed, first, stop)
+    return _collect_batch(get_env_family(env.partition(":")[0]), the_expert, tasks, env_kwargs, seed, first, stop)
 
 
 def _action_stream(space: Any) -> StreamSpec:

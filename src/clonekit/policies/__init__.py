@@ -17,6 +17,7 @@ from clonekit.policies.thought_cloning import (
     ThoughtCloningConfig,
     ThoughtCloningPolicy,
 )
+from clonekit.registry import load_plugins
 
 # name -> (config class, policy class)
 POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
@@ -30,7 +31,8 @@ POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
 
 
 def policy_classes(name: str) -> tuple[type[Any], type[Policy]]:
-    """``(config class, policy class)`` registered as ``name``."""
+    """``(config class, policy class)`` registered as ``name`` (plugins are loaded first)."""
+    load_plugins()
     if not isinstance(name, str) or name not in POLICIES:
         raise unknown_name("policy", name, POLICIES)
     return POLICIES[name]

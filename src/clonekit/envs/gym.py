@@ -1,0 +1,427 @@
+"""The ``gym`` env family: any gymnasium env, stepped in batches through gymnasium's vector API.
+
+A *task* is a reset seed. Training and test seeds come from disjoint ranges (``seed_ranges``, recorded in
+the env block), each drawn from the user's seed, so the test split never replays a training seed and another
+``--seed`` gives other test seeds.
+
+Env options (the env block's ``kwargs``; :meth:`GymFamily.resolve_kwargs` fills in what it records):
+
+* ``id``: a registered gymnasium id (``CartPole-v1``) or ``module:ID`` (gymnasium's convention: the module
+  is imported, which registers ``ID``).
+* ``make_kwargs``: keyword arguments for ``gymnasium.make``. Given flat on the command line, every key that
+  is not one of these options goes here (``--env-kwargs '{"max_episode_steps": 50}'``).
+* ``vector``: ``"sync"`` (``gymnasium.vector.SyncVectorEnv``, the default) or ``"async"``
+  (``AsyncVectorEnv``: one process per slot, for slow envs).
+* ``success_threshold``: the return at which an episode counts as a success. Default: the ``reward_threshold``
+  of the env's registration (CartPole-v1: 475), else ``None``. Success is ``info["success"]`` or
+  ``info["is_success"]`` when the env reports one (true at any step); otherwise the episode's return reaching
+  ``success_threshold`` when it ends; otherwise ending ``terminated`` with a positive reward. (CartPole ends
+  ``terminated`` with reward 1 when the pole *falls*, hence the threshold.)
+* ``obs_keys``: the order in which a Dict observation is flattened (nested keys joined by ``.``), recorded
+  from the env's observation space, sorted as Minari imports are; ``None`` for array observations.
+* ``seed_ranges``: ``{"train": [lo, hi], "test": [lo, hi]}``, half-open, disjoint.
+
+Observations: a ``uint8`` Box (images) is kept as it is; other Boxes become float32 (integer Boxes keep their
+dtype); a Dict is flattened to float32 in ``obs_keys`` order; a Discrete observation becomes ``(1,)`` float32.
+Actions: Discrete or Box spaces.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+
+from clonekit.envs.maze import derive_seed
+from clonekit.errors import ConfigError
+
+VECTOR_MODES = ("sync", "async")
+OPTIONS = ("id", "make_kwargs", "vector", "success_threshold", "obs_keys", "seed_ranges")
+# Reset seeds stay below 2**31 (some envs keep seeds in int32); train and test take one half each.
+DEFAULT_SEED_RANGES: dict[str, list[int]] = {"train": [0, 2**30], "test": [2**30, 2**31]}
+SUCCESS_KEYS = ("success", "is_success")
+IDLE_VECTOR_ENVS = 2  # per options and size: rollout makes the next wave's env before the last one is freed
+
+
+@dataclass(frozen=True)
+class GymTask:
+    """One reset seed of a gymnasium env."""
+
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return str(self.seed)
+
+
+@dataclass(frozen=True)
+class GymOptions:
+    """The checked options of one gymnasium env (see the module docstring)."""
+
+    id: str
+    make_kwargs: dict[str, Any]
+    vector: str
+    success_threshold: float | None
+    obs_keys: list[str] | None
+    seed_ranges: dict[str, list[int]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "make_kwargs": dict(self.make_kwargs),
+            "vector": self.vector,
+            "success_threshold": self.success_threshold,
+            "obs_keys": None if self.obs_keys is None else list(self.obs_keys),
+            "seed_ranges": {split: list(r) for split, r in self.seed_ranges.items()},
+        }
+
+
+def make_env(env_id: str, make_kwargs: Mapping[str, Any]) -> gymnasium.Env[Any, Any]:
+    """``gymnasium.make(env_id, **make_kwargs)``; an unknown id or bad kwargs is a one-line ``ConfigError``."""
+    try:
+        return gymnasium.make(env_id, **make_kwargs)
+    except (gymnasium.error.Error, ImportError, TypeError, AttributeError) as err:
+        detail = " ".join(str(err).split())
+        raise ConfigError(f"env gym: cannot make gymnasium env {env_id!r} with {dict(make_kwargs)}: {detail}") from err
+
+
+def _flat_keys(space: gymnasium.spaces.Dict, prefix: str = "") -> list[tuple[str, gymnasium.Space[Any]]]:
+    """``(dotted key, leaf space)`` of a (nested) Dict space, in sorted key order."""
+    leaves: list[tuple[str, gymnasium.Space[Any]]] = []
+    for key, sub in space.spaces.items():
+        if isinstance(sub, gymnasium.spaces.Dict):
+            leaves.extend(_flat_keys(sub, f"{prefix}{key}."))
+        else:
+            leaves.append((f"{prefix}{key}", sub))
+    return sorted(leaves)
+
+
+def _leaf_bounds(key: str, space: gymnasium.Space[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened float32 bounds of one leaf of a Dict observation."""
+    if isinstance(space, gymnasium.spaces.Box):
+        return space.low.astype(np.float32).ravel(), space.high.astype(np.float32).ravel()
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return np.array([space.start], np.float32), np.array([space.start + space.n - 1], np.float32)
+    raise ConfigError(f"env gym: observation key {key!r}: expected a Box or Discrete space, found {space}")
+
+
+def observation_space(space: gymnasium.Space[Any], obs_keys: list[str] | None) -> gymnasium.spaces.Box:
+    """The space of the observations clonekit records for an env with observation space ``space``."""
+    if isinstance(space, gymnasium.spaces.Dict):
+        leaves = dict(_flat_keys(space))
+        missing = [key for key in obs_keys or [] if key not in leaves]
+        if obs_keys is None or missing:
+            raise ConfigError(
+                f"env gym: obs_keys: expected keys of the observation space {sorted(leaves)}, found {obs_keys}"
+            )
+        bounds = [_leaf_bounds(key, leaves[key]) for key in obs_keys]
+        low = np.concatenate([lo for lo, _ in bounds])
+        high = np.concatenate([hi for _, hi in bounds])
+        return gymnasium.spaces.Box(low, high, dtype=np.float32)
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return gymnasium.spaces.Box(float(space.start), float(space.start + space.n - 1), (1,), dtype=np.float32)
+    if isinstance(space, gymnasium.spaces.Box):
+        if space.dtype == np.uint8 or np.issubdtype(space.dtype, np.integer) or space.dtype == np.bool_:
+            return space
+        return gymnasium.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32)
+    raise ConfigError(f"env gym: observation space: expected Box, Dict or Discrete, found {space}")
+
+
+def flatten_obs(obs: Any, space: gymnasium.Space[Any], obs_keys: list[str] | None, batch: int) -> np.ndarray:
+    """A batch of raw vector-env observations as the ``(B, *shape)`` array clonekit records."""
+    if isinstance(space, gymnasium.spaces.Dict):
+        assert obs_keys is not None
+        parts = []
+        for key in obs_keys:
+            value = obs
+            for part in key.split("."):
+                value = value[part]
+            parts.append(np.asarray(value, dtype=np.float32).reshape(batch, -1))
+        return np.concatenate(parts, axis=1)
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return np.asarray(obs, dtype=np.float32).reshape(batch, 1)
+    array = np.asarray(obs)
+    if array.dtype == np.uint8 or np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+        return array
+    return array.astype(np.float32, copy=False)
+
+
+def make_vector_env(options: GymOptions, num_envs: int) -> gymnasium.vector.VectorEnv:
+    """A gymnasium vector env of ``num_envs`` copies (``NEXT_STEP`` autoreset)."""
+    fns: list[Callable[[], gymnasium.Env[Any, Any]]] = [
+        partial(make_env, options.id, options.make_kwargs) for _ in range(num_envs)
+    ]
+    if options.vector == "async":
+        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
+    # copy=False: step() copies the observations into its own array anyway.
+    return SyncVectorEnv(fns, copy=False, autoreset_mode=AutoresetMode.NEXT_STEP)
+
+
+class GymVecEnv:
+    """``num_envs`` episodes of one gymnasium env, one per slot, each reset with its task's seed.
+
+    Steps a gymnasium vector env (``NEXT_STEP`` autoreset). A slot whose episode ended is frozen: it keeps its
+    last observation and reports reward 0 and ``terminated = truncated = False``; what the vector env does with
+    it afterwards (it resets it and plays on) is ignored. ``halt(mask)`` ends slots the same way (their
+    actions may still run in the underlying env, unseen).
+    """
+
+    def __init__(
+        self, tasks: list[GymTask], options: GymOptions, vec: gymnasium.vector.VectorEnv | None = None
+    ) -> None:
+        if not tasks:
+            raise ValueError("GymVecEnv needs at least one task")
+        self.tasks = list(tasks)
+        self.num_envs = len(tasks)
+        self.options = options
+        self.vec = vec if vec is not None else make_vector_env(options, self.num_envs)
+        self.raw_observation_space = self.vec.single_observation_space
+        self.observation_space = observation_space(self.raw_observation_space, options.obs_keys)
+        self.action_space = self.vec.single_action_space
+        self.done = np.zeros(self.num_envs, dtype=bool)
+        self.returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._reports_success = np.zeros(self.num_envs, dtype=bool)
+        self._last_success = np.zeros(self.num_envs, dtype=bool)
+        self._obs = np.zeros((self.num_envs, *self.observation_space.shape), dtype=self.observation_space.dtype)
+        # (B,) -> (B, 1, ...): a slot mask that broadcasts over an observation
+        self._slot_axes = (slice(None),) + (None,) * len(self.observation_space.shape)
+        self._array_obs = isinstance(self.raw_observation_space, gymnasium.spaces.Box)
+
+    def _flatten(self, obs: Any) -> np.ndarray:
+        if self._array_obs:  # the common case, per step: copyto below casts to the recorded dtype
+            return np.asarray(obs)
+        return flatten_obs(obs, self.raw_observation_space, self.options.obs_keys, self.num_envs)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Reset every slot with its task's seed (``seed`` is not used: the tasks are the seeds)."""
+        # Sync and async vector envs take one seed per sub-env (their annotation says int only).
+        obs, _ = self.vec.reset(seed=[task.seed for task in self.tasks])  # type: ignore[arg-type]
+        np.copyto(self._obs, self._flatten(obs), casting="unsafe")
+        self.done[:] = False
+        self.returns[:] = 0.0
+        self._reports_success[:] = False
+        self._last_success[:] = False
+        return self._obs.copy()
+
+    def halt(self, mask: np.ndarray) -> None:
+        """End the slots in ``mask`` now (their later steps are ignored)."""
+        self.done |= np.asarray(mask, dtype=bool)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Apply ``actions`` ``(B, ...)``; returns ``(obs, reward, terminated, truncated)`` for live slots."""
+        obs, reward, terminated, truncated, info = self.vec.step(actions)
+        live = ~self.done
+        if live.all():  # most steps: nothing to mask (a few numpy calls fewer: they add up on small envs)
+            reward = reward.astype(np.float32)
+            np.copyto(self._obs, self._flatten(obs), casting="unsafe")
+        else:
+            reward = np.multiply(reward, live, dtype=np.float32)  # 0 for frozen slots
+            terminated = np.logical_and(terminated, live)
+            truncated = np.logical_and(truncated, live)
+            np.copyto(self._obs, self._flatten(obs), casting="unsafe", where=live[self._slot_axes])
+        self.returns += reward
+        ended = terminated | truncated
+        self._last_success = self._success(info, live, ended, terminated, reward)
+        self.done |= ended
+        return self._obs.copy(), reward, terminated, truncated
+
+    def step_success(self) -> np.ndarray:
+        """``(B,)`` bool: the slots whose last step counts as success (see the module docstring)."""
+        return self._last_success.copy()
+
+    def _success(
+        self, info: dict[str, Any], live: np.ndarray, ended: np.ndarray, terminated: np.ndarray, reward: np.ndarray
+    ) -> np.ndarray:
+        threshold = self.options.success_threshold
+        fallback = ended & (self.returns >= threshold) if threshold is not None else terminated & (reward > 0)
+        keys = [key for key in SUCCESS_KEYS if key in info]
+        if not keys and not self._reports_success.any():  # the env says nothing about success
+            return fallback
+        value = np.zeros(self.num_envs, dtype=bool)
+        for key in keys:
+            reported = np.asarray(info.get(f"_{key}", live), dtype=bool) & live
+            self._reports_success |= reported
+            value |= reported & np.asarray(info[key]).astype(bool)
+        return np.where(self._reports_success, value, fallback) & live
+
+    def close(self) -> None:
+        """Close the vector env (and the worker processes of ``vector="async"``)."""
+        self.vec.close()
+
+
+class GymFamily:
+    """Any gymnasium env (``gym:ID``); a task is a reset seed, train and test seeds from disjoint ranges.
+
+    See :mod:`clonekit.envs.gym` for the options.
+    """
+
+    name = "gym"
+    deterministic_tasks = False  # an env may draw noise beyond its reset seed; play every episode
+
+    def __init__(self) -> None:
+        # (observation space, action space, reward_threshold of the registration) per id and make kwargs
+        self._made: dict[str, tuple[gymnasium.Space[Any], gymnasium.Space[Any], float | None]] = {}
+        # Idle sync vector envs per (options, num_envs), reused by make_vec: rollout makes a vec env per wave and
+        # building 64 gymnasium envs can take as long as playing a short episode with them. A GymVecEnv gives
+        # its vector env back when it is garbage collected (unless closed); reset reseeds every sub-env.
+        self._idle: dict[tuple[str, int], list[gymnasium.vector.VectorEnv]] = {}
+
+    def with_id(self, env_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The options for ``gym:ENV_ID`` given on the command line with ``kwargs`` (``--env-kwargs``)."""
+        return {**kwargs, "id": env_id}
+
+    def default_num_tasks(self, episodes: int) -> int:
+        """One reset seed per episode unless the user asks for fewer."""
+        return episodes
+
+    def resolve_kwargs(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The full options recorded in the env block: flat gymnasium kwargs moved under ``make_kwargs``, the
+        observation flattening order read from the env, default seed ranges."""
+        return self.options(kwargs).to_json()
+
+    def options(self, kwargs: Mapping[str, Any]) -> GymOptions:
+        """Checked :class:`GymOptions` from an env block's kwargs (flat gymnasium kwargs allowed)."""
+        env_id = kwargs.get("id")
+        if not isinstance(env_id, str) or not env_id:
+            raise ConfigError(f"env gym: id: expected a gymnasium env id such as 'CartPole-v1', got {env_id!r}")
+        make_kwargs = kwargs.get("make_kwargs", {})
+        if not isinstance(make_kwargs, dict):
+            raise ConfigError(f"env gym: make_kwargs: expected a JSON object, got {make_kwargs!r}")
+        make_kwargs = {**make_kwargs, **{k: v for k, v in kwargs.items() if k not in OPTIONS}}
+        vector = kwargs.get("vector", "sync")
+        if vector not in VECTOR_MODES:
+            raise ConfigError(f"env gym: vector: expected one of {list(VECTOR_MODES)}, got {vector!r}")
+        raw_obs_space, _, spec_threshold = self._describe(env_id, make_kwargs)
+        threshold = kwargs.get("success_threshold", spec_threshold)
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold)
+        ):
+            raise ConfigError(f"env gym: success_threshold: expected a finite number or null, got {threshold!r}")
+        ranges = self._seed_ranges(kwargs.get("seed_ranges", DEFAULT_SEED_RANGES))
+        obs_keys = kwargs.get("obs_keys")
+        if obs_keys is None and isinstance(raw_obs_space, gymnasium.spaces.Dict):
+            obs_keys = [key for key, _ in _flat_keys(raw_obs_space)]
+        if obs_keys is not None and (not isinstance(obs_keys, list) or not all(isinstance(k, str) for k in obs_keys)):
+            raise ConfigError(f"env gym: obs_keys: expected a list of strings or null, got {obs_keys!r}")
+        return GymOptions(
+            id=env_id,
+            make_kwargs=make_kwargs,
+            vector=vector,
+            success_threshold=None if threshold is None else float(threshold),
+            obs_keys=obs_keys,
+            seed_ranges=ranges,
+        )
+
+    @staticmethod
+    def _seed_ranges(value: Any) -> dict[str, list[int]]:
+        def valid(r: Any) -> bool:
+            return (
+                isinstance(r, list)
+                and len(r) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in r)
+                and 0 <= r[0] < r[1] <= 2**63
+            )
+
+        if not isinstance(value, dict) or set(value) != {"train", "test"} or not all(map(valid, value.values())):
+            raise ConfigError(
+                f"env gym: seed_ranges: expected {{'train': [lo, hi], 'test': [lo, hi]}} with 0 <= lo < hi, "
+                f"got {value!r}"
+            )
+        (a, b), (c, d) = value["train"], value["test"]
+        if a < d and c < b:
+            raise ConfigError(f"env gym: seed_ranges: the train and test ranges must not overlap, got {value!r}")
+        return {"train": [a, b], "test": [c, d]}
+
+    def _describe(
+        self, env_id: str, make_kwargs: dict[str, Any]
+    ) -> tuple[gymnasium.Space[Any], gymnasium.Space[Any], float | None]:
+        """The env's own observation and action spaces and its registered ``reward_threshold`` (the env is
+        made once per id and kwargs)."""
+        key = json.dumps([env_id, make_kwargs], sort_keys=True, default=str)
+        if key not in self._made:
+            env = make_env(env_id, make_kwargs)
+            try:
+                threshold = env.spec.reward_threshold if env.spec is not None else None
+                self._made[key] = (env.observation_space, env.action_space, threshold)
+            finally:
+                env.close()
+        return self._made[key]
+
+    def spaces(self, **kwargs: Any) -> tuple[gymnasium.Space[Any], gymnasium.Space[Any]]:
+        options = self.options(kwargs)
+        raw_obs, action, _ = self._describe(options.id, options.make_kwargs)
+        if not isinstance(action, gymnasium.spaces.Box | gymnasium.spaces.Discrete):
+            raise ConfigError(f"env gym {options.id}: action space: expected Box or Discrete, found {action}")
+        return observation_space(raw_obs, options.obs_keys), action
+
+    def sample_tasks(self, seed: int, split: str, count: int, exclude: set[str], **kwargs: Any) -> list[GymTask]:
+        """``count`` distinct reset seeds of ``split``'s range, drawn from ``seed``, none of them in ``exclude``."""
+        options = self.options(kwargs)
+        if split not in options.seed_ranges:
+            raise ConfigError(f"env gym: split: expected 'train' or 'test', got {split!r}")
+        lo, hi = options.seed_ranges[split]
+        if count > hi - lo - len(exclude):
+            raise ConfigError(f"env gym: {count} {split} seeds asked for, the range [{lo}, {hi}) has too few")
+        rng = np.random.default_rng(derive_seed(seed, f"gym-tasks:{split}"))
+        seeds: list[int] = []
+        seen = set(exclude)
+        while len(seeds) < count:
+            value = int(rng.integers(lo, hi))
+            if str(value) not in seen:
+                seen.add(str(value))
+                seeds.append(value)
+        return [GymTask(s) for s in seeds]
+
+    def task_to_json(self, task: GymTask) -> dict[str, Any]:
+        return {"seed": task.seed}
+
+    def task_from_json(self, data: dict[str, Any], **kwargs: Any) -> GymTask:
+        seed = data.get("seed") if isinstance(data, dict) else None
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"gym task: expected an object with a non-negative integer 'seed', found {data!r}")
+        return GymTask(seed)
+
+    def task_key(self, task: GymTask) -> str:
+        return task.key
+
+    def make_vec(self, tasks: list[GymTask], **kwargs: Any) -> GymVecEnv:
+        options = self.options(kwargs)
+        if options.vector != "sync":  # worker processes are not kept around
+            return GymVecEnv(tasks, options)
+        key = (json.dumps(options.to_json(), sort_keys=True, default=str), len(tasks))
+        idle = self._idle.setdefault(key, [])
+        env = GymVecEnv(tasks, options, idle.pop() if idle else None)
+        weakref.finalize(env, self._release, idle, env.vec)
+        return env
+
+    @staticmethod
+    def _release(idle: list[gymnasium.vector.VectorEnv], vec: gymnasium.vector.VectorEnv) -> None:
+        if not vec.closed and len(idle) < IDLE_VECTOR_ENVS:
+            idle.append(vec)
+
+
+def env_block_for_gym_id(env_id: str, minari: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """A gym env block for a dataset that names a registered gymnasium id but no clonekit env (a Minari
+    import); ``None`` when gymnasium does not know the id. The kwargs of the recorded ``env_spec`` are kept."""
+    if env_id not in gymnasium.registry:
+        return None
+    make_kwargs: dict[str, Any] = {}
+    spec = (minari or {}).get("env_spec")
+    if isinstance(spec, str):
+        try:
+            recorded = json.loads(spec)
+        except json.JSONDecodeError:
+            recorded = {}
+        if isinstance(recorded, dict) and isinstance(recorded.get("kwargs"), dict):
+            make_kwargs = dict(recorded["kwargs"])
+        if isinstance(recorded, dict) and isinstance(recorded.get("max_episode_steps"), int):
+            make_kwargs["max_episode_steps"] = recorded["max_episode_steps"]
+    return {"id": "gym", "kwargs": {"id": env_id, "make_kwargs": make_kwargs}}

@@ -1,0 +1,305 @@
+"""The ``gym`` env family: any gymnasium env, including one that lives outside clonekit, end to end.
+
+The outside env is a tiny 1-D walk to a goal written by the test into a temp dir that goes on ``sys.path``
+(``walk1d:Walk1D-v0``, gymnasium's ``module:ID`` form), with ``info["is_success"]`` and an oracle expert.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import clonekit.envs
+from clonekit.cli import main
+from clonekit.envs import env_block_for_eval, resolve_env
+from clonekit.envs.gym import GymFamily, GymTask
+from clonekit.errors import ConfigError
+from clonekit.evaluation import split_tasks
+
+WALK_SOURCE = '''
+"""A 1-D walk to a goal: an env that lives outside clonekit, plus its oracle."""
+import gymnasium as gym
+import numpy as np
+
+
+class Walk1D(gym.Env):
+    """Cells 0..size-1; start and goal drawn at reset; actions 0 left, 1 right; success on reaching the goal."""
+
+    def __init__(self, size=10):
+        self.size = size
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (2,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def _obs(self):
+        return np.array([self.pos / self.size, self.goal / self.size], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos, self.goal = (int(v) for v in self.np_random.choice(self.size, 2, replace=False))
+        return self._obs(), {"is_success": False}
+
+    def step(self, action):
+        self.pos = int(np.clip(self.pos + (1 if action == 1 else -1), 0, self.size - 1))
+        done = self.pos == self.goal
+        return self._obs(), float(done), done, False, {"is_success": done}
+
+
+class WalkDict(Walk1D):
+    """The same walk with a Dict observation (keys in non-sorted order, one nested)."""
+
+    def __init__(self, size=10):
+        super().__init__(size)
+        box = gym.spaces.Box(0.0, 1.0, (1,), dtype=np.float32)
+        self.observation_space = gym.spaces.Dict({"pos": box, "extra": gym.spaces.Dict({"goal": box})})
+
+    def _obs(self):
+        flat = super()._obs()
+        return {"pos": flat[:1], "extra": {"goal": flat[1:]}}
+
+
+def oracle(obs):
+    """Batched: step towards the goal."""
+    return (obs[:, 1] > obs[:, 0]).astype(np.int64)
+
+
+def one_oracle(obs):
+    """Per observation."""
+    return int(obs[1] > obs[0])
+
+
+class Predictor:
+    """An object with an SB3-style predict."""
+
+    def predict(self, obs, deterministic=True):
+        return oracle(obs), None
+
+
+gym.register("Walk1D-v0", entry_point=Walk1D, max_episode_steps=30)
+gym.register("WalkDict-v0", entry_point=WalkDict, max_episode_steps=30)
+'''
+WALK_ID = "walk1d:Walk1D-v0"
+MLP = ["--set", 'encoder="mlp"', "--set", 'normalize_obs="per_feature"', "--set", "hidden_sizes=[32]"]
+
+
+def write_walk_module(directory: Path) -> Path:
+    """Write the ``walk1d`` module into ``directory``; returns the directory (for sys.path / PYTHONPATH)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "walk1d.py").write_text(WALK_SOURCE)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def walk_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The walk1d module importable in this process (and, through PYTHONPATH, in the ones it starts)."""
+    path = write_walk_module(tmp_path_factory.mktemp("walk_module"))
+    sys.path.insert(0, str(path))
+    yield path
+    sys.path.remove(str(path))
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+CLONEKIT_GYM_IDS = sorted(i for i in gymnasium.registry if i.startswith("clonekit/"))
+
+
+def test_every_clonekit_env_is_registered_with_gymnasium() -> None:
+    assert clonekit.envs.ENVS  # importing clonekit.envs registers them
+    assert {"clonekit/Maze-v0", "clonekit/Avoiding-v0", "clonekit/AvoidingGoal-v0"} <= set(CLONEKIT_GYM_IDS)
+
+
+@pytest.mark.parametrize("env_id", CLONEKIT_GYM_IDS)
+def test_gymnasium_check_env_passes(env_id: str) -> None:
+    env = gymnasium.make(env_id)
+    try:
+        check_env(env.unwrapped, skip_render_check=True)  # raises on any failed check
+    finally:
+        env.close()
+
+
+def test_train_and_test_seeds_are_disjoint_recorded_and_depend_on_the_seed(walk_path: Path) -> None:
+    family, kwargs = resolve_env(f"gym:{WALK_ID}")
+    ranges = kwargs["seed_ranges"]
+    assert ranges["train"][1] <= ranges["test"][0]  # recorded, disjoint
+    train = family.sample_tasks(0, "train", 50, set(), **kwargs)
+    env = {"id": "gym", "kwargs": kwargs, "tasks": [family.task_to_json(t) for t in train]}
+    test0 = split_tasks(env, "test", 0, 50)
+    test1 = split_tasks(env, "test", 1, 50)
+    assert split_tasks(env, "train", 0, 50) == train
+    assert all(ranges["train"][0] <= t.seed < ranges["train"][1] for t in train)
+    assert all(ranges["test"][0] <= t.seed < ranges["test"][1] for t in test0 + test1)
+    assert not {t.seed for t in train} & {t.seed for t in test0 + test1}
+    assert len({t.seed for t in test0}) == 50 and {t.seed for t in test0} != {t.seed for t in test1}
+    assert split_tasks(env, "test", 0, 50) == test0  # the same seed gives the same test seeds
+    with pytest.raises(ConfigError, match="must not overlap"):
+        resolve_env(f"gym:{WALK_ID}", {"seed_ranges": {"train": [0, 10], "test": [5, 20]}})
+
+
+def test_vec_env_freezes_finished_slots_and_reports_success(walk_path: Path) -> None:
+    family, kwargs = resolve_env(f"gym:{WALK_ID}")
+    vec = family.make_vec([GymTask(3), GymTask(3), GymTask(8)], **kwargs)
+    obs = vec.reset()
+    np.testing.assert_array_equal(obs[0], obs[1])  # a task is a reset seed
+    towards = (obs[:, 1] > obs[:, 0]).astype(np.int64)
+    away = 1 - towards
+    obs, reward, terminated, truncated = vec.step(np.array([towards[0], away[1], towards[2]]))
+    for _ in range(40):
+        if vec.done.all():
+            break
+        before = obs.copy()
+        act = (obs[:, 1] > obs[:, 0]).astype(np.int64)
+        obs, reward, terminated, truncated = vec.step(act)
+        finished_before = vec.done & ~(terminated | truncated)
+        assert not (reward[finished_before] != 0).any() and not terminated[finished_before].any()
+        np.testing.assert_array_equal(obs[finished_before], before[finished_before])  # frozen slots
+        assert (vec.step_success() == terminated).all()  # is_success is true exactly at the goal
+    assert vec.done.all() and (vec.returns == 1.0).all()
+    vec.close()
+
+
+def test_dict_observations_are_flattened_in_sorted_key_order(walk_path: Path) -> None:
+    family, kwargs = resolve_env("gym:walk1d:WalkDict-v0")
+    assert kwargs["obs_keys"] == ["extra.goal", "pos"]
+    obs_space, _ = family.spaces(**kwargs)
+    assert obs_space.shape == (2,) and obs_space.dtype == np.float32
+    plain_family, plain_kwargs = resolve_env(f"gym:{WALK_ID}")
+    tasks = [GymTask(5), GymTask(6)]
+    flat = family.make_vec(tasks, **kwargs).reset()
+    plain = plain_family.make_vec(tasks, **plain_kwargs).reset()
+    np.testing.assert_array_equal(flat, plain[:, ::-1])  # (goal, pos) vs the plain env's (pos, goal)
+
+
+def test_async_vector_env_plays_the_same_episodes(walk_path: Path) -> None:
+    tasks = [GymTask(s) for s in (1, 2, 3)]
+    outcomes = []
+    for vector in ("sync", "async"):
+        family, kwargs = resolve_env(f"gym:{WALK_ID}", {"vector": vector})
+        vec = family.make_vec(tasks, **kwargs)
+        trace = [vec.reset()]
+        while not vec.done.all():
+            trace.append(vec.step(np.ones(3, dtype=np.int64))[0])
+        vec.close()
+        outcomes.append(np.stack(trace))
+    np.testing.assert_array_equal(outcomes[0], outcomes[1])
+
+
+def test_outside_env_collect_train_eval_through_the_cli(
+    walk_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_torch_thread: None
+) -> None:
+    data, run = tmp_path / "data", tmp_path / "run"
+    code, _, err = _run(
+        capsys,
+        "collect",
+        f"gym:{WALK_ID}",
+        "--expert",
+        "py:walk1d:oracle",
+        "--episodes",
+        60,
+        "--seed",
+        0,
+        "--out",
+        data,
+        "--quiet",
+    )
+    assert code == 0, err
+    meta = json.loads((data / "meta.json").read_text())
+    env = meta["env"]
+    assert env["id"] == "gym" and env["kwargs"]["id"] == WALK_ID and len(env["tasks"]) == 60
+    assert env["expert"] == "py:walk1d:oracle" and env["expert_source"]["kind"] == "python"
+    code, _, err = _run(capsys, "train", "bc", "--data", data, "--out", run, "--steps", 300, *MLP, "--quiet")
+    assert code == 0, err
+    for split in ("test", "train"):
+        code, out, err = _run(capsys, "eval", run, "--episodes", 50, "--seed", 1, "--split", split, "--json")
+        assert code == 0, err
+        success = json.loads(out.strip().splitlines()[-1])["metrics"]["success"]
+        assert success["n"] == 50 and success["mean"] >= 0.9, (split, success)
+    code, _, err = _run(capsys, "eval", run, "--episodes", 5, "--env", "gym:NoSuchEnv-v0")
+    assert code == 2 and "NoSuchEnv-v0" in err and len(err.strip().splitlines()) == 1
+
+
+def _write_cartpole_minari(root: Path, episodes: int, max_steps: int) -> Path:
+    """A Minari dataset of CartPole-v1 played by a balancing controller, written with minari's own API.
+
+    minari's ``DataCollector`` needs jax (not installed), so the episodes go through ``EpisodeBuffer`` and
+    ``minari.create_dataset_from_buffers``, as DataCollector would store them.
+    """
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    env = gymnasium.make("CartPole-v1", max_episode_steps=max_steps)
+    buffers = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=episode)
+        observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
+        done = False
+        while not done:
+            action = int(obs[2] + 0.5 * obs[3] > 0)  # push the cart under the pole
+            obs, reward, terminated, truncated, _ = env.step(action)
+            observations.append(obs)
+            actions.append(action)
+            rewards.append(reward)
+            terminations.append(terminated)
+            truncations.append(truncated)
+            done = terminated or truncated
+        buffers.append(
+            EpisodeBuffer(
+                id=episode,
+                seed=episode,
+                observations=np.array(observations),
+                actions=np.array(actions),
+                rewards=np.array(rewards),
+                terminations=np.array(terminations),
+                truncations=np.array(truncations),
+            )
+        )
+    with pytest.MonkeyPatch.context() as patch, pytest.warns(UserWarning):  # minari warns about missing metadata
+        patch.setenv("MINARI_DATASETS_PATH", str(root))
+        minari.create_dataset_from_buffers("cartpole/pd-v0", buffers, env=env, algorithm_name="pd", data_format="hdf5")
+    env.close()
+    return root / "cartpole" / "pd-v0"
+
+
+def test_minari_cartpole_run_evaluates_on_the_gymnasium_env(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], one_torch_thread: None
+) -> None:
+    source = _write_cartpole_minari(tmp_path / "minari", episodes=10, max_steps=200)
+    data, run = tmp_path / "cartpole", tmp_path / "run"
+    code, _, err = _run(capsys, "convert", source, data)
+    assert code == 0, err
+    code, _, err = _run(capsys, "train", "bc", "--data", data, "--out", run, "--steps", 300, *MLP, "--quiet")
+    assert code == 0, err
+    code, out, err = _run(capsys, "eval", run, "--episodes", 16, "--seed", 0, "--env", "gym:CartPole-v1", "--json")
+    assert code == 0, err
+    metrics = json.loads(out.strip().splitlines()[-1])["metrics"]
+    # CartPole-v1 (500 steps) counts an episode a success at its registered reward_threshold, 475.
+    assert metrics["return"]["mean"] >= 400 and metrics["success"]["mean"] >= 0.75, metrics
+    assert metrics["success"]["n"] == 16
+    # The Minari import names CartPole-v1 (with the 200-step limit it was recorded with): found without --env.
+    env = env_block_for_eval(json.loads((run / "config.json").read_text())["dataset"]["env"])
+    assert env["kwargs"]["id"] == "CartPole-v1" and env["kwargs"]["make_kwargs"]["max_episode_steps"] == 200
+    code, out, err = _run(capsys, "eval", run, "--episodes", 8, "--seed", 0, "--json")
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["metrics"]["return"]["mean"] >= 160
+    code, _, err = _run(capsys, "eval", run, "--episodes", 8, "--split", "train")
+    assert code == 2 and "no training tasks" in err
+
+
+def test_bad_gym_options_are_one_line_errors(walk_path: Path) -> None:
+    with pytest.raises(ConfigError, match="vector: expected one of"):
+        resolve_env(f"gym:{WALK_ID}", {"vector": "threads"})
+    with pytest.raises(ConfigError, match="cannot make gymnasium env 'NoSuchEnv-v0'"):
+        resolve_env("gym:NoSuchEnv-v0")
+    with pytest.raises(ConfigError, match="FAMILY:ID"):
+        resolve_env("maze:x")
+    with pytest.raises(ConfigError, match="success_threshold"):
+        GymFamily().options({"id": WALK_ID, "success_threshold": "high"})

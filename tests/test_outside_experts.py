@@ -1,0 +1,119 @@
+"""Experts from outside clonekit drive ``collect``: a py callable (batched or per observation), an object with
+``predict``, a Stable-Baselines3 zip, an ONNX model from ``clonekit export`` and a clonekit run directory.
+
+Each check replays the recorded observations through the expert itself and compares the recorded actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clonekit.checkpoint import load_policy
+from clonekit.data import Dataset
+from clonekit.errors import ClonekitError, ConfigError
+from clonekit.experts import Expert, OutsideExpert, make_expert
+from clonekit.experts.collect import collect
+from clonekit.export import export_onnx
+from clonekit.train import TrainConfig, train
+from tests.test_gym import WALK_ID, write_walk_module
+
+ENV = f"gym:{WALK_ID}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def walk_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    import sys
+
+    path = write_walk_module(tmp_path_factory.mktemp("walk_module"))
+    sys.path.insert(0, str(path))
+    yield
+    sys.path.remove(str(path))
+
+
+def _collect(expert: str, out: Path, **kwargs: object) -> Dataset:
+    return collect(ENV, expert, episodes=12, seed=0, out=out, show_progress=False, **kwargs)  # type: ignore[arg-type]
+
+
+def _oracle(obs: np.ndarray) -> np.ndarray:
+    return (obs[:, 1] > obs[:, 0]).astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def walk_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BC policy trained on oracle demonstrations of the walk (20 steps: good enough as a teacher to replay)."""
+    root = tmp_path_factory.mktemp("outside")
+    data = _collect("py:walk1d:oracle", root / "data")
+    config = TrainConfig(steps=20, batch_size=64, tensorboard=False)
+    overrides = {"encoder": "mlp", "normalize_obs": "per_feature", "hidden_sizes": [16]}
+    train("bc", data, root / "run", config, policy_overrides=overrides, show_progress=False)
+    return root / "run"
+
+
+@pytest.mark.parametrize(
+    ("spec", "kwargs"),
+    [("py:walk1d:oracle", {}), ("py:walk1d:one_oracle", {"batched": False}), ("py:walk1d:Predictor", {})],
+)
+def test_python_experts(spec: str, kwargs: dict[str, object], tmp_path: Path) -> None:
+    data = _collect(spec, tmp_path / "d", expert_kwargs=kwargs)
+    obs, actions = data.column("obs"), data.column("action")
+    np.testing.assert_array_equal(actions, _oracle(np.asarray(obs)))
+    assert data.env["expert"] == spec and data.env["expert_source"]["kind"] == "python"
+    assert isinstance(make_expert(ENV, spec, **kwargs), Expert)  # the protocol, checked at run time
+
+
+def test_a_per_observation_callable_called_batched_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ClonekitError, match='batched": false'):
+        _collect("py:walk1d:one_oracle", tmp_path / "d")
+    assert not (tmp_path / "d").exists()
+
+
+def test_sb3_zip_expert(tmp_path: Path) -> None:
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, seed=0, device="cpu")  # untrained
+    model.save(tmp_path / "ppo.zip")
+    data = collect(
+        "gym:CartPole-v1",
+        str(tmp_path / "ppo.zip"),
+        episodes=4,
+        seed=0,
+        out=tmp_path / "d",
+        show_progress=False,
+        env_kwargs={"max_episode_steps": 20},
+    )
+    obs = np.asarray(data.column("obs"))
+    expected, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(data.column("action"), expected)
+    assert data.env["expert_source"]["kind"] == "sb3" and len(data.env["expert_source"]["sha256"]) == 64
+
+
+def test_onnx_and_run_directory_experts(walk_run: Path, tmp_path: Path) -> None:
+    policy = load_policy(walk_run)
+    onnx = export_onnx(walk_run, tmp_path / "walk.onnx")
+    for spec, kind in ((str(onnx), "onnx"), (str(walk_run), "run")):
+        data = _collect(spec, tmp_path / kind)
+        obs = torch.from_numpy(np.array(data.column("obs")))
+        with torch.inference_mode():
+            expected, _ = policy.act({"obs": obs})
+        np.testing.assert_array_equal(data.column("action"), expected.numpy())
+        assert data.env["expert_source"]["kind"] == kind
+
+
+def test_bad_specs_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot import module 'no_such_module'"):
+        make_expert(ENV, "py:no_such_module:f")
+    with pytest.raises(ConfigError, match="has no attribute 'missing'"):
+        make_expert(ENV, "py:walk1d:missing")
+    with pytest.raises(ConfigError, match="expected a callable"):
+        make_expert(ENV, "py:numpy:pi")
+    with pytest.raises(ConfigError, match="file not found"):
+        make_expert(ENV, str(tmp_path / "none.zip"))
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    with pytest.raises(ConfigError, match="not a loadable Stable-Baselines3 model"):
+        make_expert(ENV, str(tmp_path / "bad.zip"))
+    assert isinstance(make_expert(ENV, "py:walk1d:oracle"), OutsideExpert)
