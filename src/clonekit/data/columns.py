@@ -1,6 +1,7 @@
 """The Arrow IPC files of a dataset: one per stream under ``columns/``, plus the episode index ``episodes.arrow``.
 
-Writing streams a column to disk in record batches of ``rows_per_chunk`` rows (``ColumnWriter``). Reading
+Writing streams a column to disk in record batches of ``rows_per_chunk`` rows (``ColumnWriter``; the writer
+bounds a batch's bytes too, see ``chunk_rows``). Reading
 memory-maps a file and checks its structure (Arrow type, row count, nulls) against the stream's spec, then
 keeps one zero-copy numpy view per record batch (``ArrayColumn``) or the Arrow strings (``TextColumn``). The
 storage rules themselves (bool as uint8, shaped steps as fixed-size lists) are described in
@@ -37,6 +38,19 @@ def arrow_type(spec: StreamSpec) -> Any:
 
 # ---------------------------------------------------------------------------------------------------------
 # Writing.
+
+
+def chunk_rows(spec: StreamSpec, rows_per_chunk: int, max_chunk_bytes: int) -> int:
+    """Rows per record batch of a stream: ``rows_per_chunk``, fewer when a batch of them would exceed
+    ``max_chunk_bytes`` (an array stream of large steps, e.g. pictures), never fewer than one.
+
+    A text stream's steps have no fixed size, so only ``rows_per_chunk`` bounds its batches.
+    """
+    if spec.kind == "text":
+        return rows_per_chunk
+    storage = np.dtype(np.uint8) if spec.dtype == "bool" else np.dtype(spec.dtype)
+    row_bytes = math.prod(spec.shape) * storage.itemsize
+    return max(1, min(rows_per_chunk, max_chunk_bytes // max(row_bytes, 1)))
 
 
 class ColumnWriter:

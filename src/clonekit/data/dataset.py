@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +106,18 @@ class Dataset:
         """Whole stream: ``(num_steps, *shape)`` array, or ``list[str]`` for text.
 
         A single-chunk array column is returned as the read-only zero-copy view of the mapped file; a
-        multi-chunk one is concatenated, which copies it.
+        multi-chunk one is concatenated, which copies it (read a large one with ``column_chunks`` instead).
         """
         return self._column(name).full()
+
+    def column_chunks(self, name: str) -> Iterator[np.ndarray]:
+        """An array stream's chunks in step order: read-only zero-copy views ``(chunk_rows, *shape)`` of the
+        mapped file, together the whole column, so it can be read without copying it (e.g. to fit statistics).
+        """
+        column = self._column(name)
+        if not isinstance(column, ArrayColumn):
+            raise DatasetError(f"{self.path}: stream {name!r} is text; expected an array stream for column_chunks")
+        return iter(column.chunks)
 
     def gather(
         self, indices: np.ndarray | Sequence[int], streams: Sequence[str] | None = None

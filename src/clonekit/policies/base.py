@@ -16,12 +16,14 @@ alone reproduces the policy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor, nn
 
 from clonekit.data import Dataset
+from clonekit.data.windows import WindowSpec
 
 
 class Policy(nn.Module):
@@ -53,9 +55,12 @@ class Policy(nn.Module):
     def initial_state(self, batch_size: int) -> Any:
         return None
 
-    def sample_windows(self) -> dict[str, int]:
-        """Streams ``compute_loss`` reads as windows of consecutive steps: ``{name: k}`` gives ``(B, k, ...)``
-        (e.g. action chunks; see :mod:`clonekit.data.windows`). Empty for one step per sample."""
+    def sample_windows(self) -> Mapping[str, WindowSpec]:
+        """Streams ``compute_loss`` reads as windows of consecutive steps, ``(B, k, ...)`` each: ``{name: k}``
+        gives the sampled step and the ``k - 1`` after it (e.g. action chunks), ``{name: (k, offset)}`` the ``k``
+        steps from ``offset`` steps after the sampled one (``(k, 1 - k)``: the ``k`` steps ending at it, e.g. a
+        frame history), clipped to the episode (see :mod:`clonekit.data.windows`). Empty for one step per
+        sample."""
         return {}
 
     def encode_text(self, name: str, texts: list[str]) -> np.ndarray:

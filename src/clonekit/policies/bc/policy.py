@@ -19,10 +19,10 @@ class BCPolicy(Policy):
     """``obs (B, *obs_shape) -> encoder -> logits (B, num_actions)``; acts with the most likely action.
 
     With ``frame_stack = k > 1`` the encoder sees the last ``k`` observations ``(B, k, *obs_shape)``, each
-    normalized, stacked along channels (features); ``act``'s state holds them. Training reads ``obs`` and
-    ``action`` as windows of ``k`` steps (:mod:`clonekit.data.windows` gathers a sampled step and the ``k - 1``
-    after it) and predicts the action of the window's last step from the whole window. A window cut by its
-    episode's end repeats the last step, so its last frames are copies.
+    normalized, stacked along channels (features); ``act``'s state holds them. Training reads ``obs`` as the
+    history window ``[t - k + 1 .. t]`` of a sampled step ``t`` (:mod:`clonekit.data.windows`) and predicts the
+    action at ``t``. Near an episode's start the window repeats the episode's first frame, as ``act``'s
+    history does there.
     """
 
     name = "bc"
@@ -58,7 +58,7 @@ class BCPolicy(Policy):
         )
 
     def prepare(self, dataset: Dataset) -> None:
-        self.normalizer.fit(dataset.column("obs"))  # type: ignore[arg-type]
+        self.normalizer.fit(dataset.column_chunks("obs"))  # streamed: a large column is not copied
 
     def features(self, obs: Tensor) -> Tensor:
         """Encoded observations ``(B, F)`` of ``(B, *obs_shape)``, or of ``(B, k, *obs_shape)`` frame stacks."""
@@ -66,14 +66,12 @@ class BCPolicy(Policy):
             return self.encoder(self.normalizer(obs).flatten(1, 2))
         return self.encoder(self.normalizer(obs))
 
-    def sample_windows(self) -> dict[str, int]:
+    def sample_windows(self) -> dict[str, tuple[int, int]]:
         k = self.config.frame_stack
-        return {"obs": k, "action": k} if k > 1 else {}
+        return {"obs": (k, 1 - k)} if k > 1 else {}  # the k frames ending at the sampled step
 
     def compute_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         obs, action = batch["obs"], batch["action"]
-        if self.config.frame_stack > 1:
-            action = action[:, -1]  # the window's last step is the one acted in
         if self.config.random_shift:
             obs = random_shift(obs, self.config.random_shift)
         return self.head.loss(self.features(obs), action)

@@ -7,10 +7,9 @@ gmm, diffusion) draw their noise from torch's global generator, so ``torch.manua
 
 With ``frame_stack = k > 1`` the encoder sees the last ``k`` observations ``(B, k, *obs_shape)``, each
 normalized, stacked along channels (features); ``act``'s state holds them (with the chunk queue, if any).
-Training reads ``obs`` (and ``goal``) as windows of ``k`` steps and ``action`` as a window of ``k - 1 + chunk``
-steps (:mod:`clonekit.data.windows` gathers a sampled step and the ones after it): the policy acts at the
-window's last observation. A window cut by its episode's end repeats the last step, so its last frames are
-copies.
+Training reads ``obs`` as the history window ``[t - k + 1 .. t]`` of a sampled step ``t``
+(:mod:`clonekit.data.windows`), with the ``goal`` at ``t`` and the action (chunk) starting at ``t``. Near an
+episode's start the window repeats the episode's first frame, as ``act``'s history does there.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -31,6 +29,7 @@ from clonekit.nn.diffusion import DiffusionHead
 from clonekit.nn.encoders import CNNEncoder, push_frame, random_shift, stacked_shape
 from clonekit.nn.gaussian import GaussianHead
 from clonekit.nn.gmm import GMMHead
+from clonekit.nn.normalize import feature_range
 from clonekit.policies.base import Policy
 from clonekit.policies.continuous_bc.config import ContinuousBCConfig
 
@@ -102,18 +101,20 @@ class ContinuousBCPolicy(Policy):
         )
 
     def prepare(self, dataset: Dataset) -> None:
-        self.normalizer.fit(dataset.column("obs"))  # type: ignore[arg-type]
+        # Streamed over the file's chunks: a large column is not copied.
+        self.normalizer.fit(dataset.column_chunks("obs"))
         if self.config.goal_shape:
-            self.goal_normalizer.fit(dataset.column("goal"))  # type: ignore[arg-type]
-        actions = np.asarray(dataset.column("action"), dtype=np.float64).reshape(-1, self.action_dim)
-        self.action_low.copy_(torch.from_numpy(actions.min(axis=0)))
-        self.action_high.copy_(torch.from_numpy(actions.max(axis=0)))
+            self.goal_normalizer.fit(dataset.column_chunks("goal"))
+        low, high = feature_range(dataset.column_chunks("action"), (self.action_dim,))
+        self.action_low.copy_(torch.from_numpy(low))
+        self.action_high.copy_(torch.from_numpy(high))
 
-    def sample_windows(self) -> dict[str, int]:
+    def sample_windows(self) -> dict[str, int | tuple[int, int]]:
         k, chunk = self.config.frame_stack, self.config.chunk
+        windows: dict[str, int | tuple[int, int]] = {"action": chunk} if chunk > 1 else {}
         if k > 1:
-            return {"obs": k, "action": k - 1 + chunk, **({"goal": k} if self.config.goal_shape else {})}
-        return {"action": chunk} if chunk > 1 else {}
+            windows["obs"] = (k, 1 - k)  # the k frames ending at the sampled step
+        return windows
 
     def _scale(self) -> Tensor:
         return ((self.action_high - self.action_low) / 2).clamp_min(MIN_ACTION_RANGE)
@@ -146,10 +147,6 @@ class ContinuousBCPolicy(Policy):
 
     def compute_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         inputs, actions = batch, batch["action"]
-        if self.config.frame_stack > 1:  # act at the window's last step: its goal, and the chunk from there
-            actions = actions[:, self.config.frame_stack - 1 :]
-            if self.config.goal_shape:
-                inputs = {**inputs, "goal": batch["goal"][:, -1]}
         if self.config.random_shift:
             inputs = {**inputs, "obs": random_shift(batch["obs"], self.config.random_shift)}
         actions = self.normalize_action(actions).reshape(len(actions), -1)  # (B, k * A)
