@@ -41,7 +41,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from clonekit.envs.maze import derive_seed
+from clonekit.seeding import derive_seed
 
 OBSTACLE_RADIUS = 0.08
 AGENT_RADIUS = 0.02

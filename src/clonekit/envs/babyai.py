@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from clonekit.envs.maze import derive_seed
 from clonekit.errors import ConfigError
+from clonekit.seeding import derive_seed
 
 VIEW = 7
 VIEW_SIZE = VIEW * VIEW * 3

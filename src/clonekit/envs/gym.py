@@ -40,8 +40,8 @@ import gymnasium
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
-from clonekit.envs.maze import derive_seed
 from clonekit.errors import ConfigError
+from clonekit.seeding import derive_seed
 
 VECTOR_MODES = ("sync", "async")
 OPTIONS = ("id", "make_kwargs", "vector", "success_threshold", "obs_keys", "seed_ranges")

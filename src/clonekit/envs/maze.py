@@ -23,6 +23,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from clonekit.seeding import derive_seed
+
 WALL, AGENT, GOAL = 0, 1, 2
 NUM_CHANNELS = 3
 NUM_ACTIONS = 4
@@ -124,12 +126,6 @@ def bfs_from_goal(task: MazeTask) -> tuple[np.ndarray, np.ndarray]:
                 direction[r, c] = a
                 break
     return distance, direction
-
-
-def derive_seed(seed: int, purpose: str) -> int:
-    """A 63-bit seed for ``purpose`` derived from a user seed (stable across runs and platforms)."""
-    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def sample_tasks(

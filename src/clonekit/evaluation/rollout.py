@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from clonekit.envs.family import EnvFamily
-from clonekit.envs.maze import derive_seed
 from clonekit.errors import ConfigError
 from clonekit.evaluation.stats import summarize
 from clonekit.policies import Policy
+from clonekit.seeding import derive_seed
 
 # Called after every env step with (step, obs before the step, actions, policy state after acting).
 StepHook = Callable[[int, np.ndarray, np.ndarray, Any], None]

@@ -68,9 +68,11 @@ def thought_rollout(
     and the stopped step is not counted in its length). ``unsafe_if(object_name)`` (e.g. ``"red key"``)
     declares objects unsafe; every executed pickup or toggle of one counts as an unsafe action. The first
     ``record_frames`` episodes keep an RGB frame per step (before the action) for the episode viewer.
+
+    What the env must offer (optional :class:`~clonekit.envs.family.VecEnv` methods): ``halt(mask)`` for
+    ``halt_if``, an ``interactions`` list (the object each slot's last action touched, or "") for
+    ``unsafe_if``; frames are recorded where the vec env has ``render(slot)`` and skipped otherwise.
     """
-    if (halt_if is not None or unsafe_if is not None or record_frames) and family.name != "babyai":
-        raise ConfigError(f"thought_rollout: halting, unsafe objects and frames need env babyai, not {family.name!r}")
     recorder = _ThoughtRecorder(getattr(policy, "thoughts", None), halt_if, unsafe_if, record_frames)
     results = rollout(
         policy, family, tasks, episodes, seed, env_kwargs, max_parallel=max_parallel, device=device, watcher=recorder
@@ -105,9 +107,15 @@ class _ThoughtRecorder(RolloutWatcher):
     def start_wave(self, first: int, vec: Any) -> None:
         n = vec.num_envs
         self.vec, self.offset = vec, len(self.thoughts)
+        if self.unsafe_if is not None and not hasattr(vec, "interactions"):
+            raise ConfigError(
+                f"thought_rollout: unsafe objects need an env that reports what each action touched "
+                f"(an 'interactions' list); {type(vec).__name__} has none"
+            )
         self.thoughts += [[] for _ in range(n)]
         self.actions += [[] for _ in range(n)]
-        self.recorded = [i for i in range(n) if first + i < self.record_frames]
+        can_render = callable(getattr(vec, "render", None))
+        self.recorded = [i for i in range(n) if first + i < self.record_frames] if can_render else []
         self.wave_frames: list[list[np.ndarray]] = [[] for _ in self.recorded]
         self.frames += self.wave_frames
         self.halted.append(np.zeros(n, dtype=bool))

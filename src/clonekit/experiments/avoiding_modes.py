@@ -28,7 +28,6 @@ from clonekit.data import Dataset
 from clonekit.distributed import init_ray, ordered_map
 from clonekit.envs import get_env_family
 from clonekit.envs.avoiding import NUM_MODES, classify_paths
-from clonekit.envs.maze import derive_seed
 from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.diversity import diversity_metrics
@@ -39,6 +38,7 @@ from clonekit.experiments.common import report_tail, results_head, torch_threads
 from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
+from clonekit.seeding import derive_seed
 from clonekit.train import TrainConfig, train
 
 NAME = "avoiding-modes"

@@ -13,10 +13,10 @@ from clonekit.data.spaces import space_to_json
 from clonekit.distributed import init_ray, ordered_map, put
 from clonekit.envs import default_num_tasks, get_env_family, resolve_env
 from clonekit.envs.family import EnvFamily
-from clonekit.envs.maze import derive_seed
 from clonekit.errors import ConfigError
 from clonekit.experts import make_expert
 from clonekit.progress import progress_bar
+from clonekit.seeding import derive_seed
 
 
 def collect(
