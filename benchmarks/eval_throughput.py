@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from clonekit.envs import get_env_family
-from clonekit.envs.maze import derive_seed
 from clonekit.errors import ExportError
 from clonekit.evaluation import rollout
 from clonekit.export import OnnxRuntimePolicy
 from clonekit.policies import build_policy
+from clonekit.seeding import derive_seed
 
 NUM_ENVS = 64
 REPEATS = 5
