@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -22,8 +23,6 @@ from clonekit.policies import POLICIES, Policy, build_policy
 from clonekit.policies.bc import BCPolicy
 from clonekit.train import TrainConfig, policy_config_for, train
 from tests.conftest import assert_one_error_line
-
-ort = pytest.importorskip("onnxruntime")
 
 SMALL = {
     "bc": {"conv_channels": [8, 16], "hidden_sizes": [32]},

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -15,8 +16,6 @@ from clonekit.data.relabel import hindsight_relabel
 from clonekit.export import export_policy_onnx
 from clonekit.policies import Policy, build_policy
 from clonekit.train import policy_config_for
-
-ort = pytest.importorskip("onnxruntime")
 
 SMALL: dict[str, Any] = {
     "hidden_sizes": [16],

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from clonekit.checkpoint import load_policy
@@ -173,8 +173,11 @@ def _write_table(file: Path, table: pa.Table) -> None:
         out.write_table(table)
 
 
-def _set_step_value(root: Path, stream: str, row_fraction: float, element: int, value: float) -> None:
-    """Write ``value`` into one element of one step of an array stream (in its storage dtype) and re-sign."""
+def _set_step_value(root: Path, stream: str, row_fraction: float, element: int, value: float) -> tuple[int, int, Any]:
+    """Write ``value`` into one element of one step of an array stream (in its storage dtype) and re-sign.
+
+    Returns ``(step, element index within the step, the value as stored)``.
+    """
     file = root / "columns" / f"{stream}.arrow"
     array = _read_table(file).column("data").combine_chunks()
     flat = array.values if pa.types.is_fixed_size_list(array.type) else array
@@ -192,6 +195,7 @@ def _set_step_value(root: Path, stream: str, row_fraction: float, element: int, 
     meta = _read_meta(root)
     meta["fingerprint"] = _fingerprint(root)
     _write_meta(root, meta)
+    return row, element % size, values[index].item()
 
 
 def _rewrite_column(root: Path, stream: str, arrow_type: str, length_delta: int) -> None:
@@ -228,6 +232,12 @@ def _rewrite_episodes(root: Path, starts: list[int], lengths: list[int]) -> None
     table = table.set_column(0, "start", pa.array(starts, type=pa.int64()))
     table = table.set_column(1, "length", pa.array(lengths, type=pa.int64()))
     _write_table(root / "episodes.arrow", table)
+
+
+def _array_stream(meta: dict[str, Any], index: int) -> str:
+    """The array stream a generated ``index`` picks (sorted by name, wrapping around)."""
+    arrays = [s for s in sorted(meta["streams"]) if meta["streams"][s]["kind"] == "array"]
+    return arrays[index % len(arrays)]
 
 
 def apply_dataset_mutation(root: Path, mutation: tuple[Any, ...]) -> None:
@@ -287,8 +297,7 @@ def apply_dataset_mutation(root: Path, mutation: tuple[Any, ...]) -> None:
     elif op == "episodes":
         _rewrite_episodes(root, args[0], args[1])
     elif op == "value":
-        arrays = [s for s in streams if meta["streams"][s]["kind"] == "array"]
-        _set_step_value(root, arrays[args[0] % len(arrays)], args[1], args[2], args[3])
+        _set_step_value(root, _array_stream(meta, args[0]), args[1], args[2], args[3])
     else:
         raise AssertionError(f"unknown mutation {op!r}")
 
@@ -372,6 +381,29 @@ def test_mutated_datasets(clean: dict[str, Path], which: str, mutation: tuple[An
         shutil.rmtree(root)
 
 
+# The value rules of Dataset.check_values as documented: bool streams hold 0/1, these streams are finite, and
+# action labels lie in the action space.
+FINITE = ("obs", "action", "reward", "expert_action")
+ACTION_LABELS = ("action", "expert_action")
+
+
+def _breaks_a_value_rule(dataset: Dataset, stream: str, element: int, stored: Any) -> bool:
+    """Whether ``stored``, element ``element`` of one step of ``stream``, is a value check_values must reject."""
+    spec = dataset.streams[stream]
+    if spec.dtype == "bool":
+        return bool(stored > 1)
+    if spec.dtype.startswith("float") and stream in FINITE and not math.isfinite(stored):
+        return True
+    if stream not in ACTION_LABELS:
+        return False
+    space = dataset.space("action")
+    if isinstance(space, gym.spaces.Discrete):
+        return not int(space.start) <= stored < int(space.start) + int(space.n)
+    assert isinstance(space, gym.spaces.Box) and space.shape == spec.shape
+    low, high = space.low.reshape(-1)[element], space.high.reshape(-1)[element]
+    return bool(not low <= stored <= high)
+
+
 @settings(FUZZ, max_examples=VALUE_EXAMPLES)
 @given(
     which=st.sampled_from(["maze", "text"]),
@@ -383,14 +415,23 @@ def test_mutated_datasets(clean: dict[str, Path], which: str, mutation: tuple[An
 def test_bad_values_are_found_by_check_values(
     clean: dict[str, Path], which: str, stream: int, row: float, element: int, value: float
 ) -> None:
-    """Re-signed datasets with a NaN/inf or out-of-range value open fine; only the value scan objects."""
+    """Re-signed datasets with a NaN/inf or out-of-range value open fine; the value scan names the bad value.
+
+    A generated value can be harmless where it lands (2.0 as a reward, -7 clipped to 0 in a uint8 image); such
+    examples are rejected, so each one that runs holds a value that breaks a documented rule.
+    """
     root = _copy(clean, which)
     try:
-        apply_dataset_mutation(root, ("value", stream, row, element, value))
-        before = tree_hash(root)
+        name = _array_stream(_read_meta(root), stream)
+        step, index, stored = _set_step_value(root, name, row, element, value)
         dataset = Dataset.open(root)  # structural checks only: the bad value is not looked at here
+        assume(_breaks_a_value_rule(dataset, name, index, stored))
+        before = tree_hash(root)
         for check in (dataset.check_values, dataset.verify):
-            _expect_success_or_user_error(check)
+            with pytest.raises(DatasetError) as error:
+                check()
+            _assert_user_error(error.value)
+            assert f"stream {name!r}, step {step}:" in str(error.value), (stored, str(error.value))
         assert tree_hash(root) == before
     finally:
         shutil.rmtree(root)

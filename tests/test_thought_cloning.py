@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import minigrid  # noqa: F401  (in .[dev]: a missing install fails the module, it is not skipped)
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-
-pytest.importorskip("minigrid")
 
 from clonekit.checkpoint import MODEL_FILE, checkpoint_dirs, load_policy, load_run_config
 from clonekit.data import Dataset
