@@ -33,7 +33,7 @@ from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.diversity import diversity_metrics
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
-from clonekit.evaluation.trajectory_plots import plot_avoiding_trajectories
+from clonekit.experiments.avoiding_plots import plot_avoiding_trajectories
 from clonekit.experiments.common import report_tail, results_head, torch_threads
 from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text

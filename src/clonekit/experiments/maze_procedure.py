@@ -24,9 +24,9 @@ from clonekit.distributed import init_ray, ordered_map
 from clonekit.envs import get_env_family
 from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.evaluation.plots import plot_maze_procedure
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.common import report_tail, results_head
+from clonekit.experiments.maze_plots import plot_maze_procedure
 from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
