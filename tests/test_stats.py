@@ -22,6 +22,10 @@ def test_wilson_known_values() -> None:
     assert wilson_interval(7, 10) == pytest.approx((0.3968, 0.8922), abs=1e-4)
     assert wilson_interval(0, 20) == pytest.approx((0.0, 0.1611), abs=1e-4)
     assert wilson_interval(50, 50) == pytest.approx((0.9287, 1.0), abs=1e-4)
+    for n in (1, 7, 50, 100, 1000):  # the interval always holds the estimate, even after rounding
+        for k in (0, 1, n - 1, n):
+            lo, hi = wilson_interval(max(k, 0), n)
+            assert lo <= max(k, 0) / n <= hi
 
 
 def test_exact_known_values() -> None:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from clonekit.config import config_to_json
 from clonekit.errors import ClonekitError, ConfigError
 
 app = typer.Typer(
@@ -75,12 +76,18 @@ def _ray_options(ray: bool, ray_address: str | None, workers: int | None) -> dic
 
 @app.command()
 def collect(
-    env: Annotated[str, typer.Argument(help="Env family, e.g. 'maze'.")],
-    expert: Annotated[str, typer.Option(help="Expert name, e.g. 'bfs'.")],
+    env: Annotated[str, typer.Argument(help="Env family, e.g. 'maze', or gym:ID for any gymnasium env.")],
+    expert: Annotated[
+        str,
+        typer.Option(help="Expert name, e.g. 'bfs', or py:module:attr, an SB3 .zip, an .onnx file, a run directory."),
+    ],
     episodes: Annotated[int, typer.Option(help="Number of episodes to record.")],
     out: Annotated[Path, typer.Option(help="Dataset directory to create.")],
     seed: Annotated[int, typer.Option(help="Seed: fixes the tasks and the start states.")] = 0,
-    tasks: Annotated[int, typer.Option(help="Number of distinct training tasks (e.g. mazes).")] = 20,
+    tasks: Annotated[
+        int | None,
+        typer.Option(help="Number of distinct training tasks (e.g. mazes; default 20, gym: one per episode)."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     batch_size: Annotated[
@@ -212,7 +219,13 @@ def evaluate(
     episodes: Annotated[int, typer.Option(help="Episodes to play.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed: fixes start states and the unseen tasks.")] = 0,
     split: Annotated[str, typer.Option(help="train (tasks in the data) or test (unseen tasks).")] = "test",
-    tasks: Annotated[int, typer.Option(help="Number of unseen tasks for --split test.")] = 25,
+    tasks: Annotated[
+        int | None, typer.Option(help="Number of unseen tasks for --split test (default 25; gym: one per episode).")
+    ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(help="Env to evaluate on instead of the dataset's, e.g. gym:CartPole-v1 (data made elsewhere)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON (last line).")] = False,
     batch_size: Annotated[
         int, typer.Option(help="Episodes played together; each wave is seeded on its own (and is one Ray task).")
@@ -237,26 +250,55 @@ def evaluate(
             "pip install 'clonekit[onnx]')."
         ),
     ] = "torch",
+    attack: Annotated[
+        str | None,
+        typer.Option(
+            help="Also evaluate under an observation attack, fgsm or pgd (perturbed observations are fed as float32 "
+            "inside the observation bounds); reports success under attack and attack success."
+        ),
+    ] = None,
+    epsilon: Annotated[
+        float | None,
+        typer.Option(help="With --attack: L-infinity radius in the policy's normalized observation units."),
+    ] = None,
+    attack_steps: Annotated[int, typer.Option(help="With --attack pgd: PGD iterations.")] = 10,
+    target_action: Annotated[
+        str | None,
+        typer.Option(help="With --attack: push the policy to this action (an integer, or a JSON list if continuous)."),
+    ] = None,
 ) -> None:
     """Evaluate a trained policy with batched rollouts; metrics with 95% bootstrap CIs."""
     from clonekit.evaluation import evaluate_run, format_metric
+    from clonekit.evaluation.attacks import attack_from_options, attack_metrics, evaluate_attack_run
 
     ray_options = _ray_options(ray, ray_address, workers)
+    attack_config = attack_from_options(attack, epsilon, attack_steps, target_action)
+    attacked: dict[str, Any] = {}
+    if attack_config is not None:
+        if show_thoughts or backend != "torch" or ray_options:
+            raise ConfigError("--attack: runs with --backend torch, without --ray and --show-thoughts")
+        played = evaluate_attack_run(run, split, episodes, seed, attack_config, tasks, batch_size, env)
+        attacked = {"config": config_to_json(attack_config), "metrics": attack_metrics(played, seed)}
     if show_thoughts:
         if backend != "torch":
             raise ConfigError("--show-thoughts: needs --backend torch (thoughts come from the torch policy's memory)")
-        _evaluate_thoughts(run, split, episodes, seed, tasks, batch_size, halt_on or [], as_json)
+        _evaluate_thoughts(
+            run, split, episodes, seed, 25 if tasks is None else tasks, batch_size, halt_on or [], as_json
+        )
         return
     results = evaluate_run(
-        run, split, episodes, seed, num_tasks=tasks, max_parallel=batch_size, backend=backend, **ray_options
+        run, split, episodes, seed, num_tasks=tasks, max_parallel=batch_size, backend=backend, env=env, **ray_options
     )
     metrics = results.metrics(seed)
     if as_json:
-        _print_json({"run": str(run), "split": split, "seed": seed, "metrics": metrics})
+        extra = {"attack": attacked} if attacked else {}
+        _print_json({"run": str(run), "split": split, "seed": seed, "metrics": metrics, **extra})
         return
     table = Table("metric", "mean [95% CI] n", title=f"{run} on {split}")
     for name, value in metrics.items():
         table.add_row(name, format_metric(value))
+    for name, value in attacked.get("metrics", {}).items():
+        table.add_row(f"{name} under {attack} eps={epsilon}", format_metric(value))
     out_console.print(table)
 
 
@@ -283,7 +325,7 @@ def _evaluate_thoughts(
         env.get("kwargs", {}),
         max_parallel=batch_size,
         halt_if=forbidden_phrases(halt_on) if halt_on else None,
-        record_frames=1 if family.name == "babyai" else 0,
+        record_frames=1,  # where the env can render (see thought_rollout)
     )
     records: list[dict[str, Any]] = [
         {"episode": i, "success": bool(played.results.success[i]), "halted": bool(played.halted[i]), "thoughts": t}
@@ -294,7 +336,7 @@ def _evaluate_thoughts(
         write_thought_strip(run / f"thoughts_{split}.png", played.frames[0], played.thoughts[0])
     metrics = {**played.results.metrics(seed)}
     metrics |= {name: summarize(v, seed) for name, v in overthinking(played.thoughts).items()}
-    metrics["halted"] = summarize(played.halted.astype(float), seed)
+    metrics["halted"] = summarize(played.halted.astype(bool), seed, groups=played.results.task_index)
     if as_json:
         _print_json({"run": str(run), "split": split, "seed": seed, "metrics": metrics})
         return
@@ -330,6 +372,13 @@ def run_experiment(
     experiment: Annotated[str, typer.Argument(help="Experiment name (see `clonekit list`).")],
     out: Annotated[Path, typer.Option(help="Output directory (results.json, report.md, plots).")],
     seed: Annotated[int, typer.Option(help="Seed for everything, including which tasks are generated.")] = 0,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Training seeds, e.g. 0-4: one run per seed in OUT/seed_S, aggregated over seeds (IQM, mean, "
+            "stratified bootstrap); replaces --seed."
+        ),
+    ] = None,
     quick: Annotated[bool, typer.Option(help="A small smoke-test version.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json as the last stdout line.")] = False,
     ray: RayFlag = False,
@@ -352,13 +401,21 @@ def run_experiment(
         err_console.print(message) if as_json else out_console.print(message)
 
     ray_options = _ray_options(ray, ray_address, workers)
-    if ray_options and "ray" not in signature(spec.run).parameters:
-        raise ConfigError(f"--ray: experiment {experiment!r} runs locally only")
-    results = spec.run(out, seed, quick, show_progress=not as_json, log=log, config=config, **ray_options)
+    if seeds is not None:
+        from clonekit.experiments.seeds import parse_seeds, run_seeds
+
+        seed_list = parse_seeds(seeds)
+        results = run_seeds(spec, out, seed_list, quick, config, show_progress=not as_json, log=log, **ray_options)
+        title = f"{experiment} (seeds {seeds}: mean over seeds{', quick' if quick else ''})"
+    else:
+        if ray_options and "ray" not in signature(spec.run).parameters:
+            raise ConfigError(f"--ray: experiment {experiment!r} runs locally only")
+        results = spec.run(out, seed, quick, show_progress=not as_json, log=log, config=config, **ray_options)
+        title = f"{experiment} (seed {seed}{', quick' if quick else ''})"
     if as_json:
         _print_json(results)
         return
-    table = Table(*spec.table_columns, title=f"{experiment} (seed {seed}{', quick' if quick else ''})")
+    table = Table(*spec.table_columns, title=title)
     for row in spec.table(results):
         table.add_row(*row)
     out_console.print(table)
@@ -447,12 +504,14 @@ def list_names() -> None:
     from clonekit.experiments import EXPERIMENTS
     from clonekit.experts import EXPERTS
     from clonekit.policies import POLICIES
+    from clonekit.registry import load_plugins
 
+    load_plugins()
     table = Table("kind", "name", "description")
     for name, family in ENVS.items():
-        table.add_row("env", name, (type(family).__doc__ or "").strip().splitlines()[0])
+        table.add_row("env", name, ((type(family).__doc__ or "").strip().splitlines() or [""])[0])
     for (env, name), cls in EXPERTS.items():
-        table.add_row("expert", f"{name} (env {env})", (cls.__doc__ or "").strip().splitlines()[0])
+        table.add_row("expert", f"{name} (env {env})", ((cls.__doc__ or "").strip().splitlines() or [""])[0])
     for name, (_, cls) in POLICIES.items():
         table.add_row(
             "policy",

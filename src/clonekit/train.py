@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -42,9 +43,9 @@ from clonekit.config import check, config_from_json, config_to_json
 from clonekit.data import Dataset
 from clonekit.data.windows import sample_batch
 from clonekit.errors import CheckpointError, ConfigError
+from clonekit.evaluation.attacks import AttackConfig, adversarial_batch
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy, build_policy, policy_classes
-from clonekit.policies.thought_cloning.tokenizer import build_vocab
 from clonekit.progress import progress_bar
 
 
@@ -69,6 +70,11 @@ class TrainConfig:
         action_labels: The stream the policy imitates as its ``action``: ``"action"`` (what was executed) or
             ``"expert_action"`` (labels given by the expert where another action ran: DAgger relabeling, or
             noise-injected demonstrations as in DART).
+        adversarial_epsilon: Adversarial training (off at 0): train on observations perturbed by untargeted PGD
+            within this L-infinity radius, in the policy's normalized observation units, that maximizes the
+            policy's own loss against the current model (see :mod:`clonekit.evaluation.attacks`).
+        adversarial_steps: PGD iterations per adversarial batch.
+        adversarial_fraction: Fraction of each batch that is perturbed (the rest stays clean).
     """
 
     steps: int = 2000
@@ -84,6 +90,9 @@ class TrainConfig:
     tensorboard: bool = True
     device: str = "cpu"
     action_labels: str = "action"
+    adversarial_epsilon: float = 0.0
+    adversarial_steps: int = 5
+    adversarial_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         check(self.steps >= 1, "steps", ">= 1", self.steps)
@@ -97,6 +106,11 @@ class TrainConfig:
         labels = ("action", "expert_action")
         check(self.action_labels in labels, "action_labels", f"one of {list(labels)}", self.action_labels)
         check(self.device in ("cpu", "cuda", "auto"), "device", "cpu|cuda|auto", self.device)
+        eps = self.adversarial_epsilon
+        check(math.isfinite(eps) and eps >= 0, "adversarial_epsilon", "a finite number >= 0", eps)
+        check(1 <= self.adversarial_steps <= 1000, "adversarial_steps", "in [1, 1000]", self.adversarial_steps)
+        fraction = self.adversarial_fraction
+        check(0 < fraction <= 1, "adversarial_fraction", "in (0, 1]", fraction)
 
 
 def policy_config_for(name: str, dataset: Dataset, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -109,9 +123,7 @@ def policy_config_for(name: str, dataset: Dataset, overrides: dict[str, Any] | N
         config["action_shape"] = list(action_space["shape"])
     if "goal" in policy_classes(name)[1].required_streams and "goal" in dataset.streams:
         config["goal_shape"] = list(dataset.streams["goal"].shape)
-    if "thought" in policy_classes(name)[1].required_streams and "thought" in dataset.streams:
-        # The thought vocabulary comes from the data and lives in the config, so checkpoints carry it.
-        config["thought_vocab"] = list(build_vocab(dataset.column("thought")))
+    config.update(policy_classes(name)[1].config_from_data(dataset))
     config.update(overrides or {})
     return config
 
@@ -267,6 +279,7 @@ def train(
         if dataset.streams[s].kind == "text"
     }
     local_batch = config.batch_size // world.size
+    adversary = _Adversary(config, dataset, device) if config.adversarial_epsilon > 0 else None
     model.train()
     try:
         with progress_bar(f"train {policy}", total=config.steps, enabled=show_progress and world.is_main) as advance:
@@ -279,6 +292,8 @@ def train(
                         dataset, local_batch, generator, streams, windows, encoded, model.windows_from_episode_start
                     ).items()
                 }
+                if adversary is not None:
+                    batch = adversary.perturb(model, batch, generator)
                 loss, info = trainer(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -309,6 +324,23 @@ def train(
     world.barrier()
     model.eval()
     return model
+
+
+class _Adversary:
+    """Adversarial training: replaces part of each batch's observations with PGD perturbations."""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset, device: torch.device) -> None:
+        self.attack = AttackConfig("pgd", config.adversarial_epsilon, config.adversarial_steps)
+        self.fraction = config.adversarial_fraction
+        space = dataset.space("observation") if "observation" in dataset.spaces else None
+        self.low = self.high = None
+        if isinstance(space, gym.spaces.Box):
+            self.low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
+            self.high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
+
+    def perturb(self, model: Policy, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, Any]:
+        # The random starts come from the batch sampler's generator, which checkpoints hold (exact resume).
+        return adversarial_batch(model, batch, self.attack, self.fraction, self.low, self.high, generator)
 
 
 _closed_process_group = False

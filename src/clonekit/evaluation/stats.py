@@ -43,7 +43,8 @@ def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> t
     p = successes / n
     center = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, float(center - half)), min(1.0, float(center + half))
+    # Clamped to contain p: at p = 1 rounding would otherwise put the upper bound a hair below the mean.
+    return min(p, max(0.0, float(center - half))), max(p, min(1.0, float(center + half)))
 
 
 def exact_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:

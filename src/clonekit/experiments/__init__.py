@@ -8,7 +8,7 @@ from typing import Any
 
 from clonekit.config import config_from_json, config_to_json
 from clonekit.errors import unknown_name
-from clonekit.experiments import avoiding_modes, babyai_thought, maze_procedure
+from clonekit.experiments import avoiding_modes, babyai_thought, maze_procedure, maze_robustness, metaworld_mt
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,24 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=babyai_thought.success_table,
         full=babyai_thought.FULL,
         quick=babyai_thought.QUICK,
+    ),
+    maze_robustness.NAME: ExperimentSpec(
+        name=maze_robustness.NAME,
+        description="PGD observation attacks on BC, adversarially trained BC and procedure cloning (unseen mazes)",
+        run=maze_robustness.run,
+        table_columns=("policy", "clean success [95% CI]", "success under PGD [95% CI]", "attack success [95% CI]"),
+        table=maze_robustness.robustness_table,
+        full=maze_robustness.FULL,
+        quick=maze_robustness.QUICK,
+    ),
+    metaworld_mt.NAME: ExperimentSpec(
+        name=metaworld_mt.NAME,
+        description="BC heads (MSE, GMM, diffusion, chunked) of Meta-World's scripted policies, 6 tasks, unseen seeds",
+        run=metaworld_mt.run,
+        table_columns=("policy", "test success, all tasks [95% CI]", "worst task"),
+        table=metaworld_mt.success_table,
+        full=metaworld_mt.FULL,
+        quick=metaworld_mt.QUICK,
     ),
 }
 

@@ -43,6 +43,12 @@ class Policy(nn.Module):
         episodes of a deterministic task are copies (evaluation then plays each task once)."""
         return False
 
+    @classmethod
+    def config_from_data(cls, dataset: Dataset) -> dict[str, Any]:
+        """Config fields this policy derives from the dataset besides its shapes (e.g. a vocabulary), so a
+        checkpoint's config carries them; user overrides still win. Empty by default."""
+        return {}
+
     def prepare(self, dataset: Dataset) -> None:
         """Fit data-dependent buffers (normalization) before the first training step."""
 

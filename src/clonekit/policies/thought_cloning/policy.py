@@ -28,10 +28,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from clonekit.data import Dataset
 from clonekit.envs.babyai import MISSION_LEN, MISSION_WORDS, NUM_COLORS, NUM_OBJECT_TYPES, NUM_STATES, VIEW, VIEW_SIZE
 from clonekit.policies.base import Policy
 from clonekit.policies.thought_cloning.config import RecurrentBCConfig, ThoughtCloningConfig
-from clonekit.policies.thought_cloning.tokenizer import EOS, PAD, SPECIAL, ThoughtTokenizer
+from clonekit.policies.thought_cloning.tokenizer import EOS, PAD, SPECIAL, ThoughtTokenizer, build_vocab
 
 State = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
 
@@ -81,6 +82,14 @@ class ThoughtCloningPolicy(Policy):
     def deterministic(self) -> bool:
         """Thoughts are decoded greedily and actions are argmaxes."""
         return True
+
+    @classmethod
+    def config_from_data(cls, dataset: Dataset) -> dict[str, Any]:
+        """The thought vocabulary, built from the data's ``thought`` stream (kept in the config, so a
+        checkpoint carries it)."""
+        if "thought" not in cls.required_streams or "thought" not in dataset.streams:
+            return {}  # recurrent_bc: the same network without thoughts
+        return {"thought_vocab": list(build_vocab(dataset.column("thought")))}
 
     def __init__(self, config: ThoughtCloningConfig) -> None:
         super().__init__()
