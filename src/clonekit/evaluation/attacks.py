@@ -23,11 +23,11 @@ the cross-entropy of the target action, or the squared distance to the target ve
 *behaviour* (e.g. "the move the expert rates worst") is a callable ``target_fn(obs) -> actions`` given to
 :class:`AttackedPolicy`.
 
-The gradient comes from a differentiable *score* of the policy, one function per policy registered in
-``SCORE_FNS`` (:func:`register_attack_scores` adds one): BC's action logits; continuous BC's action (with
-chunk 1); for procedure cloning, whose ``act`` runs an iterated search ending in an argmax, a surrogate (see
-:func:`procedure_cloning_scores`). Whether an attack reached its goal is always judged on the policy's real
-``act`` on the perturbed observation, never on the surrogate.
+The gradient comes from a differentiable *score* the policy gives through its ``attack_scores`` hook (see
+:class:`clonekit.policies.base.Policy`): BC's action logits; continuous BC's action (with chunk 1); for
+procedure cloning, whose ``act`` runs an iterated search ending in an argmax, a surrogate (see
+:mod:`clonekit.policies.procedure_cloning.attack`). Whether an attack reached its goal is always judged on
+the policy's real ``act`` on the perturbed observation, never on the surrogate.
 
 :func:`adversarial_batch` makes the perturbed observations for adversarial training: untargeted PGD that
 maximizes the policy's own training loss (:class:`clonekit.train.TrainConfig` ``adversarial_*``).
@@ -52,13 +52,11 @@ from clonekit.config import check
 from clonekit.errors import ConfigError
 from clonekit.evaluation.rollout import EpisodeResults, RolloutWatcher, rollout
 from clonekit.evaluation.stats import summarize
-from clonekit.experts.bfs import FIRST_ACTION_LABEL, UNLABELLED
 from clonekit.nn import Normalizer
 from clonekit.policies import Policy
+from clonekit.policies.base import AttackScores
 
 ATTACKS = ("fgsm", "pgd")
-# Search layers of procedure cloning the surrogate gradient passes through (see procedure_cloning_scores).
-PC_GRADIENT_LAYERS = 4
 
 
 @dataclass(frozen=True)
@@ -220,108 +218,27 @@ def perturb(
 # ``maker(policy, clean_inputs)`` returns ``scores(inputs)``: for inputs whose float32 ``"obs"`` requires grad,
 # differentiable logits (B, num_actions) for discrete actions or actions (B, action_dim) for continuous ones.
 # The maker may precompute from the clean inputs what the scores hold fixed (it is called once per attack).
-Scores = Callable[[dict[str, Tensor]], Tensor]
+Scores = AttackScores
 ScoreFn = Callable[[Any, dict[str, Tensor]], Scores]
 
 
-def bc_scores(policy: Any, clean: dict[str, Tensor]) -> Scores:
-    """BC: the action logits ``(B, A)``; ``act`` takes their argmax."""
-    return lambda inputs: policy.head(policy.features(inputs["obs"]))
-
-
-def continuous_scores(policy: Any, clean: dict[str, Tensor]) -> Scores:
-    """Continuous BC with ``chunk == 1``: the action ``(B, A)`` (a stochastic head's draw is
-    reparameterized, so its gradient is that of the action given the noise)."""
-    if policy.config.chunk != 1:
-        raise ConfigError(
-            f"attack: {policy.name} with chunk={policy.config.chunk} acts from a queue of earlier predictions; "
-            "only chunk 1 can be attacked per step"
-        )
-    return lambda inputs: policy.predict_chunk(inputs)[:, 0]
-
-
-def procedure_cloning_scores(policy: Any, clean: dict[str, Tensor]) -> Scores:
-    """Procedure cloning surrogate: logits ``(B, A)`` of the agent cell's move label.
-
-    ``act`` runs the search-step network layer by layer until the agent's cell is labelled and reads the
-    move off that label: an argmax in every layer, so no gradient reaches the observation. The surrogate
-    takes the search on the *clean* observation up to ``PC_GRADIENT_LAYERS`` layers before the one that
-    labelled the agent's cell, and re-runs those last layers on the perturbed observation with gradient:
-    each layer sees the walls and goal (with gradient) and the labelled-cell mask of the layer before, whose
-    gradient passes straight through from a soft mask (a cell counts as labelled with probability
-    ``1 - p(unlabelled)``). The scores are the agent cell's logits at that last layer, restricted to the move
-    labels. On the clean observation they are exactly the logits ``act`` reads its action from; the earlier
-    layers (held at their clean values) get no gradient, so the attack they guide is weaker than one that
-    could also rewrite the start of the search.
-    """
-    obs = clean["obs"]
-    cfg = policy.config
-    b, _, h, w = obs.shape
-    agent = obs[:, cfg.agent_channel].flatten(1).float().argmax(1)
-    max_layers = cfg.max_search_steps or h * w
-    # The clean search, recording the map before every layer and the layer that labels the agent's cell.
-    with torch.no_grad():
-        maps = obs[:, [cfg.wall_channel, cfg.goal_channel]].float()
-        labels = torch.zeros(b, h, w, dtype=torch.long, device=obs.device)
-        history = [labels]
-        reached_at = torch.zeros(b, dtype=torch.long, device=obs.device)
-        need = torch.ones(b, dtype=torch.bool, device=obs.device)
-        while bool(need.any()) and len(history) <= max_layers:
-            labelled = (labels != UNLABELLED).float().unsqueeze(1)
-            pred = policy.step_net(torch.cat([maps, labelled], dim=1)).argmax(1)
-            new = torch.where((labels == UNLABELLED) & need[:, None, None], pred, labels)
-            reached = new.flatten(1).gather(1, agent[:, None]).squeeze(1) != UNLABELLED
-            reached_at = torch.where(need & reached, len(history), reached_at)
-            need = need & (new != labels).flatten(1).any(1) & ~reached
-            labels = new
-            history.append(labels)
-    # Slots whose search failed (reached_at 0) keep zero scores, so no gradient: ``act`` takes action 0 there.
-    found = reached_at > 0
-    first = (reached_at - PC_GRADIENT_LAYERS).clamp(min=0)
-    start = torch.stack(history)[first, torch.arange(b, device=obs.device)]
-    index = agent[:, None, None].expand(-1, policy.num_labels, 1)
-
-    def scores(inputs: dict[str, Tensor]) -> Tensor:
-        x = inputs["obs"]
-        maps = x[:, [cfg.wall_channel, cfg.goal_channel]].float()
-        labels = start
-        labelled = (labels != UNLABELLED).float().unsqueeze(1)
-        out = torch.zeros(b, policy.num_labels, device=x.device)
-        for k in range(1, PC_GRADIENT_LAYERS + 1):
-            logits = policy.step_net(torch.cat([maps, labelled], dim=1))
-            out = torch.where(
-                (found & (first + k == reached_at))[:, None], logits.flatten(2).gather(2, index)[..., 0], out
-            )
-            soft = labelled[:, 0] + (1 - labelled[:, 0]) * (1 - logits.softmax(1)[:, UNLABELLED])
-            labels = torch.where(labels == UNLABELLED, logits.argmax(1), labels)
-            labelled = ((labels != UNLABELLED).float() + soft - soft.detach()).unsqueeze(1)
-        return out[:, FIRST_ACTION_LABEL:]
-
-    return scores
-
-
-SCORE_FNS: dict[str, ScoreFn] = {
-    "bc": bc_scores,
-    "continuous_bc": continuous_scores,
-    "goal_bc": continuous_scores,
-    "procedure_cloning": procedure_cloning_scores,
-}
-
-
-def register_attack_scores(policy_name: str, fn: ScoreFn) -> None:
-    """Make policies named ``policy_name`` attackable: ``fn(policy, clean_inputs)`` returns ``scores(inputs)``,
-    differentiable logits ``(B, A)`` (discrete actions) or actions ``(B, A)`` (continuous) of the float32
-    ``inputs["obs"]`` (see ``ScoreFn``)."""
-    SCORE_FNS[policy_name] = fn
-
-
 def _score_fn(policy: Policy) -> ScoreFn:
-    if policy.name not in SCORE_FNS:
+    """``policy.attack_scores`` as a :data:`ScoreFn`; a policy without differentiable scores is a clear error."""
+
+    def scores_of(attacked: Policy, clean: dict[str, Tensor]) -> Scores:
+        scores = attacked.attack_scores(clean)
+        if scores is None:
+            raise ConfigError(
+                f"attack: policy {attacked.name!r} has no differentiable scores to attack "
+                "(its attack_scores() returns None)"
+            )
+        return scores
+
+    if type(policy).attack_scores is Policy.attack_scores:
         raise ConfigError(
-            f"attack: policy {policy.name!r} has no differentiable score to attack; expected one of "
-            f"{sorted(SCORE_FNS)} (register one with clonekit.evaluation.attacks.register_attack_scores)"
+            f"attack: policy {policy.name!r} has no differentiable scores to attack (it defines no attack_scores())"
         )
-    return SCORE_FNS[policy.name]
+    return scores_of
 
 
 # --- the wrapper ------------------------------------------------------------------------------------------
@@ -550,7 +467,6 @@ def adversarial_batch(
 
 __all__ = [
     "ATTACKS",
-    "SCORE_FNS",
     "AttackConfig",
     "AttackWatcher",
     "AttackedPolicy",
@@ -562,5 +478,4 @@ __all__ = [
     "evaluate_attack_run",
     "normalized_scale",
     "perturb",
-    "register_attack_scores",
 ]

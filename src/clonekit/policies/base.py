@@ -16,7 +16,7 @@ alone reproduces the policy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,6 +24,9 @@ from torch import Tensor, nn
 
 from clonekit.data import Dataset
 from clonekit.data.windows import WindowSpec
+
+# scores(inputs) -> differentiable logits or actions (B, ...) of inputs["obs"]; see Policy.attack_scores.
+AttackScores = Callable[[dict[str, Tensor]], Tensor]
 
 
 class Policy(nn.Module):
@@ -48,6 +51,16 @@ class Policy(nn.Module):
         """Config fields this policy derives from the dataset besides its shapes (e.g. a vocabulary), so a
         checkpoint's config carries them; user overrides still win. Empty by default."""
         return {}
+
+    def attack_scores(self, clean: dict[str, Tensor]) -> AttackScores | None:
+        """Differentiable scores for observation attacks (:mod:`clonekit.evaluation.attacks`), or None.
+
+        Given the clean inputs of one ``act`` call, returns ``scores(inputs)``: for inputs whose float32
+        ``"obs"`` requires grad, logits ``(B, num_actions)`` whose argmax is the action (discrete actions) or
+        the action ``(B, action_dim)`` itself (continuous). It may precompute from ``clean`` what it holds
+        fixed (a surrogate of a non-differentiable ``act``). None: the policy cannot be attacked.
+        """
+        return None
 
     def prepare(self, dataset: Dataset) -> None:
         """Fit data-dependent buffers (normalization) before the first training step."""

@@ -9,9 +9,10 @@ import torch
 from torch import Tensor, nn
 
 from clonekit.data import Dataset
+from clonekit.errors import ConfigError
 from clonekit.nn import CategoricalHead, ConvEncoder, MLPEncoder, Normalizer
 from clonekit.nn.encoders import CNNEncoder, push_frame, random_shift, stacked_shape
-from clonekit.policies.base import Policy
+from clonekit.policies.base import AttackScores, Policy
 from clonekit.policies.bc.config import BCConfig
 
 
@@ -91,6 +92,15 @@ class BCPolicy(Policy):
         for layer in self._act_layers:
             x = layer(x)
         return x.argmax(-1), None
+
+    def attack_scores(self, clean: dict[str, Tensor]) -> AttackScores:
+        """The action logits ``(B, A)``; ``act`` takes their argmax."""
+        if self.config.frame_stack > 1:
+            raise ConfigError(
+                f"attack: bc with frame_stack={self.config.frame_stack} acts on a history of frames; "
+                "only frame_stack 1 can be attacked per step"
+            )
+        return lambda inputs: self.head(self.features(inputs["obs"]))
 
     def export_module(self) -> nn.Module | None:
         # A frame stack is state that the ONNX model does not hold.

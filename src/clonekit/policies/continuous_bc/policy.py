@@ -30,7 +30,7 @@ from clonekit.nn.encoders import CNNEncoder, push_frame, random_shift, stacked_s
 from clonekit.nn.gaussian import GaussianHead
 from clonekit.nn.gmm import GMMHead
 from clonekit.nn.normalize import feature_range
-from clonekit.policies.base import Policy
+from clonekit.policies.base import AttackScores, Policy
 from clonekit.policies.continuous_bc.config import ContinuousBCConfig
 
 MIN_ACTION_RANGE = 1e-6
@@ -179,6 +179,17 @@ class ContinuousBCPolicy(Policy):
             return self.predict_chunk(obs)[:, 0], None
         queue = state if state is not None else self.chunker.initial_state(len(obs["obs"]))
         return self.chunker.act(obs, queue, self.predict_chunk)
+
+    def attack_scores(self, clean: dict[str, Tensor]) -> AttackScores:
+        """The action ``(B, A)`` (a stochastic head's draw is reparameterized, so its gradient is that of the
+        action given the noise); only ``chunk == 1`` and ``frame_stack == 1``, which act on this step alone."""
+        if self.config.chunk != 1 or self.config.frame_stack != 1:
+            raise ConfigError(
+                f"attack: {self.name} with chunk={self.config.chunk}, frame_stack={self.config.frame_stack} acts "
+                "from a queue of earlier predictions or a frame history; only chunk 1 and frame_stack 1 can be "
+                "attacked per step"
+            )
+        return lambda inputs: self.predict_chunk(inputs)[:, 0]
 
     def export_module(self) -> nn.Module | None:
         # A frame stack is state that the ONNX model does not hold.

@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from torch._higher_order_ops import while_loop
 
 from clonekit.experts.bfs import FIRST_ACTION_LABEL, LABEL, LAYER, UNLABELLED
-from clonekit.policies.base import Policy
+from clonekit.policies.base import AttackScores, Policy
+from clonekit.policies.procedure_cloning.attack import procedure_cloning_scores
 from clonekit.policies.procedure_cloning.config import ProcedureCloningConfig
 
 
@@ -165,6 +166,10 @@ class ProcedureCloningPolicy(Policy):
         """The predicted procedure: ``procedure_labels`` ``(B, H, W)`` and ``search_steps`` ``(B,)``."""
         new_state = self.search(obs["obs"], state)
         return {"procedure_labels": new_state["labels"], "search_steps": new_state["steps"]}
+
+    def attack_scores(self, clean: dict[str, Tensor]) -> AttackScores:
+        """A straight-through surrogate of the last search layers (see :mod:`.attack`)."""
+        return procedure_cloning_scores(self, clean)
 
     def export_module(self) -> nn.Module:
         return _SearchExport(self)
