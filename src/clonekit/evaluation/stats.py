@@ -171,11 +171,13 @@ def stratified_bootstrap(
 
 
 def format_metric(metric: dict[str, Any], digits: int = 2) -> str:
-    """``0.93 [0.88, 0.97] n=200`` (``n=200/50 tasks`` when episodes share tasks)."""
+    """``0.93 [0.88, 0.97] n=200`` (``n=200/50 tasks`` when episodes share tasks; ``n=1000, 5 seeds`` for an
+    aggregate over training seeds, with ``/K tasks`` when it is stratified over K tasks)."""
     lo, hi = metric["ci95"]
     n = f"n={metric['n']}"
-    if metric.get("n_tasks") not in (None, metric["n"]):
-        n += f"/{metric['n_tasks']} tasks"
+    tasks = metric.get("n_tasks")
     if "n_seeds" in metric:
-        n += f", {metric['n_seeds']} seeds"
+        n += (f"/{tasks} tasks" if tasks is not None and tasks > 1 else "") + f", {metric['n_seeds']} seeds"
+    elif tasks not in (None, metric["n"]):
+        n += f"/{tasks} tasks"
     return f"{metric['mean']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}] {n}"
