@@ -10,6 +10,7 @@ import pytest
 
 from clonekit.cli import main
 from clonekit.errors import ConfigError
+from clonekit.evaluation.stats import wilson_interval
 from clonekit.experiments.seeds import METHOD, aggregate_results, parse_seeds
 from tests.conftest import assert_one_error_line
 
@@ -39,6 +40,15 @@ def test_aggregate_stratifies_over_tasks_and_keeps_per_seed_values() -> None:
     assert m["ci95"][0] <= m["mean"] <= m["ci95"][1] and m["ci95"][1] - m["ci95"][0] > 0
     assert results["metrics"]["p"]["test:a"]["success"]["mean"] == pytest.approx(0.9)
     assert results["seeds"] == [0, 1, 2] and results["aggregation"]["per_seed_results"][2] == "seed_2/results.json"
+
+
+def test_aggregate_of_seeds_that_all_succeed_has_no_zero_width_interval() -> None:
+    runs = [_run(s, 1.0, {}) for s in range(5)]
+    for run in runs:
+        run["metrics"]["p"]["test"]["success"]["n_tasks"] = 50
+    m = aggregate_results(runs, list(range(5)))["metrics"]["p"]["test"]["success"]
+    assert m["method"] == "wilson_over_tasks_of_all_seeds" and m["mean"] == 1.0
+    assert m["ci95"] == pytest.approx(list(wilson_interval(250, 250))) and m["ci95"][0] < 1.0
 
 
 def test_aggregate_refuses_mixed_results() -> None:

@@ -11,7 +11,10 @@ interval covers the choice of tasks as well as the training noise. Per-seed valu
 (``per_seed``), and each seed's own ``results.json`` stays in its folder.
 
 With few seeds a bootstrap interval is itself uncertain (5 seeds give at most 5 distinct values to
-resample); the number of seeds is recorded next to every interval (``n_seeds``).
+resample); the number of seeds is recorded next to every interval (``n_seeds``). When every seed scores
+exactly 0 or 1 (e.g. every episode of every seed succeeds), resampling seeds has no spread: the interval
+is then the Wilson interval over the tasks of all seeds (``method="wilson_over_tasks_of_all_seeds"``),
+never a zero-width one.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from clonekit.evaluation.stats import (
     rowwise_iqm,
     rowwise_mean,
     stratified_bootstrap,
+    wilson_interval,
 )
 from clonekit.io import atomic_write_json, atomic_write_text
 
@@ -149,16 +153,25 @@ def _aggregate(
     if finite.size == 0:
         nan = float("nan")
         return {"mean": nan, "ci95": [nan, nan], "n": 0, "n_seeds": 0, "n_tasks": scores.shape[1], "method": METHOD}
-    n = sum(run["metrics"][policy][split][name].get("n", 0) for run in runs)
+    cells = [run["metrics"][policy][split][name] for run in runs]
+    value = float(finite.flat[0])
+    if np.all(finite == value) and value in (0.0, 1.0) and all("n_tasks" in c for c in cells):
+        # Every seed at 0 or 1: resampling seeds has no spread; the unit is then the tasks of all seeds.
+        tasks = sum(int(c["n_tasks"]) for c in cells)
+        ci, method = list(wilson_interval(tasks if value else 0, tasks)), "wilson_over_tasks_of_all_seeds"
+        iqm_ci = ci
+    else:
+        ci, method = list(stratified_bootstrap(finite, rowwise_mean, seed)), METHOD
+        iqm_ci = list(stratified_bootstrap(finite, rowwise_iqm, seed))
     return {
         "mean": float(finite.mean()),
-        "ci95": list(stratified_bootstrap(finite, rowwise_mean, seed)),
+        "ci95": ci,
         "iqm": interquartile_mean(finite),
-        "iqm_ci95": list(stratified_bootstrap(finite, rowwise_iqm, seed)),
-        "n": int(n),
+        "iqm_ci95": iqm_ci,
+        "n": int(sum(c.get("n", 0) for c in cells)),
         "n_seeds": len(finite),
         "n_tasks": int(scores.shape[1]),
-        "method": METHOD,
+        "method": method,
         "per_seed": [float(v) for v in scores.mean(axis=1)],
     }
 
