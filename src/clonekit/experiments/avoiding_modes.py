@@ -34,7 +34,7 @@ from clonekit.evaluation.diversity import diversity_metrics
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.avoiding_plots import plot_avoiding_trajectories
-from clonekit.experiments.common import report_tail, results_head, torch_threads
+from clonekit.experiments.common import head_policies, report_tail, results_head, torch_threads
 from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
@@ -91,17 +91,7 @@ class AvoidingModesConfig:
 
     def policies(self) -> dict[str, tuple[int, dict[str, Any]]]:
         """Policy key -> (gradient steps, ``continuous_bc`` config overrides)."""
-        common: dict[str, Any] = {"hidden_sizes": list(self.hidden_sizes)}
-        diffusion = {**common, "head": "diffusion", "diffusion_steps": self.denoising_steps}
-        return {
-            "mlp": (self.mlp_steps, {**common, "head": "mse"}),
-            "gmm": (self.gmm_steps, {**common, "head": "gmm"}),
-            "diffusion": (self.diffusion_steps, diffusion),
-            "diffusion_chunked": (
-                self.diffusion_steps,
-                {**diffusion, "chunk": self.chunk, "execute_steps": self.execute_steps},
-            ),
-        }
+        return head_policies(self)
 
 
 FULL = AvoidingModesConfig()

@@ -25,6 +25,24 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def head_policies(config: Any) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The four continuous heads the head-comparison experiments train (keys ``mlp``, ``gmm``, ``diffusion``,
+    ``diffusion_chunked``) as ``key -> (gradient steps, continuous_bc config overrides)``, from a config with
+    ``hidden_sizes``, ``mlp_steps``, ``gmm_steps``, ``diffusion_steps``, ``denoising_steps``, ``chunk`` and
+    ``execute_steps``."""
+    common: dict[str, Any] = {"hidden_sizes": list(config.hidden_sizes)}
+    diffusion = {**common, "head": "diffusion", "diffusion_steps": config.denoising_steps}
+    return {
+        "mlp": (config.mlp_steps, {**common, "head": "mse"}),
+        "gmm": (config.gmm_steps, {**common, "head": "gmm"}),
+        "diffusion": (config.diffusion_steps, diffusion),
+        "diffusion_chunked": (
+            config.diffusion_steps,
+            {**diffusion, "chunk": config.chunk, "execute_steps": config.execute_steps},
+        ),
+    }
+
+
 def results_head(name: str, seed: int, quick: bool, config: Any, torch_threads: int) -> dict[str, Any]:
     """The keys every ``results.json`` starts with (``metrics`` comes next, then the experiment's own)."""
     return {
