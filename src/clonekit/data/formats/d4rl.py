@@ -40,7 +40,7 @@ import numpy as np
 from clonekit.data.atomic import fsync_file, install, temp_path
 from clonekit.data.format import REQUIRED_STREAMS, StreamSpec, array_stream, json_object
 from clonekit.data.formats.h5 import H5_ERRORS, check_no_nul, h5_dataset, read_values, stream_spec_of
-from clonekit.data.formats.infer import action_space_of, gym_spaces, storable_dtype, widest_box
+from clonekit.data.formats.infer import derived_spaces, gym_spaces, storable_dtype
 from clonekit.data.formats.source import (
     Episode,
     Source,
@@ -52,7 +52,6 @@ from clonekit.data.formats.source import (
     require_package,
 )
 from clonekit.data.messages import one_line
-from clonekit.data.spaces import space_to_json
 from clonekit.errors import DatasetError
 
 # The top-level datasets every D4RL-style file has, and the stream each one holds.
@@ -138,12 +137,7 @@ def read_d4rl(path: Path) -> Source:
     obs_spec = next(spec for spec in streams if spec.name == "obs")
     if foreign:
         # A file from elsewhere has no spaces: derive them now, so that every output records them.
-        observation_space = widest_box(np.dtype(obs_spec.dtype), obs_spec.shape)
-        action_space = action_space_of(actions())
-        spaces = {"observation": space_to_json(observation_space), "action": space_to_json(action_space)}
-        warnings.append(
-            f"{path}: no spaces stored; derived observation {observation_space} and action {action_space} from the data"
-        )
+        spaces = derived_spaces(path, obs_spec, actions, warnings)
     return Source(
         path=path,
         streams=streams,

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from clonekit.data.format import ARRAY_DTYPES, StreamSpec
-from clonekit.data.spaces import space_from_json
+from clonekit.data.spaces import space_from_json, space_to_json
 from clonekit.errors import ConfigError, DatasetError
 
 
@@ -57,6 +57,19 @@ def action_space_of(actions: np.ndarray) -> gym.spaces.Space:
     if actions.dtype.kind in "iu" and actions.ndim == 1 and actions.size and actions.min() >= 0:
         return gym.spaces.Discrete(int(actions.max()) + 1)
     return widest_box(actions.dtype, actions.shape[1:])
+
+
+def derived_spaces(
+    path: Any, obs_spec: StreamSpec, actions: Callable[[], np.ndarray], warnings: list[str]
+) -> dict[str, Any]:
+    """JSON spaces of a foreign file that stores none (see the module docstring), derived from its observation
+    spec and its ``actions()``; the derivation is noted in ``warnings``."""
+    observation_space = widest_box(np.dtype(obs_spec.dtype), obs_spec.shape)
+    action_space = action_space_of(actions())
+    warnings.append(
+        f"{path}: no spaces stored; derived observation {observation_space} and action {action_space} from the data"
+    )
+    return {"observation": space_to_json(observation_space), "action": space_to_json(action_space)}
 
 
 def gym_spaces(
