@@ -424,12 +424,17 @@ def run_experiment(
 
 @app.command()
 def convert(
-    src: Annotated[Path, typer.Argument(help="Dataset to read: clonekit directory, Minari dataset or HDF5 file.")],
+    src: Annotated[
+        Path,
+        typer.Argument(
+            help="Dataset to read: clonekit directory, Minari dataset or HDF5 file (robomimic- or D4RL-style)."
+        ),
+    ],
     dst: Annotated[Path, typer.Argument(help="Where to write the converted dataset.")],
-    to: Annotated[str, typer.Option(help="Output format: clonekit, minari or hdf5.")] = "clonekit",
+    to: Annotated[str, typer.Option(help="Output format: clonekit, minari, hdf5 or d4rl.")] = "clonekit",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at DST.")] = False,
 ) -> None:
-    """Convert a dataset between clonekit, Minari and robomimic-style HDF5 (SRC is only read)."""
+    """Convert a dataset between clonekit, Minari, robomimic-style and D4RL-style HDF5 (SRC is only read)."""
     from clonekit.data.convert import convert as convert_dataset
     from clonekit.data.convert import detect_format
 
