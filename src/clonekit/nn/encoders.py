@@ -45,14 +45,17 @@ class MLPEncoder(nn.Module):
 class ConvEncoder(nn.Module):
     """3x3 convolutions (the second and later with stride 2), then an MLP: ``(B, C, H, W) -> (B, out_dim)``."""
 
+    # Stride of the first convolution (the later ones have stride 2).
+    first_stride = 1
+
     def __init__(self, obs_shape: Sequence[int], channels: Sequence[int], hidden: Sequence[int]) -> None:
         super().__init__()
         if len(obs_shape) != 3:
-            raise ValueError(f"ConvEncoder: expected obs_shape (C, H, W), got {tuple(obs_shape)}")
+            raise ValueError(f"{type(self).__name__}: expected obs_shape (C, H, W), got {tuple(obs_shape)}")
         layers: list[nn.Module] = []
         in_ch = obs_shape[0]
         for i, out_ch in enumerate(channels):
-            layers += [nn.Conv2d(in_ch, out_ch, 3, stride=1 if i == 0 else 2, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(in_ch, out_ch, 3, stride=self.first_stride if i == 0 else 2, padding=1), nn.ReLU()]
             in_ch = out_ch
         self.conv = nn.Sequential(*layers)
         with torch.no_grad():
@@ -68,34 +71,14 @@ class ConvEncoder(nn.Module):
         return (*self.conv, flatten_features, *self.head)
 
 
-class CNNEncoder(nn.Module):
+class CNNEncoder(ConvEncoder):
     """An image encoder: 3x3 convolutions that each halve the resolution, then an MLP.
 
     ``(B, C, H, W) -> (B, out_dim)``. Every layer has stride 2 (``ConvEncoder`` keeps the first layer at full
     resolution, which suits small grid maps but costs too much on pictures of 64x64 and more).
     """
 
-    def __init__(self, obs_shape: Sequence[int], channels: Sequence[int], hidden: Sequence[int]) -> None:
-        super().__init__()
-        if len(obs_shape) != 3:
-            raise ValueError(f"CNNEncoder: expected obs_shape (C, H, W), got {tuple(obs_shape)}")
-        layers: list[nn.Module] = []
-        in_ch = obs_shape[0]
-        for out_ch in channels:
-            layers += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), nn.ReLU()]
-            in_ch = out_ch
-        self.conv = nn.Sequential(*layers)
-        with torch.no_grad():
-            flat = self.conv(torch.zeros(1, *obs_shape)).numel()
-        self.head = mlp(flat, hidden)
-        self.out_dim = hidden[-1] if hidden else flat
-
-    def forward(self, obs: Tensor) -> Tensor:
-        return self.head(self.conv(obs).flatten(1))
-
-    def layers(self) -> tuple[Callable[[Tensor], Tensor], ...]:
-        """The encoder as a flat sequence: applying these in turn computes exactly ``forward``."""
-        return (*self.conv, flatten_features, *self.head)
+    first_stride = 2
 
 
 def random_shift(images: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
