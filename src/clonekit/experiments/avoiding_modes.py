@@ -34,12 +34,11 @@ from clonekit.evaluation.diversity import diversity_metrics
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.avoiding_plots import plot_avoiding_trajectories
-from clonekit.experiments.common import head_policies, report_tail, results_head, torch_threads
+from clonekit.experiments.common import head_policies, report_tail, results_head, torch_threads, train_head
 from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.seeding import derive_seed
-from clonekit.train import TrainConfig, train
 
 NAME = "avoiding-modes"
 SPLITS = ("train", "test")
@@ -170,19 +169,7 @@ def run_cell(
     the data already in ``out/data``; the heads' sampling noise is seeded per (policy, split).
     """
     dataset = Dataset.open(out / "data")
-    steps, overrides = config.policies()[name]
-    train_config = TrainConfig(
-        steps=steps, batch_size=config.batch_size, lr=config.lr, seed=seed, checkpoint_every=1000
-    )
-    policy = train(
-        "continuous_bc",
-        dataset,
-        out / "runs" / name,
-        train_config,
-        policy_overrides=overrides,
-        resume=True,
-        show_progress=show_progress,
-    )
+    policy = train_head(dataset, out, config, seed, name, show_progress)
     metrics: dict[str, Any] = {}
     panel: Panel = ([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
     for split in SPLITS:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from clonekit import __version__
 from clonekit.config import config_to_json
+from clonekit.policies import Policy
+from clonekit.train import TrainConfig, train
 
 
 @contextmanager
@@ -41,6 +44,24 @@ def head_policies(config: Any) -> dict[str, tuple[int, dict[str, Any]]]:
             {**diffusion, "chunk": config.chunk, "execute_steps": config.execute_steps},
         ),
     }
+
+
+def train_head(dataset: Any, out: Path, config: Any, seed: int, name: str, show_progress: bool) -> Policy:
+    """Train (or resume) head ``name`` of :func:`head_policies` as ``continuous_bc`` in ``out/runs/NAME``, with
+    the config's ``batch_size`` and ``lr`` (checkpoints every 1,000 steps)."""
+    steps, overrides = head_policies(config)[name]
+    train_config = TrainConfig(
+        steps=steps, batch_size=config.batch_size, lr=config.lr, seed=seed, checkpoint_every=1000
+    )
+    return train(
+        "continuous_bc",
+        dataset,
+        out / "runs" / name,
+        train_config,
+        policy_overrides=overrides,
+        resume=True,
+        show_progress=show_progress,
+    )
 
 
 def results_head(name: str, seed: int, quick: bool, config: Any, torch_threads: int) -> dict[str, Any]:

@@ -37,13 +37,12 @@ from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.evaluation.task_plots import plot_task_success
-from clonekit.experiments.common import head_policies, report_tail, results_head, torch_threads
+from clonekit.experiments.common import head_policies, report_tail, results_head, torch_threads, train_head
 from clonekit.experts.collect import collect
 from clonekit.experts.metaworld import ScriptedMetaWorldPolicy
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.seeding import derive_seed
-from clonekit.train import TrainConfig, train
 
 NAME = "metaworld-mt"
 ENV = "metaworld"
@@ -200,19 +199,7 @@ def run_cell(out: Path, config: MetaWorldMTConfig, seed: int, name: str, show_pr
     if name == "expert":
         policy = ScriptedMetaWorldPolicy(list(config.task_names))
     else:
-        steps, overrides = config.policies()[name]
-        train_config = TrainConfig(
-            steps=steps, batch_size=config.batch_size, lr=config.lr, seed=seed, checkpoint_every=1000
-        )
-        policy = train(
-            "continuous_bc",
-            dataset,
-            out / "runs" / name,
-            train_config,
-            policy_overrides=overrides,
-            resume=True,
-            show_progress=show_progress,
-        )
+        policy = train_head(dataset, out, config, seed, name, show_progress)
     tasks = split_tasks(dataset.env, "test", seed, config.test_seeds_per_task * len(config.task_names))
     torch.manual_seed(derive_seed(seed, f"{NAME}:{name}:test"))  # the heads' sampling noise
     episodes = _evaluate(policy, tasks, config, seed)
