@@ -5,15 +5,16 @@ MLP (clonekit's BC network, hidden layers 64 and 64) acting greedily, so all thr
 same episodes (checked) and count the same steps (the sum of the episode lengths). Its weights are set by hand
 to a balancing controller (push towards where the pole falls), so episodes last up to 500 steps and the time
 goes into stepping rather than into building and resetting envs. The envs are built once: SB3's and the hand
-loop's before timing, clonekit's in its first trial (a finished rollout leaves its idle vector env to the next);
+loop's before timing, clonekit's in its first trial (a finished rollout leaves its idle slots to the next);
 each loop's time is its best of ``TRIALS``.
 
-``clonekit_steps_per_s``: :func:`clonekit.evaluation.rollout` on the ``gym`` family (gymnasium's
-``SyncVectorEnv``). ``sb3_steps_per_s``: ``stable_baselines3.common.evaluation.evaluate_policy`` with 64
-episodes on SB3's ``DummyVecEnv`` of 64 envs (no ``Monitor``: its leanest path), the network behind a
-``predict`` that does what SB3's ``BasePolicy.predict`` does (tensor in, ``no_grad`` forward, numpy out).
-``hand_steps_per_s``: the same ``SyncVectorEnv`` (as clonekit builds it) stepped by hand with the same
-forward, summing returns and lengths of the live slots (what any evaluation must do). ``ratio`` = clonekit /
+``clonekit_steps_per_s``: :func:`clonekit.evaluation.rollout` on the ``gym`` family (its in-process episode
+slots, :class:`clonekit.envs.slots.SlotGroup`).
+``sb3_steps_per_s``: ``stable_baselines3.common.evaluation.evaluate_policy`` with 64 episodes on SB3's
+``DummyVecEnv`` of 64 envs (no ``Monitor``: its leanest path), the network behind a ``predict`` that
+does what SB3's ``BasePolicy.predict`` does (tensor in, ``no_grad`` forward, numpy out).
+``hand_steps_per_s``: the same slots (as clonekit builds them) stepped by hand with the same forward,
+summing returns and lengths of the live slots (what any evaluation must do). ``ratio`` = clonekit /
 SB3; ``loop_ratio`` = clonekit / hand (clonekit's own overhead).
 Run: ``python benchmarks/eval_vs_sb3.py`` (needs ``clonekit[sb3]``).
 """
@@ -32,7 +33,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from clonekit.envs import resolve_env
-from clonekit.envs.gym import GymTask, make_vector_env
+from clonekit.envs.gym import GymTask, make_slots
 from clonekit.evaluation import rollout
 from clonekit.policies import build_policy
 
@@ -108,7 +109,7 @@ def main() -> None:
         ]
 
     sb3_env = DummyVecEnv([lambda: gymnasium.make(ENV_ID)] * NUM_ENVS)
-    hand_env = make_vector_env(family.options(kwargs), NUM_ENVS)  # the SyncVectorEnv clonekit builds
+    hand_env = make_slots(family.options(kwargs), NUM_ENVS, obs_space)  # the slots clonekit builds
 
     def sb3_loop() -> list[np.ndarray]:
         lengths = []
@@ -128,14 +129,15 @@ def main() -> None:
         lengths = []
         env = hand_env
         for base in bases:
-            obs, _ = env.reset(seed=[base + i for i in range(NUM_ENVS)])
+            env.reset([base + i for i in range(NUM_ENVS)])
+            obs = env.obs
             active = np.ones(NUM_ENVS, dtype=bool)
             length = np.zeros(NUM_ENVS, dtype=np.int64)
             returns = np.zeros(NUM_ENVS)
             with torch.inference_mode():
                 while active.any():
                     actions = forward(torch.from_numpy(obs)).numpy()
-                    obs, reward, terminated, truncated, _ = env.step(actions)
+                    reward, terminated, truncated, _, _ = env.step(actions, active)
                     returns += reward * active
                     length += active
                     active &= ~(terminated | truncated)

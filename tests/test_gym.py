@@ -64,6 +64,16 @@ class WalkDict(Walk1D):
         return {"pos": flat[:1], "extra": {"goal": flat[1:]}}
 
 
+class WalkBroken(Walk1D):
+    """Fails on its third step."""
+
+    def step(self, action):
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.steps == 3:
+            raise ValueError("the third step breaks")
+        return super().step(action)
+
+
 def oracle(obs):
     """Batched: step towards the goal."""
     return (obs[:, 1] > obs[:, 0]).astype(np.int64)
@@ -83,6 +93,7 @@ class Predictor:
 
 gym.register("Walk1D-v0", entry_point=Walk1D, max_episode_steps=30)
 gym.register("WalkDict-v0", entry_point=WalkDict, max_episode_steps=30)
+gym.register("WalkBroken-v0", entry_point=WalkBroken, max_episode_steps=30)
 '''
 WALK_ID = "walk1d:Walk1D-v0"
 MLP = ["--set", 'encoder="mlp"', "--set", 'normalize_obs="per_feature"', "--set", "hidden_sizes=[32]"]
@@ -179,18 +190,52 @@ def test_dict_observations_are_flattened_in_sorted_key_order(walk_path: Path) ->
     np.testing.assert_array_equal(flat, plain[:, ::-1])  # (goal, pos) vs the plain env's (pos, goal)
 
 
-def test_async_vector_env_plays_the_same_episodes(walk_path: Path) -> None:
-    tasks = [GymTask(s) for s in (1, 2, 3)]
+@pytest.mark.parametrize("env_id", [WALK_ID, "walk1d:WalkDict-v0"])
+def test_worker_processes_play_the_same_episodes(walk_path: Path, env_id: str) -> None:
+    tasks = [GymTask(s) for s in (1, 2, 3, 4, 5)]
     outcomes = []
-    for vector in ("sync", "async"):
-        family, kwargs = resolve_env(f"gym:{WALK_ID}", {"vector": vector})
+    for options in ({"vector": "sync"}, {"vector": "async", "workers": 2}):
+        family, kwargs = resolve_env(f"gym:{env_id}", options)
         vec = family.make_vec(tasks, **kwargs)
-        trace = [vec.reset()]
+        trace = [(vec.reset(), vec.done.copy(), vec.step_success())]
         while not vec.done.all():
-            trace.append(vec.step(np.ones(3, dtype=np.int64))[0])
+            obs = vec.step(np.ones(5, dtype=np.int64))[0]
+            trace.append((obs, vec.done.copy(), vec.step_success()))
         vec.close()
-        outcomes.append(np.stack(trace))
-    np.testing.assert_array_equal(outcomes[0], outcomes[1])
+        outcomes.append([np.concatenate([o.ravel(), d, s]) for o, d, s in trace])
+    assert len(outcomes[0]) == len(outcomes[1]) > 2
+    np.testing.assert_array_equal(np.stack(outcomes[0]), np.stack(outcomes[1]))
+
+
+def test_halted_and_finished_slots_are_not_stepped(walk_path: Path) -> None:
+    family, kwargs = resolve_env(f"gym:{WALK_ID}")
+    vec = family.make_vec([GymTask(1), GymTask(2)], **kwargs)
+    vec.reset()
+    envs = vec.slots.envs
+    vec.halt(np.array([True, False]))
+    live_steps = 0
+    for _ in range(40):  # slot 1 walks left until its episode ends (goal or the 30-step limit)
+        live_steps += int(not vec.done[1])
+        vec.step(np.array([0, 0]))
+    assert vec.done.all() and 0 < live_steps <= 30
+    # the gymnasium envs saw exactly the steps of the live slot: none after its end, none for the halted one
+    assert [env.get_wrapper_attr("_elapsed_steps") for env in envs] == [0, live_steps]
+    vec.close()
+
+
+@pytest.mark.parametrize("halt_local", [True, False])
+def test_an_env_error_stops_every_worker(walk_path: Path, halt_local: bool) -> None:
+    family, kwargs = resolve_env("gym:walk1d:WalkBroken-v0", {"vector": "async", "workers": 2})
+    vec = family.make_vec([GymTask(s) for s in (1, 2, 3)], **kwargs)
+    vec.reset()  # slots 0-1 step in this process, slot 2 in a worker
+    if halt_local:  # only the worker's env steps: its error comes back as one line
+        vec.halt(np.array([True, True, False]))
+    # the worker's error comes back as one line; one in this process's own block is raised as it is
+    error, message = (RuntimeError, "^env worker: ValueError: ") if halt_local else (ValueError, "^")
+    with pytest.raises(error, match=message + "the third step breaks$"):
+        for _ in range(3):
+            vec.step(np.zeros(3, dtype=np.int64))
+    assert len(vec.slots.processes) == 1 and not vec.slots.processes[0].is_alive()
 
 
 def test_outside_env_collect_train_eval_through_the_cli(

@@ -1,4 +1,4 @@
-"""The ``gym`` env family: any gymnasium env, stepped in batches through gymnasium's vector API.
+"""The ``gym`` env family: any gymnasium env, one episode per slot, stepped in batches.
 
 A *task* is a reset seed. Training and test seeds come from disjoint ranges (``seed_ranges``, recorded in
 the env block), each drawn from the user's seed, so the test split never replays a training seed and another
@@ -10,8 +10,11 @@ Env options (the env block's ``kwargs``; :meth:`GymFamily.resolve_kwargs` fills 
   is imported, which registers ``ID``).
 * ``make_kwargs``: keyword arguments for ``gymnasium.make``. Given flat on the command line, every key that
   is not one of these options goes here (``--env-kwargs '{"max_episode_steps": 50}'``).
-* ``vector``: ``"sync"`` (``gymnasium.vector.SyncVectorEnv``, the default) or ``"async"``
-  (``AsyncVectorEnv``: one process per slot, for slow envs).
+* ``vector``: ``"sync"`` (the default: the slots step in this process) or ``"async"`` (worker processes, each
+  stepping a block of slots per message: for envs whose step is slow, e.g. MuJoCo). See
+  :mod:`clonekit.envs.slots`.
+* ``workers``: for ``"async"``, the number of processes that step slots, this one included (default: one per
+  core, at most one per slot).
 * ``success_threshold``: the return at which an episode counts as a success. Default: the ``reward_threshold``
   of the env's registration (CartPole-v1: 475), else ``None``. Success is ``info["success"]`` or
   ``info["is_success"]`` when the env reports one (true at any step); otherwise the episode's return reaching
@@ -31,24 +34,23 @@ from __future__ import annotations
 import json
 import math
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import gymnasium
 import numpy as np
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
+from clonekit.envs.slots import ProcessSlots, SlotGroup
 from clonekit.errors import ConfigError
 from clonekit.seeding import derive_seed
 
 VECTOR_MODES = ("sync", "async")
-OPTIONS = ("id", "make_kwargs", "vector", "success_threshold", "obs_keys", "seed_ranges")
+OPTIONS = ("id", "make_kwargs", "vector", "workers", "success_threshold", "obs_keys", "seed_ranges")
 # Reset seeds stay below 2**31 (some envs keep seeds in int32); train and test take one half each.
 DEFAULT_SEED_RANGES: dict[str, list[int]] = {"train": [0, 2**30], "test": [2**30, 2**31]}
-SUCCESS_KEYS = ("success", "is_success")
-IDLE_VECTOR_ENVS = 2  # per options and size: rollout makes the next wave's env before the last one is freed
+IDLE_SLOT_GROUPS = 2  # per options and size: rollout makes the next wave's env before the last one is freed
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class GymOptions:
     id: str
     make_kwargs: dict[str, Any]
     vector: str
+    workers: int | None
     success_threshold: float | None
     obs_keys: list[str] | None
     seed_ranges: dict[str, list[int]]
@@ -78,6 +81,7 @@ class GymOptions:
             "id": self.id,
             "make_kwargs": dict(self.make_kwargs),
             "vector": self.vector,
+            "workers": self.workers,
             "success_threshold": self.success_threshold,
             "obs_keys": None if self.obs_keys is None else list(self.obs_keys),
             "seed_ranges": {split: list(r) for split, r in self.seed_ranges.items()},
@@ -154,111 +158,100 @@ def flatten_obs(obs: Any, space: gymnasium.Space[Any], obs_keys: list[str] | Non
     return array.astype(np.float32, copy=False)
 
 
-def make_vector_env(options: GymOptions, num_envs: int) -> gymnasium.vector.VectorEnv:
-    """A gymnasium vector env of ``num_envs`` copies (``NEXT_STEP`` autoreset)."""
-    fns: list[Callable[[], gymnasium.Env[Any, Any]]] = [
-        partial(make_env, options.id, options.make_kwargs) for _ in range(num_envs)
-    ]
+class RecordObs:
+    """One raw observation of an env with a Dict or Discrete observation space as the flat array clonekit
+    records (a module-level class, so a worker process can receive it)."""
+
+    def __init__(self, space: gymnasium.Space[Any], obs_keys: list[str] | None, shape: tuple[int, ...]) -> None:
+        self.space, self.obs_keys, self.shape = space, obs_keys, shape
+
+    def __call__(self, raw: Any) -> np.ndarray:
+        return flatten_obs(raw, self.space, self.obs_keys, 1).reshape(self.shape)
+
+
+Slots = SlotGroup | ProcessSlots
+
+
+def make_slots(options: GymOptions, num_envs: int, raw_space: gymnasium.Space[Any]) -> Slots:
+    """``num_envs`` episode slots of the env (raw observation space ``raw_space``): in this process
+    (``vector="sync"``) or in worker processes (``"async"``)."""
+    make = partial(make_env, options.id, options.make_kwargs)
+    space = observation_space(raw_space, options.obs_keys)
+    box = isinstance(raw_space, gymnasium.spaces.Box)
+    convert = None if box else RecordObs(raw_space, options.obs_keys, space.shape)
     if options.vector == "async":
-        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
-    # copy=False: step() copies the observations into its own array anyway.
-    return SyncVectorEnv(fns, copy=False, autoreset_mode=AutoresetMode.NEXT_STEP)
+        return ProcessSlots(make, num_envs, space.shape, space.dtype, convert, options.workers)
+    return SlotGroup(make, num_envs, np.zeros((num_envs, *space.shape), dtype=space.dtype), convert)
 
 
 class GymVecEnv:
     """``num_envs`` episodes of one gymnasium env, one per slot, each reset with its task's seed.
 
-    Steps a gymnasium vector env (``NEXT_STEP`` autoreset). A slot whose episode ended is frozen: it keeps its
-    last observation and reports reward 0 and ``terminated = truncated = False``; what the vector env does with
-    it afterwards (it resets it and plays on) is ignored. ``halt(mask)`` ends slots the same way (their
-    actions may still run in the underlying env, unseen).
+    A slot whose episode ended is frozen: it is not stepped again, keeps its last observation and reports
+    reward 0 and ``terminated = truncated = False``. ``halt(mask)`` ends slots the same way.
     """
 
     def __init__(
-        self, tasks: list[GymTask], options: GymOptions, vec: gymnasium.vector.VectorEnv | None = None
+        self,
+        tasks: list[GymTask],
+        options: GymOptions,
+        spaces: tuple[gymnasium.Space[Any], gymnasium.Space[Any]],
+        slots: Slots | None = None,
     ) -> None:
         if not tasks:
             raise ValueError("GymVecEnv needs at least one task")
         self.tasks = list(tasks)
         self.num_envs = len(tasks)
         self.options = options
-        self.vec = vec if vec is not None else make_vector_env(options, self.num_envs)
-        self.raw_observation_space = self.vec.single_observation_space
-        self.observation_space = observation_space(self.raw_observation_space, options.obs_keys)
-        self.action_space = self.vec.single_action_space
+        raw_space, self.action_space = spaces
+        self.slots = slots if slots is not None else make_slots(options, self.num_envs, raw_space)
+        self.raw_observation_space = raw_space
+        self.observation_space = observation_space(raw_space, options.obs_keys)
         self.done = np.zeros(self.num_envs, dtype=bool)
         self.returns = np.zeros(self.num_envs, dtype=np.float64)
         self._reports_success = np.zeros(self.num_envs, dtype=bool)
         self._last_success = np.zeros(self.num_envs, dtype=bool)
-        self._obs = np.zeros((self.num_envs, *self.observation_space.shape), dtype=self.observation_space.dtype)
-        # (B,) -> (B, 1, ...): a slot mask that broadcasts over an observation
-        self._slot_axes = (slice(None),) + (None,) * len(self.observation_space.shape)
-        self._array_obs = isinstance(self.raw_observation_space, gymnasium.spaces.Box)
-
-    def _flatten(self, obs: Any) -> np.ndarray:
-        if self._array_obs:  # the common case, per step: copyto below casts to the recorded dtype
-            return np.asarray(obs)
-        return flatten_obs(obs, self.raw_observation_space, self.options.obs_keys, self.num_envs)
+        self.closed = False
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Reset every slot with its task's seed (``seed`` is not used: the tasks are the seeds)."""
-        # Sync and async vector envs take one seed per sub-env (their annotation says int only).
-        obs, _ = self.vec.reset(seed=[task.seed for task in self.tasks])  # type: ignore[arg-type]
-        np.copyto(self._obs, self._flatten(obs), casting="unsafe")
+        self.slots.reset([task.seed for task in self.tasks])
         self.done[:] = False
         self.returns[:] = 0.0
         self._reports_success[:] = False
         self._last_success[:] = False
-        return self._obs.copy()
+        return self.slots.obs.copy()
 
     def halt(self, mask: np.ndarray) -> None:
-        """End the slots in ``mask`` now (their later steps are ignored)."""
+        """End the slots in ``mask`` now (they are not stepped again)."""
         self.done |= np.asarray(mask, dtype=bool)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Apply ``actions`` ``(B, ...)``; returns ``(obs, reward, terminated, truncated)`` for live slots."""
-        obs, reward, terminated, truncated, info = self.vec.step(actions)
+        """Apply ``actions`` ``(B, ...)`` to the live slots; returns ``(obs, reward, terminated, truncated)``."""
         live = ~self.done
-        if live.all():  # most steps: nothing to mask (a few numpy calls fewer: they add up on small envs)
-            reward = reward.astype(np.float32)
-            np.copyto(self._obs, self._flatten(obs), casting="unsafe")
-        else:
-            reward = np.multiply(reward, live, dtype=np.float32)  # 0 for frozen slots
-            terminated = np.logical_and(terminated, live)
-            truncated = np.logical_and(truncated, live)
-            np.copyto(self._obs, self._flatten(obs), casting="unsafe", where=live[self._slot_axes])
-        self.returns += reward
+        reward, terminated, truncated, reported, success = self.slots.step(np.asarray(actions), live)
+        reward32 = reward.astype(np.float32)
+        self.returns += reward32
         ended = terminated | truncated
-        self._last_success = self._success(info, live, ended, terminated, reward)
+        threshold = self.options.success_threshold
+        fallback = ended & (self.returns >= threshold) if threshold is not None else terminated & (reward32 > 0)
+        self._reports_success |= reported
+        self._last_success = np.where(self._reports_success, reported & success, fallback) & live
         self.done |= ended
-        return self._obs.copy(), reward, terminated, truncated
+        return self.slots.obs.copy(), reward32, terminated, truncated
 
     def step_success(self) -> np.ndarray:
         """``(B,)`` bool: the slots whose last step counts as success (see the module docstring)."""
         return self._last_success.copy()
 
-    def _success(
-        self, info: dict[str, Any], live: np.ndarray, ended: np.ndarray, terminated: np.ndarray, reward: np.ndarray
-    ) -> np.ndarray:
-        threshold = self.options.success_threshold
-        fallback = ended & (self.returns >= threshold) if threshold is not None else terminated & (reward > 0)
-        keys = [key for key in SUCCESS_KEYS if key in info]
-        if not keys and not self._reports_success.any():  # the env says nothing about success
-            return fallback
-        value = np.zeros(self.num_envs, dtype=bool)
-        for key in keys:
-            reported = np.asarray(info.get(f"_{key}", live), dtype=bool) & live
-            self._reports_success |= reported
-            value |= reported & np.asarray(info[key]).astype(bool)
-        return np.where(self._reports_success, value, fallback) & live
-
     def close(self) -> None:
-        """Close the vector env (and the worker processes of ``vector="async"``)."""
-        self.vec.close()
+        """Close the envs (and stop the worker processes of ``vector="async"``)."""
+        self.closed = True
+        self.slots.close()
 
 
 class GymFamily:
-    """Any gymnasium env (``gym:ID``); a task is a reset seed, train and test seeds from disjoint ranges.
+    """Any gymnasium env (gym:ID); a task is a reset seed, train and test seeds from disjoint ranges.
 
     See :mod:`clonekit.envs.gym` for the options.
     """
@@ -269,10 +262,10 @@ class GymFamily:
     def __init__(self) -> None:
         # (observation space, action space, reward_threshold of the registration) per id and make kwargs
         self._made: dict[str, tuple[gymnasium.Space[Any], gymnasium.Space[Any], float | None]] = {}
-        # Idle sync vector envs per (options, num_envs), reused by make_vec: rollout makes a vec env per wave and
-        # building 64 gymnasium envs can take as long as playing a short episode with them. A GymVecEnv gives
-        # its vector env back when it is garbage collected (unless closed); reset reseeds every sub-env.
-        self._idle: dict[tuple[str, int], list[gymnasium.vector.VectorEnv]] = {}
+        # Idle in-process slot groups per (options, num_envs), reused by make_vec: rollout makes a vec env per wave
+        # and building 64 gymnasium envs can take as long as playing a short episode with them. A GymVecEnv gives
+        # its slots back when it is garbage collected (unless closed); reset reseeds every env.
+        self._idle: dict[tuple[str, int], list[SlotGroup]] = {}
 
     def with_id(self, env_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The options for ``gym:ENV_ID`` given on the command line with ``kwargs`` (``--env-kwargs``)."""
@@ -299,6 +292,9 @@ class GymFamily:
         vector = kwargs.get("vector", "sync")
         if vector not in VECTOR_MODES:
             raise ConfigError(f"env gym: vector: expected one of {list(VECTOR_MODES)}, got {vector!r}")
+        workers = kwargs.get("workers")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ConfigError(f"env gym: workers: expected a positive integer or null, got {workers!r}")
         raw_obs_space, _, spec_threshold = self._describe(env_id, make_kwargs)
         threshold = kwargs.get("success_threshold", spec_threshold)
         if threshold is not None and (
@@ -315,6 +311,7 @@ class GymFamily:
             id=env_id,
             make_kwargs=make_kwargs,
             vector=vector,
+            workers=workers,
             success_threshold=None if threshold is None else float(threshold),
             obs_keys=obs_keys,
             seed_ranges=ranges,
@@ -394,18 +391,19 @@ class GymFamily:
 
     def make_vec(self, tasks: list[GymTask], **kwargs: Any) -> GymVecEnv:
         options = self.options(kwargs)
+        raw_obs, action, _ = self._describe(options.id, options.make_kwargs)
         if options.vector != "sync":  # worker processes are not kept around
-            return GymVecEnv(tasks, options)
+            return GymVecEnv(tasks, options, (raw_obs, action))
         key = (json.dumps(options.to_json(), sort_keys=True, default=str), len(tasks))
         idle = self._idle.setdefault(key, [])
-        env = GymVecEnv(tasks, options, idle.pop() if idle else None)
-        weakref.finalize(env, self._release, idle, env.vec)
+        env = GymVecEnv(tasks, options, (raw_obs, action), idle.pop() if idle else None)
+        weakref.finalize(env, self._release, idle, env.slots)
         return env
 
     @staticmethod
-    def _release(idle: list[gymnasium.vector.VectorEnv], vec: gymnasium.vector.VectorEnv) -> None:
-        if not vec.closed and len(idle) < IDLE_VECTOR_ENVS:
-            idle.append(vec)
+    def _release(idle: list[SlotGroup], slots: Slots) -> None:
+        if isinstance(slots, SlotGroup) and not slots.closed and len(idle) < IDLE_SLOT_GROUPS:
+            idle.append(slots)
 
 
 def env_block_for_gym_id(env_id: str, minari: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
