@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -86,6 +87,7 @@ def test_onnx_acts_like_torch(name: str, runs: dict[str, Path], exported: Export
     path = exported.paths[name]
     assert exported.cli_code == 0
     assert sorted(path.parent.iterdir()) == sorted(exported.paths.values())  # and no temporary files
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)  # onnx's own checker, with shape inference
     session = _session(path)
     (inp,) = session.get_inputs()  # type: ignore[attr-defined]
     assert inp.name == "obs" and inp.type == "tensor(uint8)" and inp.shape == ["batch", 3, 16, 16]

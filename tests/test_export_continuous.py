@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -65,6 +66,7 @@ def test_onnx_reproduces_torch_given_the_same_noise(
     data = goal_data if CASES[case][0] == "goal_bc" else avoiding_data
     policy = _policy(case, data)
     path = export_policy_onnx(policy, tmp_path / "policy.onnx", torch.float32)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)  # onnx's own checker, with shape inference
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = [i.name for i in session.get_inputs()]
     assert inputs == EXPECTED_INPUTS[case]

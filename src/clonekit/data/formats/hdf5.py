@@ -2,27 +2,43 @@
 
 Layout written::
 
-    data                          attrs: total (steps), env_args (JSON: env_name, env_kwargs, env = the clonekit
-                                  env block, spaces = the clonekit spaces), clonekit (JSON header: the streams in
-                                  order with their specs, episode_info names, extra)
+    data                          attrs: total (steps), env_args (JSON, see below), clonekit (JSON header: the
+                                  streams in order with their specs, episode_info names, extra)
     data/demo_{i}                 episode i; attrs: num_samples (T) and episode_info/<name> per episode info column
     data/demo_{i}/obs/obs         stream obs (T, *obs_shape)
-    data/demo_{i}/next_obs/obs    stream next_obs, when the dataset has it
-    data/demo_{i}/actions         stream action
+    data/demo_{i}/next_obs/obs    stream next_obs; without one, obs shifted by one step, the last row repeating the
+                                  episode's last obs (a warning: the final observation was not recorded)
+    data/demo_{i}/actions         stream action; scalar (discrete) actions as (T, 1), as robomimic expects
     data/demo_{i}/rewards         stream reward (float32)
     data/demo_{i}/dones           stream terminated (bool)
     data/demo_{i}/truncated       stream truncated (bool)
     data/demo_{i}/<name>          every other stream: arrays as they are, text as variable-length UTF-8 strings
+    mask/<name>                   the dataset's episode splits (``clonekit.data.splits``), as robomimic filter keys:
+                                  the demo names of each split (bytes), e.g. mask/train and mask/valid
 
-Nothing is dropped, so clonekit -> hdf5 -> clonekit is exact. Refused with a ``DatasetError``: annotation streams
-named ``actions``, ``rewards`` or ``dones`` (robomimic's own names) and text with a NUL character (HDF5 strings end
-at NUL). A robomimic file written elsewhere (no ``clonekit`` attr) is read as: demos in order of their number; one
+``env_args`` holds what robomimic's ``FileUtils.get_env_metadata_from_dataset`` returns: ``type`` is always
+``2`` (robomimic's ``EnvType.GYM_TYPE``: the only type not tied to robosuite or iGibson); ``env_name`` and
+``env_kwargs`` are the gymnasium id and ``gymnasium.make`` kwargs when the dataset names a registered gymnasium
+env (``clonekit.data.formats.gym_id``), else the clonekit env id and its kwargs. robomimic's ``EnvGym`` makes
+envs with the legacy ``gym`` package, so recreating the env through robomimic also needs the id registered
+there. Two more keys carry clonekit's own: ``env`` (the clonekit env block) and ``spaces``.
+
+Nothing is dropped, so clonekit -> hdf5 -> clonekit is exact (same content fingerprint): the clonekit header
+records each stream's shape, so (T, 1) actions are read back as the (T,) stream they came from, and a derived
+next_obs not in the header is not read back. Observations are stored as clonekit holds them: an image stream
+stays (C, H, W), so declare it ``low_dim`` to robomimic (its ``rgb`` modality expects (H, W, C)). Refused with
+a ``DatasetError``: annotation streams named ``actions``, ``rewards`` or ``dones`` (robomimic's own names) and
+text with a NUL character (HDF5 strings end at NUL).
+
+A robomimic file written elsewhere (no ``clonekit`` attr) is read as: demos in order of their number; one
 obs key -> ``obs``; several obs keys -> each flattened to (T, -1) float32 and concatenated along the last axis in
 sorted key order (a warning lists the order); a ``next_obs`` group the same way -> ``next_obs``; ``dones`` != 0 ->
 ``terminated``, and without ``dones`` nothing terminates (warning); without ``truncated`` an episode is truncated
 at its last step unless it terminated there; without ``rewards`` rewards are 0 (warning); every other per-step
 dataset -> an annotation stream of the same name (anything else is skipped with a warning). Its spaces are derived
-from the arrays (``clonekit.data.formats.infer``).
+from the arrays (``clonekit.data.formats.infer``). In any file, ``mask/<name>`` (lists of demo names) becomes
+split ``name`` of ``extra["splits"]`` (episode indices); in a file clonekit wrote, ``mask/`` wins over the
+header's splits when they differ (robomimic's ``split_train_val`` script may have rewritten it), with a warning.
 """
 
 from __future__ import annotations
@@ -39,6 +55,7 @@ import numpy as np
 
 from clonekit.data.atomic import fsync_file, install, temp_path
 from clonekit.data.format import REQUIRED_STREAMS, StreamSpec, array_stream, json_object
+from clonekit.data.formats.gym_id import gymnasium_env
 from clonekit.data.formats.h5 import H5_ERRORS, check_no_nul, h5_dataset, read_values, stream_spec_of
 from clonekit.data.formats.infer import concat_flat, derived_spaces, gym_spaces, storable_dtype
 from clonekit.data.formats.source import (
@@ -52,6 +69,7 @@ from clonekit.data.formats.source import (
     require_package,
 )
 from clonekit.data.messages import one_line
+from clonekit.data.splits import SPLITS_KEY, check_splits
 from clonekit.errors import DatasetError
 
 # Where each clonekit stream lives inside data/demo_{i}; any other stream sits under its own name.
@@ -65,6 +83,8 @@ _HDF5_PATHS = {
 }
 _HDF5_TAKEN_NAMES = ("actions", "rewards", "dones")
 _HDF5_INFO_ATTR = "episode_info/"
+# robomimic.envs.env_base.EnvType.GYM_TYPE, the env type written to env_args (see the module docstring).
+ROBOMIMIC_GYM_TYPE = 2
 _DEMO_NAME = re.compile(r"^demo_(\d+)$")
 
 
@@ -92,8 +112,14 @@ def read_hdf5(path: Path) -> Source:
                 layout = _foreign_layout(path, data, demos, warnings)
                 streams, episode_info, extra = layout.streams, [], {"converted_from": {"format": "hdf5"}}
                 env, spaces = _foreign_env(path, data, warnings), {}
+            splits = _read_masks(path, file, demos)
     except H5_ERRORS as e:
         raise DatasetError(f"{path}: cannot read as HDF5: {one_line(e)}") from e
+    if splits is not None and splits != extra.get(SPLITS_KEY):
+        if SPLITS_KEY in extra:
+            warnings.append(f"{path}: mask/ differs from the splits in the clonekit header; mask/ is kept")
+        extra = {**extra, SPLITS_KEY: splits}
+    action_spec = next(spec for spec in streams if spec.name == "action")
 
     def read_demo(where: str, group: Any) -> Episode:
         if layout is None:
@@ -114,7 +140,7 @@ def read_hdf5(path: Path) -> Source:
                 parts = [np.asarray(file["data"][name]["actions"][()]) for name in demos]
         except H5_ERRORS as e:
             raise DatasetError(f"{path}: cannot read the actions: {one_line(e)}") from e
-        return np.concatenate(parts)
+        return _as_stream_shape(np.concatenate(parts), action_spec)
 
     obs_spec = next(spec for spec in streams if spec.name == "obs")
     if layout is not None:
@@ -144,12 +170,14 @@ def write_hdf5(source: Source, dst: Path, overwrite: bool) -> list[str]:
                 f"{source.path}: stream {spec.name!r} cannot be stored in robomimic HDF5: "
                 f"{', '.join(_HDF5_TAKEN_NAMES)} are robomimic's own datasets; rename the stream"
             )
-    env_args = {
-        "env_name": str(source.env.get("id") or ""),
-        "env_kwargs": source.env.get("kwargs", {}),
-        "env": source.env,
-        "spaces": source.spaces,
-    }
+    env_args = _robomimic_env_args(source)
+    derive_next_obs = not any(spec.name == "next_obs" for spec in source.streams)
+    warnings: list[str] = []
+    if derive_next_obs:
+        warnings.append(
+            f"{source.path}: no 'next_obs' stream, so next_obs/obs is obs shifted by one step and the last next_obs "
+            "of each episode repeats its last obs (the final observation was not recorded)"
+        )
     tmp = temp_path(dst)
     try:
         # libver v108 stores attributes densely, so a big env block (many tasks) still fits in env_args.
@@ -168,18 +196,75 @@ def write_hdf5(source: Source, dst: Path, overwrite: bool) -> list[str]:
                         texts = [str(text) for text in values]
                         check_no_nul(f"{dst}: episode {i}, stream {spec.name!r}", texts)
                         demo.create_dataset(path, data=texts, dtype=h5py.string_dtype("utf-8"))
+                    elif spec.name == "action" and spec.shape == ():
+                        demo.create_dataset(path, data=np.asarray(values).reshape(-1, 1))  # robomimic reads (T, D)
                     else:
                         demo.create_dataset(path, data=np.asarray(values))
+                if derive_next_obs:
+                    obs = np.asarray(steps["obs"])
+                    demo.create_dataset(_HDF5_PATHS["next_obs"], data=np.concatenate([obs[1:], obs[-1:]]))
                 for name, value in info.items():
                     demo.attrs[_HDF5_INFO_ATTR + name] = value
                 total += len(steps["action"])
             data.attrs["total"] = total
+            if SPLITS_KEY in source.extra:
+                splits = check_splits(f"{source.path}: extra.{SPLITS_KEY}", source.extra[SPLITS_KEY], len(data))
+                for name, indices in splits.items():
+                    file.create_dataset(f"mask/{name}", data=np.array([f"demo_{i}" for i in indices], dtype="S"))
         fsync_file(tmp)
         install(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return []
+    return warnings
+
+
+def _robomimic_env_args(source: Source) -> dict[str, Any]:
+    """The ``env_args`` attr: robomimic's ``env_name``, ``type`` and ``env_kwargs``, plus clonekit's env and spaces."""
+    named = gymnasium_env(source.env)
+    if named is not None:
+        env_name, env_kwargs = named
+    else:
+        env_name, env_kwargs = str(source.env.get("id") or ""), source.env.get("kwargs", {})
+    return {
+        "env_name": env_name,
+        "type": ROBOMIMIC_GYM_TYPE,
+        "env_kwargs": env_kwargs,
+        "env": source.env,
+        "spaces": source.spaces,
+    }
+
+
+def _read_masks(path: Path, file: Any, demos: list[str]) -> dict[str, list[int]] | None:
+    """The splits of robomimic's filter keys ``mask/<name>`` (demo names) as episode indices; ``None`` without
+    a ``mask`` group."""
+    import h5py
+
+    mask = file.get("mask")
+    if mask is None:
+        return None
+    if not isinstance(mask, h5py.Group):
+        raise DatasetError(f"{path}: 'mask' is a dataset; expected a group of filter keys mask/<name>")
+    position = {name: i for i, name in enumerate(demos)}
+    splits = {}
+    for name in mask:
+        item = mask[name]
+        if not isinstance(item, h5py.Dataset) or item.ndim != 1:
+            found = f"shape {item.shape}" if isinstance(item, h5py.Dataset) else f"a {type(item).__name__}"
+            raise DatasetError(f"{path}: mask/{name}: expected a 1-D dataset of demo names, found {found}")
+        names = [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in item[()]]
+        unknown = [n for n in names if n not in position]
+        if unknown:
+            raise DatasetError(f"{path}: mask/{name}: {unknown[0]!r} is not a demo_<i> group under 'data'")
+        splits[name] = sorted({position[n] for n in names})
+    return check_splits(f"{path}: mask", splits, len(demos))
+
+
+def _as_stream_shape(values: np.ndarray, spec: StreamSpec) -> np.ndarray:
+    """Scalar actions written as (T, 1) for robomimic back as the (T,) stream the header records."""
+    if spec.kind == "array" and spec.shape == () and values.ndim == 2 and values.shape[1] == 1:
+        return values.reshape(-1)
+    return values
 
 
 def _demo_names(path: Path, data: Any, warnings: list[str]) -> list[str]:
@@ -211,7 +296,8 @@ def _read_clonekit_demo(where: str, group: Any, streams: list[StreamSpec], episo
     """One demo of a file written by ``write_hdf5``: every stream at its path, episode info from attrs."""
     steps: Steps = {}
     for spec in streams:
-        steps[spec.name] = read_values(h5_dataset(where, group, _HDF5_PATHS.get(spec.name, spec.name)), spec)
+        values = read_values(h5_dataset(where, group, _HDF5_PATHS.get(spec.name, spec.name)), spec)
+        steps[spec.name] = _as_stream_shape(values, spec) if isinstance(values, np.ndarray) else values
     _check_num_samples(where, group, len(steps["action"]))
     info: EpisodeInfo = {}
     for name in episode_info:

@@ -13,7 +13,10 @@ own ``MinariStorage`` (HDF5 backend, no JPEG encoding so images stay exact)::
     metadata.json     dataset_id, minari_version, the gymnasium spaces (from meta.json, else derived from the data), the
                       env_spec and descriptive keys of a dataset that came from Minari, and a ``clonekit`` block
                       (stream specs, env, spaces, extra, episode info values) from which clonekit -> minari ->
-                      clonekit restores the header exactly.
+                      clonekit restores the header exactly. A dataset that did not come from Minari gets the
+                      env_spec of the registered gymnasium env its env block names (``clonekit.data.formats.gym_id``,
+                      e.g. data collected with ``gym:CartPole-v1``), so ``recover_environment()`` works; clonekit's
+                      own multi-task families name none.
 
 The dataset id is ``DST``'s name when it already reads ``name-vN``, so ``minari.load_dataset(name)`` finds the
 dataset with ``MINARI_DATASETS_PATH`` set to ``DST``'s parent; otherwise it is that name with characters other than
@@ -40,6 +43,7 @@ import numpy as np
 
 from clonekit.data.atomic import fsync_tree, install, temp_path
 from clonekit.data.format import REQUIRED_STREAMS, StreamSpec, array_stream
+from clonekit.data.formats.gym_id import gymnasium_env, gymnasium_env_spec
 from clonekit.data.formats.infer import concat_flat, storable_dtype, widest_box
 from clonekit.data.formats.source import (
     Episode,
@@ -342,7 +346,7 @@ def write_minari(source: Source, dst: Path, overwrite: bool) -> list[str]:
             "dataset_id": dataset_id,
             "minari_version": minari.__version__,
             "description": f"Converted by clonekit from {source.path.name}",
-            **_minari_metadata_from_env(source.env),
+            **_minari_metadata_from_env(source.env, warnings),
             "clonekit": block,
         }
         storage.update_metadata(metadata)
@@ -373,17 +377,31 @@ def _minari_dataset_id(name: str, warnings: list[str]) -> str:
     return dataset_id
 
 
-def _minari_metadata_from_env(env: Mapping[str, Any]) -> dict[str, Any]:
-    """The Minari metadata of a dataset that came from Minari (kept in the env block), ready for minari's writer."""
+def _minari_metadata_from_env(env: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """The Minari metadata of a dataset that came from Minari (kept in the env block), ready for minari's writer;
+    else the ``env_spec`` of the registered gymnasium env the env block names, if any."""
     kept = env.get("minari")
     if not isinstance(kept, dict):
-        return {}
+        return _env_spec_metadata(env, warnings)
     metadata = {key: kept[key] for key in _MINARI_KEPT_METADATA if key in kept}
     for key in ("author", "author_email"):  # minari keeps these as sets (JSON lists on disk)
         if key in metadata:
             value = metadata[key]
             metadata[key] = {value} if isinstance(value, str) else set(value)
     return metadata
+
+
+def _env_spec_metadata(env: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """``{"env_spec": JSON}`` for the registered gymnasium env the env block names; ``{}`` when it names none."""
+    named = gymnasium_env(env)
+    if named is None:
+        return {}
+    env_id, make_kwargs = named
+    try:
+        return {"env_spec": gymnasium_env_spec(env_id, make_kwargs).to_json()}
+    except (gym.error.Error, ValueError, TypeError) as e:  # e.g. kwargs that are not JSON, a callable entry point
+        warnings.append(f"no env_spec for {env_id!r} (recover_environment() will not work): {one_line(e)}")
+        return {}
 
 
 def _seed(value: Any) -> int | None:
