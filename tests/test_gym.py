@@ -22,6 +22,7 @@ from clonekit.envs import env_block_for_eval, resolve_env
 from clonekit.envs.gym import GymFamily, GymTask
 from clonekit.errors import ConfigError
 from clonekit.evaluation import split_tasks
+from tests.foreign_data import write_cartpole_minari
 
 WALK_SOURCE = '''
 """A 1-D walk to a goal: an env that lives outside clonekit, plus its oracle."""
@@ -272,52 +273,10 @@ def test_outside_env_collect_train_eval_through_the_cli(
     assert code == 2 and "NoSuchEnv-v0" in err and len(err.strip().splitlines()) == 1
 
 
-def _write_cartpole_minari(root: Path, episodes: int, max_steps: int) -> Path:
-    """A Minari dataset of CartPole-v1 played by a balancing controller, written with minari's own API.
-
-    minari's ``DataCollector`` needs jax (not installed), so the episodes go through ``EpisodeBuffer`` and
-    ``minari.create_dataset_from_buffers``, as DataCollector would store them.
-    """
-    import minari
-    from minari.data_collector import EpisodeBuffer
-
-    env = gymnasium.make("CartPole-v1", max_episode_steps=max_steps)
-    buffers = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=episode)
-        observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
-        done = False
-        while not done:
-            action = int(obs[2] + 0.5 * obs[3] > 0)  # push the cart under the pole
-            obs, reward, terminated, truncated, _ = env.step(action)
-            observations.append(obs)
-            actions.append(action)
-            rewards.append(reward)
-            terminations.append(terminated)
-            truncations.append(truncated)
-            done = terminated or truncated
-        buffers.append(
-            EpisodeBuffer(
-                id=episode,
-                seed=episode,
-                observations=np.array(observations),
-                actions=np.array(actions),
-                rewards=np.array(rewards),
-                terminations=np.array(terminations),
-                truncations=np.array(truncations),
-            )
-        )
-    with pytest.MonkeyPatch.context() as patch, pytest.warns(UserWarning):  # minari warns about missing metadata
-        patch.setenv("MINARI_DATASETS_PATH", str(root))
-        minari.create_dataset_from_buffers("cartpole/pd-v0", buffers, env=env, algorithm_name="pd", data_format="hdf5")
-    env.close()
-    return root / "cartpole" / "pd-v0"
-
-
 def test_minari_cartpole_run_evaluates_on_the_gymnasium_env(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], one_torch_thread: None
 ) -> None:
-    source = _write_cartpole_minari(tmp_path / "minari", episodes=10, max_steps=200)
+    source = write_cartpole_minari(tmp_path / "minari", episodes=10, max_steps=200)
     data, run = tmp_path / "cartpole", tmp_path / "run"
     code, _, err = _run(capsys, "convert", source, data)
     assert code == 0, err

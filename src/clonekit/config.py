@@ -28,7 +28,7 @@ def config_from_json(cls: type[C], data: Any, where: str) -> C:
 
     ``where`` names the source in errors (e.g. ``"run/config.json policy_config"``). Unknown keys, missing
     required keys and values of the wrong type raise :class:`ConfigError`; range checks are the config's own
-    ``__post_init__``.
+    ``__post_init__``, whose errors also start with ``where``.
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a JSON object, found {type(data).__name__}")
@@ -43,7 +43,7 @@ def config_from_json(cls: type[C], data: Any, where: str) -> C:
         kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
     try:
         return cls(**kwargs)
-    except TypeError as err:  # a required field is missing
+    except (TypeError, ConfigError) as err:  # a required field is missing, or a check in __post_init__ failed
         raise ConfigError(f"{where}: {err}") from err
 
 

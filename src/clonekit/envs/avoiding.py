@@ -41,6 +41,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from clonekit.config import check
 from clonekit.seeding import derive_seed
 
 OBSTACLE_RADIUS = 0.08
@@ -225,13 +226,18 @@ class AvoidingEnv(gym.Env[np.ndarray, np.ndarray]):
     """Gymnasium env of Avoiding (a one-slot :class:`AvoidingVecEnv`).
 
     ``start`` fixes the start position; without it, every ``reset(seed=...)`` draws one from the start area.
+    ``render_mode="rgb_array"``: ``render()`` draws the arena as an ``(S, S, 3)`` uint8 frame (numpy, no GL).
     """
 
-    metadata = {"render_modes": []}  # noqa: RUF012 - gymnasium reads this class attribute
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}  # noqa: RUF012 - gymnasium reads this
 
-    def __init__(self, start: tuple[float, float] | None = None, max_steps: int | None = None) -> None:
+    def __init__(
+        self, start: tuple[float, float] | None = None, max_steps: int | None = None, render_mode: str | None = None
+    ) -> None:
+        check(render_mode in (None, "rgb_array"), "render_mode", "None or 'rgb_array'", render_mode)
         self.start = start
         self.max_steps = max_steps
+        self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(
             np.array([ARENA_X[0], ARENA_Y[0]], dtype=np.float32),
             np.array([ARENA_X[1], ARENA_Y[1]], dtype=np.float32),
@@ -263,6 +269,14 @@ class AvoidingEnv(gym.Env[np.ndarray, np.ndarray]):
             {"crashed": bool(self._vec.crashed[0])},
         )
 
+    def render(self) -> np.ndarray:
+        """The arena with the agent, ``(S, S, 3)`` uint8 (``S``: the pixel envs' default image size)."""
+        from clonekit.envs.pixels import render_avoiding  # pixels imports this module, so not at the top
+
+        if self._vec is None:
+            raise RuntimeError("AvoidingEnv.render called before reset")
+        return np.ascontiguousarray(render_avoiding(self._vec.observe())[0].transpose(1, 2, 0))
+
 
 class AvoidingGoalEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     """Gymnasium env of goal-reaching Avoiding: observations ``{"obs": (x, y), "goal": (x, y)}``.
@@ -271,15 +285,17 @@ class AvoidingGoalEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     one of the ``EXITS``.
     """
 
-    metadata = {"render_modes": []}  # noqa: RUF012 - gymnasium reads this class attribute
+    metadata = AvoidingEnv.metadata
 
     def __init__(
         self,
         start: tuple[float, float] | None = None,
         goal: tuple[float, float] | None = None,
         max_steps: int | None = None,
+        render_mode: str | None = None,
     ) -> None:
-        self._plain = AvoidingEnv(start, max_steps)
+        self._plain = AvoidingEnv(start, max_steps, render_mode)
+        self.render_mode = render_mode
         self.goal = goal
         arena = self._plain.observation_space  # a goal is a position too (those used lie on the finish line)
         self.observation_space = gym.spaces.Dict({"obs": arena, "goal": arena})  # type: ignore[assignment]
@@ -300,6 +316,6 @@ class AvoidingGoalEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         obs, reward, terminated, truncated, info = self._plain.step(action)
         return {"obs": obs, "goal": self._goal.copy()}, reward, terminated, truncated, info
 
-
-gym.register(id="clonekit/Avoiding-v0", entry_point="clonekit.envs.avoiding:AvoidingEnv")
-gym.register(id="clonekit/AvoidingGoal-v0", entry_point="clonekit.envs.avoiding:AvoidingGoalEnv")
+    def render(self) -> np.ndarray:
+        """The arena with the agent, as :meth:`AvoidingEnv.render`."""
+        return self._plain.render()

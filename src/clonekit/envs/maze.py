@@ -23,6 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from clonekit.config import check
 from clonekit.seeding import derive_seed
 
 WALL, AGENT, GOAL = 0, 1, 2
@@ -252,9 +253,10 @@ class MazeEnv(gym.Env[np.ndarray, np.int64]):
     """Gymnasium env for one maze (a one-slot :class:`MazeVecEnv`).
 
     ``maze_seed`` fixes the maze; without it, every ``reset(seed=...)`` draws a new maze from the seed.
+    ``render_mode="rgb_array"``: ``render()`` draws the maze as an ``(8H, 8W, 3)`` uint8 frame (numpy, no GL).
     """
 
-    metadata = {"render_modes": ["rgb_array"]}  # noqa: RUF012 - gymnasium reads this class attribute
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 - gymnasium reads this
 
     def __init__(
         self,
@@ -264,6 +266,7 @@ class MazeEnv(gym.Env[np.ndarray, np.int64]):
         max_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:
+        check(render_mode in (None, "rgb_array"), "render_mode", "None or 'rgb_array'", render_mode)
         self.maze_seed = maze_seed
         self.size = size
         self.loop_fraction = loop_fraction
@@ -302,6 +305,3 @@ def render_rgb(obs: np.ndarray, cell: int = 8) -> np.ndarray:
     img[obs[GOAL] > 0] = (40, 170, 70)
     img[obs[AGENT] > 0] = (220, 60, 50)
     return np.kron(img, np.ones((cell, cell, 1), dtype=np.uint8))
-
-
-gym.register(id="clonekit/Maze-v0", entry_point="clonekit.envs.maze:MazeEnv")

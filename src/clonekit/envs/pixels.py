@@ -202,8 +202,9 @@ class AvoidingPixelsEnv(avoiding.AvoidingEnv):
         start: tuple[float, float] | None = None,
         max_steps: int | None = None,
         image_size: int = DEFAULT_IMAGE_SIZE,
+        render_mode: str | None = None,
     ) -> None:
-        super().__init__(start, max_steps)
+        super().__init__(start, max_steps, render_mode)
         self.image_size = image_size
         self.observation_space = avoiding_pixel_space(image_size)
 
@@ -216,7 +217,3 @@ class AvoidingPixelsEnv(avoiding.AvoidingEnv):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = super().step(action)
         return render_avoiding(obs[None], self.image_size)[0], reward, terminated, truncated, info
-
-
-gym.register(id="clonekit/MazePixels-v0", entry_point="clonekit.envs.pixels:MazePixelsEnv")
-gym.register(id="clonekit/AvoidingPixels-v0", entry_point="clonekit.envs.pixels:AvoidingPixelsEnv")

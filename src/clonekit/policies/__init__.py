@@ -38,10 +38,11 @@ def policy_classes(name: str) -> tuple[type[Any], type[Policy]]:
     return POLICIES[name]
 
 
-def build_policy(name: str, config: dict[str, Any], where: str = "policy config") -> Policy:
-    """Build policy ``name`` from a JSON-like config dict (validated; errors name ``where``)."""
+def build_policy(name: str, config: dict[str, Any], where: str | None = None) -> Policy:
+    """Build policy ``name`` from a JSON-like config dict (validated; errors start with ``where``, by default
+    ``policy 'NAME'``)."""
     config_cls, policy_cls = policy_classes(name)
-    return policy_cls(config_from_json(config_cls, config, where))
+    return policy_cls(config_from_json(config_cls, config, where or f"policy {name!r}"))
 
 
 __all__ = ["POLICIES", "Policy", "build_policy", "policy_classes"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from clonekit.config import check
+from clonekit.policies.from_data import auto_encoder, auto_normalize_obs, check_fits_shape, resolve_auto
 
 
 @dataclass(frozen=True)
@@ -18,12 +19,15 @@ class BCConfig:
         num_actions: Number of discrete actions. Filled in from the dataset.
 
         encoder: ``"conv"`` (3x3 convolutions then an MLP; needs ``(C, H, W)`` observations), ``"cnn"`` (for
-            pictures: every 3x3 convolution halves the resolution, then an MLP) or ``"mlp"``.
+            pictures: every 3x3 convolution halves the resolution, then an MLP), ``"mlp"``, or ``"auto"``:
+            ``"conv"`` for ``(C, H, W)`` observations, else ``"mlp"`` (see :mod:`clonekit.policies.from_data`;
+            the config keeps the resolved value).
         conv_channels: Output channels of each conv layer; with ``"conv"`` the second and later layers use
             stride 2, with ``"cnn"`` every layer does.
         hidden_sizes: Widths of the MLP layers after the conv stack (or of the whole MLP encoder).
-        normalize_obs: ``"per_channel"`` (maps), ``"per_feature"`` (vectors) or ``"none"``; the statistics
-            are fitted on the training data and stored in the checkpoint.
+        normalize_obs: ``"per_channel"`` (maps), ``"per_feature"`` (vectors), ``"none"``, or ``"auto"``:
+            ``"per_channel"`` for ``(C, H, W)`` observations, else ``"per_feature"``; the statistics are fitted
+            on the training data and stored in the checkpoint.
         random_shift: Training augmentation for pictures (DrQ): pad each observation by this many pixels
             (repeating the border) and crop it back at a random offset; 0 turns it off. ``act`` never shifts.
         frame_stack: Number ``k`` of most recent observations the policy sees, stacked along the channels
@@ -34,10 +38,10 @@ class BCConfig:
     obs_shape: tuple[int, ...]
     num_actions: int
 
-    encoder: Literal["conv", "cnn", "mlp"] = "conv"
+    encoder: Literal["auto", "conv", "cnn", "mlp"] = "auto"
     conv_channels: tuple[int, ...] = (32, 64, 64)
     hidden_sizes: tuple[int, ...] = (256,)
-    normalize_obs: Literal["none", "per_feature", "per_channel"] = "per_channel"
+    normalize_obs: Literal["auto", "none", "per_feature", "per_channel"] = "auto"
     random_shift: int = 0
     frame_stack: int = 1
 
@@ -49,17 +53,12 @@ class BCConfig:
             self.obs_shape,
         )
         check(self.num_actions >= 2, "num_actions", ">= 2", self.num_actions)
-        check(self.encoder in ("conv", "cnn", "mlp"), "encoder", "'conv', 'cnn' or 'mlp'", self.encoder)
+        resolve_auto(self, "encoder", auto_encoder(self.obs_shape))
+        resolve_auto(self, "normalize_obs", auto_normalize_obs(self.obs_shape))
+        check(self.encoder in ("conv", "cnn", "mlp"), "encoder", "'auto', 'conv', 'cnn' or 'mlp'", self.encoder)
+        check_fits_shape(self.obs_shape, self.encoder, self.normalize_obs)
         if self.encoder in ("conv", "cnn"):
-            check(len(self.obs_shape) == 3, "obs_shape", f"(C, H, W) for encoder {self.encoder!r}", self.obs_shape)
             check(len(self.conv_channels) >= 1, "conv_channels", "at least one layer", self.conv_channels)
-        if self.normalize_obs == "per_channel":
-            check(
-                len(self.obs_shape) == 3,
-                "obs_shape",
-                "(C, H, W) for normalize_obs 'per_channel'",
-                self.obs_shape,
-            )
         check(
             len(self.conv_channels) <= 16 and all(0 < c <= 4096 for c in self.conv_channels),
             "conv_channels",
@@ -75,7 +74,7 @@ class BCConfig:
         check(
             self.normalize_obs in ("none", "per_feature", "per_channel"),
             "normalize_obs",
-            "none|per_feature|per_channel",
+            "auto|none|per_feature|per_channel",
             self.normalize_obs,
         )
         check(0 <= self.random_shift <= 64, "random_shift", "in [0, 64] pixels", self.random_shift)

@@ -7,6 +7,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from clonekit.config import check
+from clonekit.policies.from_data import (
+    auto_encoder,
+    auto_normalize_obs,
+    check_fits_shape,
+    is_image_shape,
+    resolve_auto,
+)
 
 
 @dataclass(frozen=True)
@@ -23,11 +30,14 @@ class ContinuousBCConfig:
         goal_shape: Shape of the goal input (the ``goal`` stream), ``()`` for none. Only policy ``goal_bc``
             reads a goal; it fills this in from the dataset.
 
-        encoder: ``"mlp"``, ``"conv"`` (3x3 convolutions then an MLP; needs ``(C, H, W)`` observations) or
-            ``"cnn"`` (for pictures: every 3x3 convolution halves the resolution, then an MLP).
+        encoder: ``"mlp"``, ``"conv"`` (3x3 convolutions then an MLP; needs ``(C, H, W)`` observations),
+            ``"cnn"`` (for pictures: every 3x3 convolution halves the resolution, then an MLP), or ``"auto"``:
+            ``"conv"`` for ``(C, H, W)`` observations without a goal, else ``"mlp"`` (see
+            :mod:`clonekit.policies.from_data`; the config keeps the resolved value).
         conv_channels: Output channels of each conv layer (encoders ``"conv"`` and ``"cnn"``).
         hidden_sizes: Widths of the encoder's MLP layers; the last is the feature width the head sees.
-        normalize_obs: ``"per_feature"``, ``"per_channel"`` (maps) or ``"none"``; fitted on the training data.
+        normalize_obs: ``"per_feature"``, ``"per_channel"`` (maps), ``"none"``, or ``"auto"``: ``"per_channel"``
+            for ``(C, H, W)`` observations, else ``"per_feature"``; fitted on the training data.
         random_shift: Training augmentation for pictures (DrQ): pad each observation by this many pixels
             (repeating the border) and crop it back at a random offset; 0 turns it off. ``act`` never shifts.
         frame_stack: Number ``k`` of most recent observations the policy sees, stacked along the channels
@@ -59,10 +69,10 @@ class ContinuousBCConfig:
     action_shape: tuple[int, ...]
     goal_shape: tuple[int, ...] = ()
 
-    encoder: Literal["mlp", "conv", "cnn"] = "mlp"
+    encoder: Literal["auto", "mlp", "conv", "cnn"] = "auto"
     conv_channels: tuple[int, ...] = (32, 64)
     hidden_sizes: tuple[int, ...] = (256, 256)
-    normalize_obs: Literal["none", "per_feature", "per_channel"] = "per_feature"
+    normalize_obs: Literal["auto", "none", "per_feature", "per_channel"] = "auto"
     random_shift: int = 0
     frame_stack: int = 1
 
@@ -96,16 +106,16 @@ class ContinuousBCConfig:
             self.action_shape,
         )
         check(all(d > 0 for d in self.goal_shape), "goal_shape", "positive dims or ()", self.goal_shape)
-        check(self.encoder in ("mlp", "conv", "cnn"), "encoder", "'mlp', 'conv' or 'cnn'", self.encoder)
+        # A goal joins the flattened observation, which only the MLP encoder reads.
+        resolve_auto(self, "encoder", "mlp" if self.goal_shape else auto_encoder(self.obs_shape))
+        resolve_auto(self, "normalize_obs", auto_normalize_obs(self.obs_shape))
+        check(self.encoder in ("mlp", "conv", "cnn"), "encoder", "'auto', 'mlp', 'conv' or 'cnn'", self.encoder)
         if self.goal_shape:
-            check(self.encoder == "mlp", "encoder", "'mlp' with a goal input", self.encoder)
-        if self.encoder in ("conv", "cnn") or self.normalize_obs == "per_channel" or self.random_shift:
-            check(
-                len(self.obs_shape) == 3,
-                "obs_shape",
-                "(C, H, W) for a conv/cnn encoder, per_channel or random_shift",
-                self.obs_shape,
-            )
+            check(self.encoder == "mlp", "encoder", "'mlp' or 'auto' with a goal input", self.encoder)
+        image = is_image_shape(self.obs_shape)
+        check_fits_shape(self.obs_shape, self.encoder, self.normalize_obs)
+        if self.random_shift:
+            check(image, "obs_shape", "(C, H, W) pictures for random_shift", self.obs_shape)
         check(0 <= self.random_shift <= 64, "random_shift", "in [0, 64] pixels", self.random_shift)
         check(1 <= self.frame_stack <= 64, "frame_stack", "in [1, 64]", self.frame_stack)
         for name in ("conv_channels", "hidden_sizes", "diffusion_hidden_sizes"):
