@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from clonekit.errors import CheckpointError, ClonekitError
-from clonekit.io import atomic_write_json, fsync_dir
+from clonekit.io import atomic_write_json, fsync_dir, make_temp_dir, make_temp_file, new_file_mode
 from clonekit.policies import Policy, build_policy
 
 RUN_FORMAT = "clonekit.run"
@@ -38,12 +37,11 @@ CHECKPOINTS_DIR = "checkpoints"
 
 
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Atomically write ``tensors`` as a safetensors file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    """Atomically write ``tensors`` as a safetensors file (mode as a plain write would give it)."""
+    tmp = make_temp_file(path)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        os.chmod(tmp, new_file_mode())  # save_file makes a new file of its own, mode 0600
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -190,7 +188,7 @@ def write_checkpoint(
     root = run_dir / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".step_{step:08d}.", dir=root))
+    tmp = make_temp_dir(root, f".step_{step:08d}.")
     try:
         atomic_save_tensors(model, tmp / MODEL_FILE)
         atomic_save_tensors(optimizer, tmp / OPTIMIZER_FILE)

@@ -19,7 +19,8 @@ from rich.progress import (
 def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[..., None]]:
     """Yield ``advance(n=1, **fields)``; shows a rich bar on stderr when ``enabled``.
 
-    Extra fields (e.g. ``loss=0.12``) are shown after the bar.
+    Extra fields (e.g. ``loss=0.12``) are shown after the bar. When an error ends the work, the bar is taken
+    away first, so the error is the last thing on the terminal (the CLI's one ``error:`` line).
     """
     if not enabled:
         yield lambda n=1, **fields: None
@@ -43,4 +44,8 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
             else:
                 progress.update(task, advance=n)
 
-        yield advance
+        try:
+            yield advance
+        except BaseException:
+            progress.remove_task(task)
+            raise

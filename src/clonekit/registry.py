@@ -21,6 +21,8 @@ Entry points are loaded once per process, lazily, on the first registry lookup (
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
@@ -116,4 +118,56 @@ def register_policy(name: str, config_cls: type[Any], policy_cls: type[Any], *, 
     POLICIES[name] = (config_cls, policy_cls)
 
 
-__all__ = ["PLUGIN_GROUP", "load_plugins", "register_env", "register_expert", "register_policy"]
+# reST markup in docstrings: a role (``:class:`~a.B```, ``:mod:`x <a.b>```), an inline literal, a default role.
+_ROLE = re.compile(r":[\w:.+-]+:`([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+)``")
+_DEFAULT_ROLE = re.compile(r"`([^`]+)`")
+
+
+def describe(obj: Any) -> str:
+    """The one-line description ``clonekit list`` shows for a registered class or object.
+
+    It is the summary (first paragraph) of the docstring of a class or function, or of an instance's class
+    (never one inherited from a base class), on one line, with reST markup reduced to its text:
+    ``:class:`~a.B``` -> ``B``, ````x```` -> ``x``.
+    """
+    if inspect.isroutine(obj):
+        doc = obj.__doc__ or ""
+    else:
+        doc = (obj if isinstance(obj, type) else type(obj)).__dict__.get("__doc__") or ""
+    summary = " ".join(doc.strip().split("\n\n", 1)[0].split())
+    summary = _ROLE.sub(lambda m: _role_text(m.group(1)), summary)
+    summary = _LITERAL.sub(r"\1", summary)
+    return _DEFAULT_ROLE.sub(r"\1", summary)
+
+
+def _role_text(target: str) -> str:
+    if target.endswith(">") and " <" in target:  # `title <target>`
+        return target.rsplit(" <", 1)[0]
+    return target.rsplit(".", 1)[-1] if target.startswith("~") else target
+
+
+def catalog() -> list[tuple[str, str, str]]:
+    """``(kind, name, description)`` of every registered env, expert, policy and experiment (plugins loaded)."""
+    from clonekit.envs import ENVS
+    from clonekit.experiments import EXPERIMENTS
+    from clonekit.experts import EXPERTS
+    from clonekit.policies import POLICIES
+
+    load_plugins()
+    rows = [("env", name, describe(family)) for name, family in ENVS.items()]
+    rows += [("expert", f"{name} (env {env})", describe(factory)) for (env, name), factory in EXPERTS.items()]
+    rows += [("policy", name, describe(policy_cls)) for name, (_, policy_cls) in POLICIES.items()]
+    rows += [("experiment", name, spec.description) for name, spec in EXPERIMENTS.items()]
+    return rows
+
+
+__all__ = [
+    "PLUGIN_GROUP",
+    "catalog",
+    "describe",
+    "load_plugins",
+    "register_env",
+    "register_expert",
+    "register_policy",
+]

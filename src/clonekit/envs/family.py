@@ -50,7 +50,9 @@ class EnvFamily(Protocol):
 
 
 class MazeFamily:
-    """16x16 procedurally generated mazes (see :mod:`clonekit.envs.maze`).
+    """Procedurally generated grid mazes (16x16 by default); a task is one maze.
+
+    See :mod:`clonekit.envs.maze`.
 
     Env kwargs: ``size`` (int, default 16), ``loop_fraction`` (float in [0, 1], default 0.2) and
     ``max_steps`` (int, default size*size/2). ``obs="pixels"`` (default ``"state"``) observes an RGB picture
@@ -60,6 +62,7 @@ class MazeFamily:
     name = "maze"
     KWARGS = ("size", "loop_fraction", "max_steps", *pixels.MAZE_OPTIONS)
     deterministic_tasks = False  # the start cell is drawn from the episode's seed
+    action_names = maze.ACTION_NAMES  # shown on the live page's controls
 
     def _check(self, kwargs: dict[str, Any]) -> None:
         unknown = set(kwargs) - set(self.KWARGS)
@@ -111,7 +114,9 @@ class MazeFamily:
 
 
 class AvoidingFamily:
-    """Avoiding: start positions below three rows of obstacles (see :mod:`clonekit.envs.avoiding`).
+    """Avoiding: a point agent passes three rows of obstacles to a finish line; a task is a start position.
+
+    See :mod:`clonekit.envs.avoiding`.
 
     Env kwargs: ``max_steps`` (int, default 80). ``obs="pixels"`` (default ``"state"``) observes an
     ``image_size`` x ``image_size`` RGB picture (default 64) instead (see :mod:`clonekit.envs.pixels`).
@@ -202,7 +207,9 @@ class AvoidingGoalFamily(AvoidingFamily):
 
 
 class BabyAIFamily:
-    """BabyAI levels from minigrid (see :mod:`clonekit.envs.babyai`); a task is a level seed.
+    """BabyAI levels from minigrid; a task is a level seed.
+
+    See :mod:`clonekit.envs.babyai`.
 
     Env kwargs: ``level`` (a gymnasium id, default ``BabyAI-UnlockPickup-v0``) and ``max_steps`` (int,
     default: the level's own limit).

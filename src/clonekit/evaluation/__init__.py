@@ -11,6 +11,7 @@ from clonekit.envs import default_num_tasks, env_block_for_eval, get_env_family
 from clonekit.errors import CheckpointError, ConfigError
 from clonekit.evaluation.rollout import EpisodeResults, RolloutWatcher, StepHook, episodes_to_play, rollout
 from clonekit.evaluation.stats import format_metric, summarize
+from clonekit.progress import progress_bar
 
 SPLITS = ("train", "test")
 # How the policy runs during evaluation: eager torch, or its exported ONNX model in onnxruntime.
@@ -55,6 +56,7 @@ def evaluate_run(
     workers: int | None = None,
     backend: str = "torch",
     env: str | None = None,
+    show_progress: bool = False,
 ) -> EpisodeResults:
     """Load the policy of ``run_dir`` and evaluate it for ``episodes`` episodes on ``split``.
 
@@ -69,6 +71,8 @@ def evaluate_run(
     Episodes are played ``max_parallel`` at a time. With ``ray=True`` each such wave is a Ray task that
     loads the policy from ``run_dir`` itself (at most ``workers`` at a time; see :mod:`clonekit.distributed`);
     the waves are the same as without Ray and seeded the same way, so the results are too.
+
+    ``show_progress`` shows a progress bar of finished episodes on stderr (with Ray: of finished waves).
     """
     if episodes < 1:
         raise ConfigError(f"--episodes: expected >= 1, got {episodes}")
@@ -90,16 +94,29 @@ def evaluate_run(
     num_tasks = default_num_tasks(family, episodes, 25) if num_tasks is None else num_tasks
     tasks = split_tasks(env_block, split, seed, num_tasks)
     episodes = episodes_to_play(policy, family, tasks, episodes)
-    if ray:
-        init_ray(ray_address, workers)
-        tasks_ref = put(tasks)
-        waves = [(first, min(first + max_parallel, episodes)) for first in range(0, episodes, max_parallel)]
-        run = str(Path(run_dir).resolve())
-        calls = [(run, env_block, tasks_ref, seed, first, stop, max_parallel, backend) for first, stop in waves]
-        return EpisodeResults.concatenate(list(ordered_map(_rollout_wave_task, calls, workers)))
-    return rollout(
-        policy, family, tasks, episodes, seed, env_block.get("kwargs", {}), max_parallel=max_parallel, on_step=on_step
-    )
+    with progress_bar(f"eval {split}", total=episodes, enabled=show_progress) as advance:
+        if ray:
+            init_ray(ray_address, workers)
+            tasks_ref = put(tasks)
+            waves = [(first, min(first + max_parallel, episodes)) for first in range(0, episodes, max_parallel)]
+            run = str(Path(run_dir).resolve())
+            calls = [(run, env_block, tasks_ref, seed, first, stop, max_parallel, backend) for first, stop in waves]
+            parts = []
+            for part in ordered_map(_rollout_wave_task, calls, workers):
+                parts.append(part)
+                advance(len(part.success))
+            return EpisodeResults.concatenate(parts)
+        return rollout(
+            policy,
+            family,
+            tasks,
+            episodes,
+            seed,
+            env_block.get("kwargs", {}),
+            max_parallel=max_parallel,
+            on_step=on_step,
+            on_episodes_end=advance if show_progress else None,
+        )
 
 
 def _load(run_dir: str | Path, config: dict[str, Any], backend: str) -> Any:

@@ -50,11 +50,12 @@ from torch import Tensor
 
 from clonekit.config import check
 from clonekit.errors import ConfigError
-from clonekit.evaluation.rollout import EpisodeResults, RolloutWatcher, rollout
+from clonekit.evaluation.rollout import EpisodeResults, RolloutWatcher, episodes_to_play, rollout
 from clonekit.evaluation.stats import summarize
 from clonekit.nn import Normalizer
 from clonekit.policies import Policy
 from clonekit.policies.base import AttackScores
+from clonekit.progress import progress_bar
 
 ATTACKS = ("fgsm", "pgd")
 
@@ -385,16 +386,28 @@ def attacked_rollout(
     env_kwargs: dict[str, Any] | None = None,
     max_parallel: int = 256,
     target_fn: Callable[[Tensor], Tensor] | None = None,
+    on_episodes_end: Callable[[int], None] | None = None,
 ) -> EpisodeResults:
     """:func:`clonekit.evaluation.rollout` of ``policy`` under ``attack`` (same episodes as a clean rollout
-    with the same ``seed``); ``extra["attack_success"]`` holds each episode's attack success rate."""
+    with the same ``seed``); ``extra["attack_success"]`` holds each episode's attack success rate.
+    ``on_episodes_end`` as in :func:`clonekit.evaluation.rollout`."""
     env_kwargs = env_kwargs or {}
     observation_space, action_space = family.spaces(**env_kwargs)
     if not isinstance(observation_space, gym.spaces.Box):
         raise ConfigError(f"attack: expected a Box observation space, got {observation_space}")
     attacked = AttackedPolicy(policy, attack, observation_space, action_space, seed, target_fn)
     watcher = AttackWatcher(attacked)
-    results = rollout(attacked, family, tasks, episodes, seed, env_kwargs, max_parallel=max_parallel, watcher=watcher)
+    results = rollout(
+        attacked,
+        family,
+        tasks,
+        episodes,
+        seed,
+        env_kwargs,
+        max_parallel=max_parallel,
+        watcher=watcher,
+        on_episodes_end=on_episodes_end,
+    )
     results.extra["attack_success"] = watcher.rates()
     return results
 
@@ -417,9 +430,11 @@ def evaluate_attack_run(
     num_tasks: int | None = None,
     max_parallel: int = 256,
     env: str | None = None,
+    show_progress: bool = False,
 ) -> EpisodeResults:
     """Load the policy of ``run_dir`` and play ``episodes`` episodes on ``split`` under ``attack`` (the
-    episodes :func:`clonekit.evaluation.evaluate_run` plays with the same arguments)."""
+    episodes :func:`clonekit.evaluation.evaluate_run` plays with the same arguments); ``show_progress``
+    shows a progress bar of finished episodes on stderr."""
     from clonekit.checkpoint import load_policy, load_run_config
     from clonekit.envs import default_num_tasks, env_block_for_eval, get_env_family
     from clonekit.evaluation import split_tasks
@@ -435,7 +450,19 @@ def evaluate_attack_run(
     tasks = split_tasks(
         env_block, split, seed, default_num_tasks(family, episodes, 25) if num_tasks is None else num_tasks
     )
-    return attacked_rollout(policy, family, tasks, episodes, seed, attack, env_block.get("kwargs", {}), max_parallel)
+    total = episodes_to_play(policy, family, tasks, episodes)
+    with progress_bar(f"eval {split} under {attack.method}", total=total, enabled=show_progress) as advance:
+        return attacked_rollout(
+            policy,
+            family,
+            tasks,
+            episodes,
+            seed,
+            attack,
+            env_block.get("kwargs", {}),
+            max_parallel,
+            on_episodes_end=advance if show_progress else None,
+        )
 
 
 # --- adversarial training --------------------------------------------------------------------------------

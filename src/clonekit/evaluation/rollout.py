@@ -81,6 +81,7 @@ def rollout(
     device: torch.device | str = "cpu",
     first_episode: int = 0,
     watcher: RolloutWatcher | None = None,
+    on_episodes_end: Callable[[int], None] | None = None,
 ) -> EpisodeResults:
     """Play ``episodes`` episodes (episode ``k`` on ``tasks[k % len(tasks)]``), ``max_parallel`` at a time.
 
@@ -97,6 +98,9 @@ def rollout(
 
     ``watcher`` (a :class:`RolloutWatcher`) follows every step and may halt episodes before their action
     executes (pre-crime halting, see :func:`clonekit.evaluation.thoughts.thought_rollout`).
+
+    ``on_episodes_end(n)`` is called after each env step at which ``n > 0`` episodes ended (e.g. to advance
+    a progress bar): once per step of the batch, not per env.
     """
     env_kwargs = env_kwargs or {}
     episodes = episodes_to_play(policy, family, tasks, episodes)
@@ -129,11 +133,14 @@ def rollout(
                     if stop is not None and (stop := stop & active).any():
                         _halt(vec, stop)
                         executed = active & ~stop
+                playing = active
                 obs, reward, terminated, truncated = vec.step(actions)
                 returns += np.where(executed, reward, 0.0)
                 lengths += executed
                 success |= executed & _step_success(vec, terminated, reward)
                 active = executed & ~(terminated | truncated)
+                if on_episodes_end is not None and (ended := int(playing.sum() - active.sum())):
+                    on_episodes_end(ended)
                 if watcher is not None:
                     watcher.after_step(executed)
                 step += 1

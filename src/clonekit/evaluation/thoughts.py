@@ -58,6 +58,7 @@ def thought_rollout(
     unsafe_if: Callable[[str], bool] | None = None,
     record_frames: int = 0,
     device: torch.device | str = "cpu",
+    on_episodes_end: Callable[[int], None] | None = None,
 ) -> ThoughtEpisodes:
     """Play ``episodes`` episodes (episode ``k`` on ``tasks[k % len(tasks)]``), recording thoughts.
 
@@ -72,10 +73,20 @@ def thought_rollout(
     What the env must offer (optional :class:`~clonekit.envs.family.VecEnv` methods): ``halt(mask)`` for
     ``halt_if``, an ``interactions`` list (the object each slot's last action touched, or "") for
     ``unsafe_if``; frames are recorded where the vec env has ``render(slot)`` and skipped otherwise.
+    ``on_episodes_end`` as in :func:`clonekit.evaluation.rollout`.
     """
     recorder = _ThoughtRecorder(getattr(policy, "thoughts", None), halt_if, unsafe_if, record_frames)
     results = rollout(
-        policy, family, tasks, episodes, seed, env_kwargs, max_parallel=max_parallel, device=device, watcher=recorder
+        policy,
+        family,
+        tasks,
+        episodes,
+        seed,
+        env_kwargs,
+        max_parallel=max_parallel,
+        device=device,
+        watcher=recorder,
+        on_episodes_end=on_episodes_end,
     )
     return ThoughtEpisodes(
         results=results,

@@ -21,7 +21,10 @@ ACTION_NOISE = 0.1
 
 
 class AvoidingExpert:
-    """Multimodal Avoiding expert emitting the ``style`` stream (see module docstring)."""
+    """Multimodal Avoiding expert: one of the 8 paths per episode, written as the style stream.
+
+    See the module docstring.
+    """
 
     name = "paths"
 
@@ -67,7 +70,7 @@ class AvoidingExpert:
 
 
 class AvoidingGoalExpert(AvoidingExpert):
-    """The Avoiding expert on goal-reaching tasks: a path through the goal's exit; also writes ``goal``."""
+    """The Avoiding expert on goal-reaching tasks: a path through the goal's exit; also writes the goal stream."""
 
     def streams(self, observation_shape: tuple[int, ...]) -> list[StreamSpec]:
         return [*super().streams(observation_shape), array_stream("goal", "float32", (2,), "goal position (x, y)")]

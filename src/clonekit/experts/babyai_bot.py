@@ -67,7 +67,9 @@ def random_sentence(rng: np.random.Generator) -> str:
 
 
 class BabyAIBotExpert:
-    """The BabyAI bot, one per slot, emitting the ``thought`` stream (see module docstring).
+    """minigrid's BabyAI bot, one per slot; its current subgoal is written as the thought stream.
+
+    See the module docstring.
 
     Args:
         action_noise: Probability that a step's action is replaced by a uniformly random one. With noise, the

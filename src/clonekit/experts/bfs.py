@@ -39,7 +39,10 @@ def procedure_maps(distance: np.ndarray, direction: np.ndarray, agent_distance: 
 
 
 class BFSExpert:
-    """Shortest-path maze expert emitting the ``procedure`` stream (see module docstring)."""
+    """Shortest-path maze expert that writes its breadth-first search as the procedure stream.
+
+    See the module docstring for the encoding.
+    """
 
     name = "bfs"
 

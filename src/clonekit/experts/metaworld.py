@@ -43,7 +43,10 @@ def scripted_actions(policies: list[Any], obs: np.ndarray) -> np.ndarray:
 
 
 class MetaWorldScriptedExpert:
-    """Meta-World's scripted policy of each slot's task (see module docstring)."""
+    """Meta-World's scripted policy of each slot's task (no annotation streams).
+
+    See the module docstring.
+    """
 
     name = "scripted"
 

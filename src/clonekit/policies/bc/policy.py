@@ -17,8 +17,9 @@ from clonekit.policies.bc.config import BCConfig
 
 
 class BCPolicy(Policy):
-    """``obs (B, *obs_shape) -> encoder -> logits (B, num_actions)``; acts with the most likely action.
+    """Behaviour cloning of discrete actions: an encoder and a categorical head trained by maximum likelihood.
 
+    ``obs (B, *obs_shape) -> encoder -> logits (B, num_actions)``; acts with the most likely action.
     With ``frame_stack = k > 1`` the encoder sees the last ``k`` observations ``(B, k, *obs_shape)``, each
     normalized, stacked along channels (features); ``act``'s state holds them. Training reads ``obs`` as the
     history window ``[t - k + 1 .. t]`` of a sampled step ``t`` (:mod:`clonekit.data.windows`) and predicts the

@@ -61,7 +61,11 @@ def make_head(config: ContinuousBCConfig, in_dim: int, action_dim: int) -> Conti
 
 
 class ContinuousBCPolicy(Policy):
-    """Continuous-action BC with the head and chunking chosen by config (see the module docstring)."""
+    """Behaviour cloning of continuous actions: an encoder and any continuous head, optionally chunked.
+
+    The head (mse, gaussian, gmm, binned, diffusion) and the chunking are chosen by config (see the module
+    docstring).
+    """
 
     name = "continuous_bc"
     required_streams: ClassVar[tuple[str, ...]] = ("obs", "action")

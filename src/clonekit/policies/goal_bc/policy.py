@@ -13,7 +13,10 @@ from clonekit.policies.goal_bc.config import GoalBCConfig
 
 
 class GoalBCPolicy(ContinuousBCPolicy):
-    """``continuous_bc`` that also reads the ``goal`` stream (see :mod:`clonekit.policies.goal_bc`)."""
+    """Goal-conditioned behaviour cloning: continuous_bc that also reads the goal stream.
+
+    See :mod:`clonekit.policies.goal_bc`.
+    """
 
     name = "goal_bc"
     required_streams: ClassVar[tuple[str, ...]] = ("obs", "action", "goal")

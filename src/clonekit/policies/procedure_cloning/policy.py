@@ -48,8 +48,9 @@ class CrossConv2d(nn.Conv2d):
 
 
 class ProcedureCloningPolicy(Policy):
-    """Iterated search-step network over ``(B, C, H, W)`` maps.
+    """Procedure cloning: learns one step of the expert's search and repeats it to act (Yang et al., 2022).
 
+    An iterated search-step network over ``(B, C, H, W)`` maps.
     ``act`` keeps the search map in its state: while the walls and goal of a slot are unchanged, the search
     continues from where it stopped (the search does not depend on the agent position, so this gives the
     same labels as starting over, at a fraction of the cost).

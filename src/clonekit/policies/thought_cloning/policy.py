@@ -72,7 +72,10 @@ class BabyAIEncoder(nn.Module):
 
 
 class ThoughtCloningPolicy(Policy):
-    """Thought Cloning: upper component generates the thought, lower component acts on it (see module)."""
+    """Thought cloning: generates the expert's thought as text from the history, then acts on it.
+
+    The upper component generates the thought, the lower component acts on it (see the module docstring).
+    """
 
     name: ClassVar[str] = "thought_cloning"
     required_streams: ClassVar[tuple[str, ...]] = ("obs", "action", "terminated", "truncated", "thought")
@@ -244,7 +247,7 @@ class ThoughtCloningPolicy(Policy):
 
 
 class RecurrentBCPolicy(ThoughtCloningPolicy):
-    """The Thought Cloning architecture without the thinker: behaviour cloning with a recurrent actor."""
+    """Recurrent behaviour cloning: the thought cloning network without the thinker (a recurrent actor)."""
 
     name: ClassVar[str] = "recurrent_bc"
     required_streams: ClassVar[tuple[str, ...]] = ("obs", "action", "terminated", "truncated")
