@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,9 @@ def test_two_processes_learn_and_resume_exactly(maze_data: Dataset, tmp_path: Pa
         actions, _ = policy.act({"obs": torch.from_numpy(everything["obs"])})
     assert (actions.numpy() == everything["action"]).mean() >= 0.9
 
-    _torchrun(maze_data.path, tmp_path / "cut", 60)
+    # The run as it stood at its step-60 checkpoint (what a kill after step 60 leaves), resumed to 120.
+    shutil.copytree(tmp_path / "whole", tmp_path / "cut")
+    shutil.rmtree(tmp_path / "cut" / "checkpoints" / "step_00000120")
     (tmp_path / "cut" / MODEL_FILE).unlink()
     _torchrun(maze_data.path, tmp_path / "cut", 120, "--resume")
     whole = load_file(str(tmp_path / "whole" / MODEL_FILE))
