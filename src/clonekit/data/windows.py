@@ -14,6 +14,7 @@ holds steps ``t + offset .. t + offset + length - 1`` of the sampled step ``t``,
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,6 +31,28 @@ def as_window(name: str, spec: WindowSpec) -> tuple[int, int]:
     if isinstance(length, bool) or not isinstance(length, int) or length < 1 or not isinstance(offset, int):
         raise ValueError(f"window for stream {name!r}: expected length >= 1 or (length >= 1, offset), got {spec!r}")
     return length, offset
+
+
+@dataclass(frozen=True)
+class EpisodeSubset:
+    """Some episodes of a dataset, to sample batches from them only (e.g. training without held-out ones).
+
+    ``episodes`` ``(E,)`` int64 episode ids, sorted; ``steps`` ``(S,)`` int64 indices of their steps.
+    """
+
+    episodes: np.ndarray
+    steps: np.ndarray
+
+    @classmethod
+    def of(cls, dataset: Dataset, episodes: np.ndarray | Sequence[int]) -> EpisodeSubset:
+        """The subset of ``dataset`` made of ``episodes`` (ids in ``[0, num_episodes)``, at least one)."""
+        ids = np.unique(np.asarray(episodes, dtype=np.int64))
+        if len(ids) == 0 or ids[0] < 0 or ids[-1] >= dataset.num_episodes:
+            raise ValueError(f"episode subset: expected ids in [0, {dataset.num_episodes}), got {ids.tolist()}")
+        starts = np.asarray(dataset.episode_starts, dtype=np.int64)[ids]
+        lengths = np.asarray(dataset.episode_lengths, dtype=np.int64)[ids]
+        steps = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        return cls(episodes=ids, steps=steps)
 
 
 def window_indices(dataset: Dataset, index: np.ndarray, length: int, offset: int = 0) -> np.ndarray:
@@ -52,6 +75,8 @@ def sample_batch(
     windows: Mapping[str, WindowSpec] | None = None,
     encoded: Mapping[str, np.ndarray] | None = None,
     from_episode_start: bool = False,
+    subset: EpisodeSubset | None = None,
+    weights: np.ndarray | StepWeights | None = None,
 ) -> dict[str, torch.Tensor]:
     """``batch_size`` random steps: ``(B, *shape)`` per stream, ``(B, length, *shape)`` for a stream in ``windows``.
 
@@ -60,19 +85,33 @@ def sample_batch(
     into token ids by the policy); they are gathered at the same steps, windowed alike.
     Without windows or encoded columns this is exactly ``dataset.sample`` (same indices from the same
     generator state). With ``from_episode_start`` the samples are episodes drawn uniformly and every window
-    starts at its episode's first step (for recurrent policies trained on whole episodes).
+    starts at its episode's first step (for recurrent policies trained on whole episodes). With ``subset``
+    only the steps (or episodes) of those episodes are drawn. With ``weights`` ``(num_steps,)`` (>= 0, not
+    all 0 among the steps drawn from) step ``t`` is drawn with probability proportional to ``weights[t]``; a
+    :class:`StepWeights` (built for the same ``subset``) does the same without a pass over every step.
     """
     encoded = dict(encoded or {})
     spans = {name: as_window(name, spec) for name, spec in (windows or {}).items()}
     # A one-step window at the sampled step is a plain step.
     spans = {name: span for name, span in spans.items() if span != (1, 0) and (name in streams or name in encoded)}
-    if not spans and not encoded and not from_episode_start:
+    if not spans and not encoded and not from_episode_start and subset is None and weights is None:
         return dataset.sample(batch_size, generator, streams)
-    if from_episode_start:
-        episodes = torch.randint(dataset.num_episodes, (batch_size,), generator=generator).numpy()
+    if weights is not None:
+        if from_episode_start:
+            raise ValueError("sample_batch: weights are per step; they cannot be used with from_episode_start")
+        if not isinstance(weights, StepWeights):
+            weights = StepWeights(weights, None if subset is None else subset.steps)
+        index = weights.draw(batch_size, generator)
+    elif from_episode_start:
+        if subset is None:
+            episodes = torch.randint(dataset.num_episodes, (batch_size,), generator=generator).numpy()
+        else:
+            episodes = subset.episodes[torch.randint(len(subset.episodes), (batch_size,), generator=generator).numpy()]
         index = np.asarray(dataset.episode_starts)[episodes]
-    else:
+    elif subset is None:
         index = torch.randint(dataset.num_steps, (batch_size,), generator=generator).numpy()
+    else:
+        index = subset.steps[torch.randint(len(subset.steps), (batch_size,), generator=generator).numpy()]
     batch = dataset.gather(index, [s for s in streams if s not in spans])
     for name, values in encoded.items():
         if name not in spans:
@@ -83,3 +122,25 @@ def sample_batch(
         windowed = encoded[name][flat] if name in encoded else dataset.gather(flat, [name])[name]
         batch[name] = windowed.reshape(batch_size, length, *windowed.shape[1:])
     return {name: torch.from_numpy(values) for name, values in batch.items()}
+
+
+class StepWeights:
+    """Per-step sampling weights ``(num_steps,)`` over the steps drawn from (all, or ``steps``), with their
+    cumulative sum built once: training draws every batch from the same steps, so it builds one of these
+    instead of passing the raw weights (which costs a pass over every step per batch)."""
+
+    def __init__(self, weights: np.ndarray, steps: np.ndarray | None = None) -> None:
+        values = np.asarray(weights, dtype=np.float64)
+        self.steps = np.arange(len(values)) if steps is None else np.asarray(steps)
+        restricted = values[self.steps]
+        self.cdf = np.cumsum(restricted)
+        if not len(self.cdf) or not self.cdf[-1] > 0:
+            raise ValueError("sample_batch: every weight of the steps to draw from is 0")
+        # u < cdf[-1] keeps searchsorted in range; rounding aside, the last positive weight bounds it.
+        self.last_positive = int(np.flatnonzero(restricted > 0)[-1])
+
+    def draw(self, count: int, generator: torch.Generator) -> np.ndarray:
+        """``count`` step indices drawn with probability proportional to the weights (inverse CDF); a step of
+        weight 0 is never drawn."""
+        u = torch.rand(count, generator=generator, dtype=torch.float64).numpy() * self.cdf[-1]
+        return self.steps[np.minimum(np.searchsorted(self.cdf, u, side="right"), self.last_positive)]

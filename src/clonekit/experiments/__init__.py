@@ -8,7 +8,14 @@ from typing import Any
 
 from clonekit.config import config_from_json, config_to_json
 from clonekit.errors import unknown_name
-from clonekit.experiments import avoiding_modes, babyai_thought, maze_procedure, maze_robustness, metaworld_mt
+from clonekit.experiments import (
+    avoiding_modes,
+    babyai_thought,
+    maze_interactive,
+    maze_procedure,
+    maze_robustness,
+    metaworld_mt,
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=metaworld_mt.success_table,
         full=metaworld_mt.FULL,
         quick=metaworld_mt.QUICK,
+    ),
+    maze_interactive.NAME: ExperimentSpec(
+        name=maze_interactive.NAME,
+        description="DAgger, HG-DAgger and Sirius vs BC at an equal expert-label budget, evaluated on unseen mazes",
+        run=maze_interactive.run,
+        table_columns=("policy", "test (unseen) success [95% CI]", "train success [95% CI]", "expert labels"),
+        table=maze_interactive.success_table,
+        full=maze_interactive.FULL,
+        quick=maze_interactive.QUICK,
     ),
 }
 

@@ -1,0 +1,422 @@
+"""Interactive imitation runs: DAgger, HG-DAgger and Sirius, round by round, resumable after a kill.
+
+A run starts from a demonstration dataset and repeats, for round ``i = 0 .. R - 1``: train the policy on
+everything gathered so far (``RUN/policies/round_i``; round 0 is behaviour cloning on the demonstrations),
+play ``episodes_per_round`` episodes with it under the method's intervener (:mod:`.episodes`), and append
+them to the run's dataset. After the last round the final policy is trained (``RUN/policies/round_R``).
+
+Methods (``METHODS``), all on the same dataset layout:
+
+* ``dagger`` (Ross et al., 2011): mixing with ``beta_i = beta * beta_decay ** i``; trains on every step
+  with the expert's labels (``action_labels="expert_action"``).
+* ``hg_dagger`` (Kelly et al., 2019): gated; trains on the demonstrations and the intervention steps only
+  (the ``weight`` stream is 1 there and 0 on the policy's own steps).
+* ``sirius`` (Liu et al., 2023): gated; weighted behaviour cloning on all steps, weighted by segment class
+  (:mod:`.segments`; ``weight_*`` settings).
+* RLIF (reward -1 where an intervention starts, an off-policy learner on all data) is the next method;
+  it reads the same dataset, so it will be one more entry here with its own learner.
+
+The run's dataset (``RUN/<dataset>``, named in ``RUN/run.json``) holds the demonstrations' ``obs``,
+``action``, ``reward``, ``terminated``, ``truncated`` (other streams are not carried over) plus
+``intervention``, ``expert_action`` (a demonstration's own action), ``round`` (-1 for the demonstrations)
+and, for the gated methods, ``weight`` (float32 sampling weight). Appending a round writes a new dataset
+directory atomically, then switches ``run.json`` to it (also atomic), then deletes the old one: a kill at
+any point leaves the last acknowledged round readable, and a rerun of the same command continues at the
+first round ``run.json`` does not list, replaying it exactly (every draw is seeded from the run's seed and
+the round). ``expert_labels`` (states the expert labelled) is counted per round in ``run.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clonekit.checkpoint import load_policy, read_json
+from clonekit.config import check, config_from_json, config_to_json
+from clonekit.data import Dataset, DatasetWriter, array_stream
+from clonekit.envs import get_env_family
+from clonekit.errors import CheckpointError, ConfigError, unknown_name
+from clonekit.evaluation import split_tasks
+from clonekit.interactive.episodes import Episode, RoundPlay, play_round
+from clonekit.interactive.interveners import IntervenerConfig, MazeIntervener
+from clonekit.interactive.segments import SegmentWeights, segment_classes
+from clonekit.io import atomic_write_json
+from clonekit.policies import Policy
+from clonekit.seeding import derive_seed
+from clonekit.train import TrainConfig, train
+
+RUN_FILE = "run.json"
+RUN_FORMAT = "clonekit-interactive/1"
+METHODS = ("dagger", "hg_dagger", "sirius")
+# Simulated interveners by env family: the one explicit registry.
+INTERVENERS: dict[str, Callable[[IntervenerConfig], Any]] = {"maze": MazeIntervener}
+# HG-DAgger learns from the demonstrations and the intervention steps only.
+HG_DAGGER_WEIGHTS = SegmentWeights(demo=1.0, autonomous=0.0, intervention=1.0, pre_intervention=0.0, pre_window=0)
+
+# hook(round, stage) is called at "trained", "collected" and "appended" of every round (tests kill runs there).
+RoundHook = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class InteractiveConfig:
+    """Settings of an interactive run (``--set KEY=VALUE`` on the command line).
+
+    Args:
+        policy: Policy trained every round (a discrete-action policy, e.g. ``bc``).
+        policy_overrides: Settings of that policy (e.g. ``{"hidden_sizes": [128]}``).
+        train_steps: Gradient steps per round; each round trains from scratch on all data so far.
+        batch_size: Transitions per gradient step.
+        lr: Adam learning rate.
+        episodes_per_round: Episodes played per round (on the demonstrations' training tasks, in turn).
+        max_episode_steps: Cut every interactive episode after this many steps (truncated); None: the env's own
+            limit. A short horizon keeps a lost policy from spending labels on one maze.
+        beta: DAgger: probability that the expert's action runs in round 0.
+        beta_decay: DAgger: ``beta`` is multiplied by this every round.
+        min_regret: Intervener rule: take over at a proposed action this many moves worse than the best (1, 2).
+        stall_steps: Intervener rule: also take over after this many steps without progress; 0 off.
+        delay: Intervener reaction delay in steps.
+        expert_noise: Probability that the expert's action or label is a uniformly drawn wrong one.
+        label_budget: Expert labels the rounds may use in all (None: no limit); the demonstrations are extra.
+        weight_demo: Sirius weight of demonstration steps.
+        weight_autonomous: Sirius weight of the policy's own steps.
+        weight_intervention: Sirius weight of intervention steps.
+        weight_pre_intervention: Sirius weight of the steps just before an intervention.
+        pre_window: Sirius pre-intervention window, in steps.
+    """
+
+    policy: str = "bc"
+    policy_overrides: dict[str, Any] = field(default_factory=dict)
+    train_steps: int = 1000
+    batch_size: int = 128
+    lr: float = 1e-3
+    episodes_per_round: int = 32
+    max_episode_steps: int | None = None
+    beta: float = 0.5
+    beta_decay: float = 0.5
+    min_regret: int = 1
+    stall_steps: int = 0
+    delay: int = 0
+    expert_noise: float = 0.0
+    label_budget: int | None = None
+    weight_demo: float = 1.0
+    weight_autonomous: float = 1.0
+    weight_intervention: float = 2.0
+    weight_pre_intervention: float = 0.0
+    pre_window: int = 4
+
+    def __post_init__(self) -> None:
+        check(self.train_steps >= 1, "train_steps", ">= 1", self.train_steps)
+        check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        check(self.lr > 0 and math.isfinite(self.lr), "lr", "a finite number > 0", self.lr)
+        check(self.episodes_per_round >= 1, "episodes_per_round", ">= 1", self.episodes_per_round)
+        steps = self.max_episode_steps
+        check(steps is None or steps >= 1, "max_episode_steps", "null or >= 1", steps)
+        check(0 <= self.beta <= 1, "beta", "in [0, 1]", self.beta)
+        check(0 <= self.beta_decay <= 1, "beta_decay", "in [0, 1]", self.beta_decay)
+        self.intervener_config()
+        self.segment_weights()
+
+    def intervener_config(self) -> IntervenerConfig:
+        """The simulated intervener's quality."""
+        return IntervenerConfig(
+            min_regret=self.min_regret,
+            stall_steps=self.stall_steps,
+            delay=self.delay,
+            expert_noise=self.expert_noise,
+            label_budget=self.label_budget,
+        )
+
+    def segment_weights(self) -> SegmentWeights:
+        """Sirius's class weights."""
+        return SegmentWeights(
+            demo=self.weight_demo,
+            autonomous=self.weight_autonomous,
+            intervention=self.weight_intervention,
+            pre_intervention=self.weight_pre_intervention,
+            pre_window=self.pre_window,
+        )
+
+
+@dataclass
+class InteractiveRun:
+    """A finished (or resumed-to-finish) run: its directory, dataset, final policy and per-round counts."""
+
+    path: Path
+    dataset: Dataset
+    policy: Policy
+    rounds: list[dict[str, Any]]
+
+    def policy_dir(self, round_index: int) -> Path:
+        """The training run of the policy that played round ``round_index`` (``len(rounds)``: the final one)."""
+        return self.path / "policies" / f"round_{round_index}"
+
+    @property
+    def expert_labels(self) -> int:
+        """Labels the expert gave in all rounds (the demonstrations not counted)."""
+        return sum(r["expert_labels"] for r in self.rounds)
+
+
+def check_method(method: str) -> None:
+    """``UnknownNameError`` unless ``method`` is one of ``METHODS``."""
+    if method not in METHODS:
+        raise unknown_name("interactive method", method, METHODS)
+
+
+def run_interactive(
+    method: str,
+    data: str | Path | Dataset,
+    out: str | Path,
+    rounds: int,
+    seed: int = 0,
+    config: InteractiveConfig | None = None,
+    show_progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    hook: RoundHook | None = None,
+) -> InteractiveRun:
+    """Run (or continue) ``method`` for ``rounds`` rounds from demonstrations ``data`` into ``out``.
+
+    An existing ``out`` continues where it stopped when it was started with the same method, seed, settings
+    and demonstrations (``rounds`` may be raised); otherwise ``CheckpointError``. See the module docstring.
+    """
+    check_method(method)
+    check(rounds >= 0, "rounds", ">= 0", rounds)
+    config = config or InteractiveConfig()
+    source = data if isinstance(data, Dataset) else Dataset.open(data)
+    env_id = source.env.get("id")
+    if env_id not in INTERVENERS:
+        raise ConfigError(
+            f"{source.path}: interactive runs need a simulated intervener for the env; env {env_id!r} has none "
+            f"(have: {', '.join(INTERVENERS)})"
+        )
+    if source.env.get("kwargs", {}).get("obs", "state") != "state":
+        raise ConfigError(
+            f"{source.path}: the simulated intervener reads the env's state; this data observes "
+            f"obs={source.env['kwargs']['obs']!r} (pictures), expected obs='state'"
+        )
+    run_dir = Path(out)
+    state = _open_run(run_dir, method, seed, config, source)
+    family = get_env_family(env_id)
+    env_kwargs = dict(source.env.get("kwargs", {}))
+    tasks = split_tasks(source.env, "train", seed, 1)
+    intervener = INTERVENERS[env_id](config.intervener_config())
+    intervener.labels_used = sum(r["expert_labels"] for r in state["rounds"])
+    dataset = Dataset.open(run_dir / state["dataset"])
+    for i in range(len(state["rounds"]), rounds):
+        policy = _train_round(method, dataset, run_dir, i, seed, config, show_progress)
+        _call(hook, i, "trained")
+        if method == "dagger":  # every state in the data has its label already: the expert is not asked twice
+            intervener.remember(np.asarray(dataset.column("obs")), np.asarray(dataset.column("expert_action")))
+        ids = np.arange(i * config.episodes_per_round, (i + 1) * config.episodes_per_round)
+        beta = config.beta * config.beta_decay**i if method == "dagger" else None
+        round_seed = derive_seed(seed, f"round:{i}")
+        play = play_round(
+            policy, family, tasks, ids, round_seed, intervener, beta, env_kwargs, config.max_episode_steps
+        )
+        _call(hook, i, "collected")
+        dataset = _append_round(run_dir, state, dataset, method, config, i, play)
+        _call(hook, i, "appended")
+        if log is not None:
+            stats = state["rounds"][-1]
+            log(
+                f"round {i}: {stats['episodes']} episodes, {stats['steps']} steps, "
+                f"{stats['expert_labels']} expert labels, {stats['intervention_steps']} intervention steps, "
+                f"{stats['successes']} reached the goal"
+            )
+    final = _train_round(method, dataset, run_dir, len(state["rounds"]), seed, config, show_progress)
+    return InteractiveRun(run_dir, dataset, final, list(state["rounds"]))
+
+
+def train_config_for(method: str, config: InteractiveConfig, seed: int) -> TrainConfig:
+    """How ``method`` trains its policy on the run's dataset (labels, sampling weights)."""
+    return TrainConfig(
+        steps=config.train_steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=seed,
+        checkpoint_every=max(config.train_steps // 2, 1),
+        keep_checkpoints=1,
+        tensorboard=False,
+        action_labels="expert_action" if method == "dagger" else "action",
+        sample_weights=None if method == "dagger" else "weight",
+        val_fraction=0.0,
+    )
+
+
+def load_round_policy(run_dir: str | Path, round_index: int) -> Policy:
+    """The policy that played round ``round_index`` of a run (the number of rounds: the final policy)."""
+    return load_policy(Path(run_dir) / "policies" / f"round_{round_index}")
+
+
+def _call(hook: RoundHook | None, round_index: int, stage: str) -> None:
+    if hook is not None:
+        hook(round_index, stage)
+
+
+def _train_round(
+    method: str, dataset: Dataset, run_dir: Path, i: int, seed: int, config: InteractiveConfig, show_progress: bool
+) -> Policy:
+    train_config = train_config_for(method, config, derive_seed(seed, f"train:{i}") % 2**31)
+    return train(
+        config.policy,
+        dataset,
+        run_dir / "policies" / f"round_{i}",
+        train_config,
+        policy_overrides=dict(config.policy_overrides),
+        resume=True,
+        show_progress=show_progress,
+    )
+
+
+def _open_run(run_dir: Path, method: str, seed: int, config: InteractiveConfig, source: Dataset) -> dict[str, Any]:
+    """The run's state from ``run.json``, after checking it fits this call; a new run's state, with its
+    first dataset (the demonstrations), when ``run_dir`` has none."""
+    header = {
+        "format": RUN_FORMAT,
+        "method": method,
+        "seed": seed,
+        "config": config_to_json(config),
+        "source": {"path": str(source.path), "fingerprint": source.fingerprint},
+    }
+    path = run_dir / RUN_FILE
+    if path.exists():
+        state = read_json(path, "interactive run")
+        for key in ("format", "method", "seed"):
+            if state.get(key) != header[key]:
+                raise CheckpointError(
+                    f"{path}: {key}: the run was started with {state.get(key)!r}, this call has {header[key]!r}; "
+                    "use the same settings to continue it, or another --out"
+                )
+        # Read back through the config class, so a setting added later (with its default) still matches.
+        started = config_to_json(config_from_json(InteractiveConfig, state.get("config"), f"{path} config"))
+        wanted = config_to_json(config)
+        changed = {key: (started[key], value) for key, value in wanted.items() if started[key] != value}
+        if changed:
+            listed = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
+            raise CheckpointError(
+                f"{path}: the run was started with other settings ({listed}); use the same settings to continue "
+                "it, or another --out"
+            )
+        if state.get("source", {}).get("fingerprint") != source.fingerprint:
+            raise CheckpointError(
+                f"{path}: source: the run started from dataset {state.get('source', {}).get('fingerprint')}, "
+                f"but {source.path} is {source.fingerprint}"
+            )
+        _remove_stale(run_dir, state["dataset"])
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise CheckpointError(f"{run_dir}: exists and is not an interactive run (no {RUN_FILE}); choose another --out")
+    else:
+        state = {**header, "dataset": "data-000", "rounds": []}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, state)
+    if not state["rounds"] and not (run_dir / state["dataset"]).is_dir():  # killed before it was written
+        task_index = _demo_task_index(source)
+        episodes = [(_demo_episode(source, k, method, config), int(task_index[k])) for k in range(source.num_episodes)]
+        _write_dataset(run_dir / state["dataset"], source, method, episodes, state)
+    return state
+
+
+def _remove_stale(run_dir: Path, current: str) -> None:
+    """Delete dataset directories (and writers' temp directories) a killed run left beside the current one."""
+    for entry in run_dir.iterdir():
+        name = entry.name.lstrip(".")
+        if entry.is_dir() and name.startswith("data-") and entry.name != current:
+            shutil.rmtree(entry)
+
+
+def _demo_task_index(source: Dataset) -> np.ndarray:
+    """Each demonstration's task index (-1 when the dataset does not record it)."""
+    if "task_index" in source.meta.get("episode_info", []):
+        return source.episode_info("task_index")
+    return np.full(source.num_episodes, -1, dtype=np.int64)
+
+
+def _demo_episode(source: Dataset, k: int, method: str, config: InteractiveConfig) -> Episode:
+    steps = source.episode(k)
+    action = np.asarray(steps["action"])
+    episode: Episode = {
+        name: np.asarray(steps[name]) for name in ("obs", "action", "reward", "terminated", "truncated")
+    }
+    episode["intervention"] = np.zeros(len(action), dtype=bool)
+    episode["expert_action"] = action
+    episode["round"] = np.full(len(action), -1, dtype=np.int64)
+    if method != "dagger":
+        episode["weight"] = _weights(method, config).of(segment_classes(episode["intervention"], True, 0))
+    return episode
+
+
+def _weights(method: str, config: InteractiveConfig) -> SegmentWeights:
+    return HG_DAGGER_WEIGHTS if method == "hg_dagger" else config.segment_weights()
+
+
+def _append_round(
+    run_dir: Path,
+    state: dict[str, Any],
+    dataset: Dataset,
+    method: str,
+    config: InteractiveConfig,
+    i: int,
+    play: RoundPlay,
+) -> Dataset:
+    """Write the dataset with round ``i``'s episodes appended, switch ``run.json`` to it, delete the old one."""
+    episodes: list[tuple[Episode, int]] = []
+    task_index = dataset.episode_info("task_index")
+    for k in range(dataset.num_episodes):
+        old = dataset.episode(k)
+        episodes.append(({name: np.asarray(values) for name, values in old.items()}, int(task_index[k])))
+    weights = _weights(method, config)
+    for episode, task in play.episodes:
+        episode = {**episode, "round": np.full(len(episode["action"]), i, dtype=np.int64)}
+        if method != "dagger":
+            classes = segment_classes(episode["intervention"], False, weights.pre_window)
+            episode["weight"] = weights.of(classes)
+        episodes.append((episode, task))
+    new_state = {**state, "dataset": f"data-{i + 1:03d}", "rounds": [*state["rounds"], {"round": i, **play.stats()}]}
+    old_name = state["dataset"]
+    written = _write_dataset(run_dir / new_state["dataset"], dataset, method, episodes, new_state)
+    atomic_write_json(run_dir / RUN_FILE, new_state)  # the round is acknowledged here
+    state.update(new_state)
+    shutil.rmtree(run_dir / old_name)
+    return written
+
+
+def _write_dataset(
+    path: Path, like: Dataset, method: str, episodes: list[tuple[Episode, int]], state: dict[str, Any]
+) -> Dataset:
+    action = like.streams["action"]
+    streams = [
+        like.streams["obs"],
+        action,
+        array_stream("reward", "float32"),
+        array_stream("terminated", "bool"),
+        array_stream("truncated", "bool"),
+        array_stream("intervention", "bool", (), "the expert's action ran"),
+        array_stream("expert_action", action.dtype, action.shape, "the expert's label (the executed action if none)"),
+        array_stream("round", "int64", (), "interactive round; -1 for the demonstrations"),
+    ]
+    if method != "dagger":
+        streams.append(array_stream("weight", "float32", (), "sampling weight (segment class)"))
+    extra = {"interactive": {"method": method, "seed": state["seed"], "rounds": state["rounds"]}}
+    writer = DatasetWriter(
+        path, streams, spaces=like.spaces, env=like.env, episode_info=("task_index",), extra=extra, overwrite=True
+    )
+    with writer:
+        for episode, task in episodes:
+            writer.add_episode(episode, {"task_index": task})
+        return writer.close()
+
+
+__all__ = [
+    "METHODS",
+    "InteractiveConfig",
+    "InteractiveRun",
+    "check_method",
+    "load_round_policy",
+    "run_interactive",
+    "train_config_for",
+]
