@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from clonekit.data.format import Dataset, DatasetWriter, StreamSpec, array_stream
+from clonekit.data.formats.source import python_scalar
 from clonekit.errors import ConfigError, DatasetError
 
 STRATEGIES = ("future", "final")
@@ -72,7 +73,10 @@ def hindsight_relabel(
     with writer:
         for i in range(dataset.num_episodes):
             episode: dict[str, Any] = dataset.episode(i)
-            info = {name: _scalar(dataset.episode_info(name)[i]) for name in info_names}
+            info = {
+                name: python_scalar(f"{dataset.path}: episode {i}", dataset.episode_info(name)[i])
+                for name in info_names
+            }
             if keep_original:
                 writer.add_episode(episode, {**info, "relabeled": 0, "source_episode": i})
             states = np.asarray(episode[source])
@@ -85,7 +89,3 @@ def hindsight_relabel(
                 relabeled = {**episode, "goal": states[picked]}
                 writer.add_episode(relabeled, {**info, "relabeled": copy, "source_episode": i})
     return Dataset.open(out)
-
-
-def _scalar(value: Any) -> int | float | str:
-    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,171 @@
+"""``clonekit curate DATA --out DATA2 --filter ...``: a new dataset without the episodes the filters remove,
+and a log of what was removed and why (``meta.json`` ``extra["curation"]`` of the new dataset). The source is
+only read.
+
+Filters (applied in the order given, each to what the previous ones kept):
+
+* ``success``: keep the successful episodes (see :mod:`clonekit.quality.outcomes`).
+* ``top-k:N``: keep the ``N`` episodes with the highest return (ties: the earlier episode first).
+* ``min-return:X``: keep episodes whose return is at least ``X``.
+* ``drop-demonstrator:ID``: remove every episode of demonstrator ``ID``.
+* ``cut-loops``: keep every episode but cut its loops and idling (:mod:`clonekit.quality.extraneous`): the
+  steps between a state and the next visit to the same state.
+* ``min-agreement:X``: remove the demonstrators whose ``agreement_with_others`` (discrete actions; see
+  :mod:`clonekit.quality.report`) is below ``X``: the ones whose actions most often differ from what the
+  other demonstrators do in the same states (an incompatible style, or noise).
+
+Splits recorded in the source (``extra["splits"]``) are kept for the remaining episodes, renumbered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clonekit.data import Dataset, DatasetWriter
+from clonekit.data.formats.source import python_scalar
+from clonekit.data.splits import SPLITS_KEY, episode_splits
+from clonekit.errors import ConfigError
+from clonekit.quality.extraneous import loop_steps, segments
+from clonekit.quality.outcomes import EpisodeOutcomes, episode_outcomes
+from clonekit.quality.report import quality_report, state_keys
+
+FILTERS = ("success", "top-k:N", "min-return:X", "drop-demonstrator:ID", "min-agreement:X", "cut-loops")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One parsed ``--filter`` value."""
+
+    kind: str
+    value: Any = None
+
+    @staticmethod
+    def parse(text: str) -> Filter:
+        kind, _, value = text.partition(":")
+        try:
+            if kind in ("success", "cut-loops") and not value:
+                return Filter(kind)
+            if kind == "top-k" and int(value) >= 1:
+                return Filter(kind, int(value))
+            if kind in ("min-return", "min-agreement") and np.isfinite(float(value)):
+                return Filter(kind, float(value))
+            if kind == "drop-demonstrator" and value:
+                return Filter(kind, value)
+        except ValueError:
+            pass
+        raise ConfigError(f"--filter: expected one of {', '.join(FILTERS)} (N >= 1, X a number), got {text!r}")
+
+    def __str__(self) -> str:
+        return self.kind if self.value is None else f"{self.kind}:{self.value}"
+
+
+def _removed_by(step: Filter, kept: list[int], facts: EpisodeOutcomes, dataset: Dataset) -> dict[int, str]:
+    """Episode -> reason, for the episodes among ``kept`` that ``step`` removes."""
+    if step.kind == "success":
+        return {k: "not successful" for k in kept if not facts.success[k]}
+    if step.kind == "min-return":
+        return {k: f"return {facts.ret[k]:.4g} < {step.value}" for k in kept if facts.ret[k] < step.value}
+    if step.kind == "top-k":
+        ranked = sorted(kept, key=lambda k: (-facts.ret[k], k))
+        cut = ranked[step.value :]
+        return {k: f"return {facts.ret[k]:.4g} not in the top {step.value}" for k in cut}
+    if "demonstrator" not in dataset.streams:
+        raise ConfigError(f"--filter {step}: {dataset.path} has no 'demonstrator' stream")
+    if step.kind == "drop-demonstrator":
+        if step.value not in facts.demonstrator:
+            known = sorted({str(d) for d in facts.demonstrator})
+            raise ConfigError(f"--filter {step}: expected one of demonstrators {known}")
+        return {k: f"demonstrator {step.value} dropped" for k in kept if facts.demonstrator[k] == step.value}
+    rows = quality_report(dataset)["demonstrators"]
+    if rows and "agreement_with_others" not in next(iter(rows.values())):
+        raise ConfigError(f"--filter {step}: agreement is measured for discrete actions only")
+    # A demonstrator that shares no state with the others (agreement None) cannot be judged: it stays.
+    low = {
+        who: r["agreement_with_others"]
+        for who, r in rows.items()
+        if r["agreement_with_others"] is not None and r["agreement_with_others"] < step.value
+    }
+    return {
+        k: f"demonstrator {facts.demonstrator[k]} agreement {low[facts.demonstrator[k]]:.3f} < {step.value}"
+        for k in kept
+        if facts.demonstrator[k] in low
+    }
+
+
+def curate(source: Dataset, out: str | Path, filters: list[Filter], overwrite: bool = False) -> Dataset:
+    """Write the episodes of ``source`` that pass ``filters`` to ``out``; returns the new dataset."""
+    if not filters:
+        raise ConfigError(f"--filter: give at least one of {', '.join(FILTERS)}")
+    facts = episode_outcomes(source)
+    kept = list(range(source.num_episodes))
+    removed: list[dict[str, Any]] = []
+    cuts: dict[int, np.ndarray] = {}  # episode -> (T,) bool steps to cut
+    cut_log: list[dict[str, Any]] = []
+    for step in filters:
+        if step.kind == "cut-loops":
+            cut_log += _cut_loops(source, kept, cuts)
+            continue
+        gone = _removed_by(step, kept, facts, source)
+        removed += [{"episode": k, "filter": str(step), "reason": reason} for k, reason in sorted(gone.items())]
+        kept = [k for k in kept if k not in gone]
+    if not kept:
+        raise ConfigError(f"--filter {' '.join(map(str, filters))}: every episode of {source.path} was removed")
+    new_index = {old: new for new, old in enumerate(kept)}
+    extra = dict(source.extra)
+    splits = episode_splits(source)
+    if splits:
+        extra[SPLITS_KEY] = {name: [new_index[k] for k in idx if k in new_index] for name, idx in splits.items()}
+    extra["curation"] = {
+        "source": str(source.path),
+        "source_fingerprint": source.fingerprint,
+        "filters": [str(f) for f in filters],
+        "kept": len(kept),
+        "removed": removed,
+        "cut": cut_log,
+    }
+    info_names = list(source.meta.get("episode_info", []))
+    writer = DatasetWriter(
+        out,
+        list(source.streams.values()),
+        spaces=source.spaces,
+        env=source.env,
+        episode_info=info_names,
+        extra=extra,
+        overwrite=overwrite,
+    )
+    with writer:
+        for k in kept:
+            info = {
+                name: python_scalar(f"{source.path}: episode {k}", source.episode_info(name)[k]) for name in info_names
+            }
+            episode = source.episode(k)
+            if k in cuts:
+                keep = ~cuts[k]
+                episode = {
+                    name: [v for v, ok in zip(values, keep, strict=True) if ok]
+                    if isinstance(values, list)
+                    else np.asarray(values)[keep]
+                    for name, values in episode.items()
+                }
+            writer.add_episode(episode, info)
+    return Dataset.open(out)
+
+
+def _cut_loops(source: Dataset, kept: list[int], cuts: dict[int, np.ndarray]) -> list[dict[str, Any]]:
+    """Mark the loop steps of the ``kept`` episodes in ``cuts``; returns one log entry per cut segment."""
+    states, method = state_keys(np.asarray(source.column("obs")))
+    log = []
+    for k in kept:
+        start, length = int(source.episode_starts[k]), int(source.episode_lengths[k])
+        mask = loop_steps(states[start : start + length])
+        if not mask.any():
+            continue
+        cuts[k] = mask
+        for a, b in segments(mask):
+            reason = f"steps {a}-{b - 1}: back to the state of step {a} ({method} states)"
+            log.append({"episode": k, "filter": "cut-loops", "reason": reason})
+    return log
