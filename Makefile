@@ -15,6 +15,14 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# robomimic reads our HDF5 in tests/test_interop.py; without its deps (egl_probe, torchvision: see pyproject's dev).
+	$(BIN)/python -m pip install --quiet --no-deps robomimic==0.3.0
+	# The browser page's test drives Debian's chromium (playwright cannot download browsers): install it where
+	# we can (root with apt-get); otherwise tests/test_browser.py fails with one line saying what is missing.
+	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null || \
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends chromium >/dev/null; }
 	touch $(STAMP)
 
 demo: $(STAMP)

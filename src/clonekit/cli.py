@@ -32,6 +32,30 @@ out_console = Console()
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from clonekit import __version__
+
+        try:
+            installed = version("clonekit")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            installed = __version__
+        typer.echo(f"clonekit {installed}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print clonekit's version and exit."),
+    ] = False,
+) -> None:
+    """Options that come before the command."""
+
+
 def _print_json(data: Any) -> None:
     # The results JSON is the last line on stdout, whole, so scripts can parse it.
     sys.stdout.write(json.dumps(data) + "\n")
@@ -134,13 +158,29 @@ def inspect(
     data: Annotated[Path, typer.Argument(help="Dataset directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     verify: Annotated[bool, typer.Option(help="Recompute the content fingerprint and compare.")] = False,
+    quality: Annotated[
+        bool,
+        typer.Option(
+            "--quality",
+            help="Quality report: outcomes, demonstrators, state coverage, transition diversity, action "
+            "conflicts, annotation coverage (see clonekit.quality.report).",
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="With --quality: also write report.md, quality.json and plots here.")
+    ] = None,
 ) -> None:
-    """Summarize a dataset: counts, streams, episode lengths, returns."""
+    """Summarize a dataset: counts, streams, episode lengths, returns; --quality for its quality report."""
     from clonekit.data import Dataset
 
     dataset = Dataset.open(data)
     if verify:
         dataset.verify()
+    if out is not None and not quality:
+        raise ConfigError("--out: only used with --quality")
+    if quality:
+        _inspect_quality(dataset, out, as_json)
+        return
     summary = dataset.summary()
     if as_json:
         _print_json(summary)
@@ -180,14 +220,23 @@ def train(
     ] = "action",
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Policy config override KEY=VALUE (JSON value); repeatable."),
+        typer.Option(
+            "--set",
+            help="Config override KEY=VALUE (JSON value) of the policy, or of the training loop for its settings "
+            "without a flag (e.g. val_fraction=0.1, log_every=10); repeatable.",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train a policy on a dataset; writes checkpoints, TensorBoard scalars and the final weights."""
+    from dataclasses import fields
+
+    from clonekit.config import config_from_json
+    from clonekit.policies import policy_classes
     from clonekit.train import TrainConfig, shutdown_distributed
     from clonekit.train import train as run_train
 
+    overrides = _parse_overrides(set_ or [])
     config = TrainConfig(
         steps=steps,
         seed=seed,
@@ -197,20 +246,26 @@ def train(
         device=device,
         action_labels=action_labels,
     )
+    # A key of the training loop's config (and not of the policy's) sets the loop; the rest go to the policy.
+    loop_keys = {f.name for f in fields(TrainConfig)}
+    if loop_keys & set(overrides):
+        loop_keys -= {f.name for f in fields(policy_classes(policy)[0])}
+        loop = {key: overrides.pop(key) for key in list(overrides) if key in loop_keys}
+        config = config_from_json(TrainConfig, config_to_json(config) | loop, "--set")
     try:
         run_train(
             policy,
             data,
             out,
             config,
-            policy_overrides=_parse_overrides(set_ or []),
+            policy_overrides=overrides,
             resume=resume,
             show_progress=not quiet,
         )
     finally:
         shutdown_distributed()
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one process reports
-        out_console.print(f"trained {policy} for {steps} steps: {out}")
+        out_console.print(f"trained {policy} for {config.steps} steps: {out}")
 
 
 @app.command(name="eval")
@@ -266,6 +321,7 @@ def evaluate(
         str | None,
         typer.Option(help="With --attack: push the policy to this action (an integer, or a JSON list if continuous)."),
     ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar (drawn on stderr; stdout has the results).")] = False,
 ) -> None:
     """Evaluate a trained policy with batched rollouts; metrics with 95% bootstrap CIs."""
     from clonekit.evaluation import evaluate_run, format_metric
@@ -277,17 +333,28 @@ def evaluate(
     if attack_config is not None:
         if show_thoughts or backend != "torch" or ray_options:
             raise ConfigError("--attack: runs with --backend torch, without --ray and --show-thoughts")
-        played = evaluate_attack_run(run, split, episodes, seed, attack_config, tasks, batch_size, env)
+        played = evaluate_attack_run(
+            run, split, episodes, seed, attack_config, tasks, batch_size, env, show_progress=not quiet
+        )
         attacked = {"config": config_to_json(attack_config), "metrics": attack_metrics(played, seed)}
     if show_thoughts:
         if backend != "torch":
             raise ConfigError("--show-thoughts: needs --backend torch (thoughts come from the torch policy's memory)")
         _evaluate_thoughts(
-            run, split, episodes, seed, 25 if tasks is None else tasks, batch_size, halt_on or [], as_json
+            run, split, episodes, seed, 25 if tasks is None else tasks, batch_size, halt_on or [], as_json, not quiet
         )
         return
     results = evaluate_run(
-        run, split, episodes, seed, num_tasks=tasks, max_parallel=batch_size, backend=backend, env=env, **ray_options
+        run,
+        split,
+        episodes,
+        seed,
+        num_tasks=tasks,
+        max_parallel=batch_size,
+        backend=backend,
+        env=env,
+        show_progress=not quiet,
+        **ray_options,
     )
     metrics = results.metrics(seed)
     if as_json:
@@ -303,30 +370,43 @@ def evaluate(
 
 
 def _evaluate_thoughts(
-    run: Path, split: str, episodes: int, seed: int, tasks: int, batch_size: int, halt_on: list[str], as_json: bool
+    run: Path,
+    split: str,
+    episodes: int,
+    seed: int,
+    tasks: int,
+    batch_size: int,
+    halt_on: list[str],
+    as_json: bool,
+    show_progress: bool,
 ) -> None:
     """``clonekit eval --show-thoughts``: play with the thoughts recorded, printed and saved."""
     from clonekit.checkpoint import load_policy, load_run_config
     from clonekit.envs import get_env_family
-    from clonekit.evaluation import format_metric, split_tasks, summarize
+    from clonekit.evaluation import episodes_to_play, format_metric, split_tasks, summarize
     from clonekit.evaluation.thoughts import forbidden_phrases, overthinking, thought_rollout
     from clonekit.evaluation.viewer import write_thought_strip
     from clonekit.io import atomic_write_text
+    from clonekit.progress import progress_bar
 
     env = load_run_config(run).get("dataset", {}).get("env", {})
     policy = load_policy(run)
     family = get_env_family(env.get("id", ""))
-    played = thought_rollout(
-        policy,
-        family,
-        split_tasks(env, split, seed, tasks),
-        episodes,
-        seed,
-        env.get("kwargs", {}),
-        max_parallel=batch_size,
-        halt_if=forbidden_phrases(halt_on) if halt_on else None,
-        record_frames=1,  # where the env can render (see thought_rollout)
-    )
+    task_list = split_tasks(env, split, seed, tasks)
+    total = episodes_to_play(policy, family, task_list, episodes)
+    with progress_bar(f"eval {split}", total=total, enabled=show_progress) as advance:
+        played = thought_rollout(
+            policy,
+            family,
+            task_list,
+            episodes,
+            seed,
+            env.get("kwargs", {}),
+            max_parallel=batch_size,
+            halt_if=forbidden_phrases(halt_on) if halt_on else None,
+            record_frames=1,  # where the env can render (see thought_rollout)
+            on_episodes_end=advance if show_progress else None,
+        )
     records: list[dict[str, Any]] = [
         {"episode": i, "success": bool(played.results.success[i]), "halted": bool(played.halted[i]), "thoughts": t}
         for i, t in enumerate(played.thoughts)
@@ -423,6 +503,45 @@ def run_experiment(
 
 
 @app.command()
+def interactive(
+    method: Annotated[str, typer.Argument(help="dagger, hg_dagger or sirius.")],
+    data: Annotated[Path, typer.Option(help="Demonstration dataset the run starts from (only read).")],
+    out: Annotated[Path, typer.Option(help="Run directory to create, or to continue after an interruption.")],
+    rounds: Annotated[int, typer.Option(help="Interactive rounds (a rerun with more continues the run).")],
+    episodes_per_round: Annotated[int | None, typer.Option(help="Episodes played per round (default 32).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for training, episodes and the simulated intervener.")] = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Run setting KEY=VALUE (JSON value), e.g. train_steps=500, expert_noise=0.2, label_budget=2000; "
+            "repeatable (see clonekit.interactive.InteractiveConfig).",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Interactive imitation with a simulated intervener: each round trains, plays and appends to RUN's dataset."""
+    from clonekit.config import config_from_json
+    from clonekit.interactive import InteractiveConfig, check_method, run_interactive
+
+    check_method(method)
+    settings = _parse_overrides(set_ or [])
+    if episodes_per_round is not None:
+        settings["episodes_per_round"] = episodes_per_round
+    config = config_from_json(InteractiveConfig, settings, "--set")
+
+    def log(line: str) -> None:
+        out_console.print(line, soft_wrap=True)
+
+    run = run_interactive(method, data, out, rounds, seed, config, show_progress=not quiet, log=log)
+    out_console.print(
+        f"{method}: {len(run.rounds)} rounds, {run.expert_labels} expert labels; dataset {run.dataset.path}, "
+        f"final policy {run.policy_dir(len(run.rounds))}",
+        soft_wrap=True,
+    )
+
+
+@app.command()
 def convert(
     src: Annotated[
         Path,
@@ -502,29 +621,99 @@ def export(
     out_console.print(f"wrote {path}: ONNX model of {run} (input obs, dynamic batch axis)", soft_wrap=True)
 
 
+def _inspect_quality(dataset: Any, out: Path | None, as_json: bool) -> None:
+    from clonekit.quality.report import quality_report, report_markdown, write_report
+
+    report = write_report(dataset, out) if out is not None else quality_report(dataset)
+    if as_json:
+        _print_json(report)
+        return
+    out_console.print(report_markdown(report, []), soft_wrap=True, markup=False, highlight=False)
+    if out is not None:
+        out_console.print(f"wrote {out}/report.md, quality.json and plots", soft_wrap=True)
+
+
+@app.command()
+def curate(
+    data: Annotated[Path, typer.Argument(help="Dataset directory (only read).")],
+    out: Annotated[Path, typer.Option(help="New dataset directory.")],
+    filters: Annotated[
+        list[str],
+        typer.Option(
+            "--filter",
+            help="success | top-k:N | min-return:X | drop-demonstrator:ID | min-agreement:X; repeatable, applied "
+            "in order (see clonekit.quality.curate).",
+        ),
+    ],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out dataset.")] = False,
+) -> None:
+    """Write a curated copy of a dataset; what was removed and why is logged in its meta.json (extra.curation)."""
+    from clonekit.data import Dataset
+    from clonekit.quality.curate import Filter, curate
+
+    parsed = [Filter.parse(text) for text in filters]
+    source = Dataset.open(data)
+    new = curate(source, out, parsed, overwrite=overwrite)
+    removed = source.num_episodes - new.num_episodes
+    out_console.print(
+        f"wrote {new.path}: kept {new.num_episodes} of {source.num_episodes} episodes, removed {removed} "
+        f"({', '.join(map(str, parsed))})",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def serve(
+    path: Annotated[Path, typer.Argument(help="A dataset, run or experiment directory.")],
+    host: Annotated[str, typer.Option(help="Address to bind; anything but 127.0.0.1 needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="CLONEKIT_TOKEN", help="Required on every request (?token=...); open the page with it."),
+    ] = None,
+    live: Annotated[
+        bool, typer.Option("--live", help="PATH is a run: also serve /live, where its policy plays and you take over.")
+    ] = False,
+    live_dir: Annotated[
+        Path | None, typer.Option(help="With --live: where the played steps are saved (default PATH/live).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="With --live: the tasks to play (train or test).")] = "test",
+    seed: Annotated[int, typer.Option(help="With --live: seed of the task draw.")] = 0,
+    step_interval: Annotated[float, typer.Option(help="With --live: seconds between the policy's steps.")] = 0.25,
+) -> None:
+    """Browse a dataset, run or experiment in the browser: episodes, frames, annotation streams, plots; with
+    --live, watch a run's policy play and take over from it (ui extra)."""
+    from clonekit.interactive.browse import Browse
+    from clonekit.interactive.server import check_bind, require_ui, serve
+
+    check_bind(host, token)
+    require_ui()
+    browse = Browse(path)
+    session = None
+    if live:
+        from clonekit.interactive.live import live_session_for_run
+
+        if not step_interval > 0:
+            raise ConfigError(f"--step-interval: expected a number of seconds > 0, got {step_interval}")
+        session = live_session_for_run(path, live_dir or Path(path) / "live", split, seed)
+    elif live_dir is not None:
+        raise ConfigError("--live-dir: only used with --live")
+    query = f"?token={token}" if token else ""
+    page = "live" if live else ""
+    err_console.print(
+        f"serving {escape(str(path))} at http://{host}:{port}/{page}{query} (Ctrl+C stops)", soft_wrap=True
+    )
+    serve(browse, host=host, port=port, token=token, live=session, step_interval=step_interval)
+
+
 @app.command(name="list")
 def list_names() -> None:
     """List envs, experts, policies and experiments."""
-    from clonekit.envs import ENVS
-    from clonekit.experiments import EXPERIMENTS
-    from clonekit.experts import EXPERTS
-    from clonekit.policies import POLICIES
-    from clonekit.registry import load_plugins
+    from clonekit.registry import catalog
 
-    load_plugins()
     table = Table("kind", "name", "description")
-    for name, family in ENVS.items():
-        table.add_row("env", name, ((type(family).__doc__ or "").strip().splitlines() or [""])[0])
-    for (env, name), cls in EXPERTS.items():
-        table.add_row("expert", f"{name} (env {env})", ((cls.__doc__ or "").strip().splitlines() or [""])[0])
-    for name, (_, cls) in POLICIES.items():
-        table.add_row(
-            "policy",
-            name,
-            ((cls.__module__ and sys.modules[cls.__module__].__doc__) or "").strip().splitlines()[0],
-        )
-    for name, spec in EXPERIMENTS.items():
-        table.add_row("experiment", name, spec.description)
+    for kind, name, description in catalog():
+        table.add_row(kind, name, description)
     out_console.print(table)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -41,11 +42,13 @@ from clonekit.checkpoint import (
 )
 from clonekit.config import check, config_from_json, config_to_json
 from clonekit.data import Dataset
-from clonekit.data.windows import sample_batch
+from clonekit.data.windows import EpisodeSubset, StepWeights, sample_batch
 from clonekit.errors import CheckpointError, ConfigError
 from clonekit.evaluation.attacks import AttackConfig, adversarial_batch
+from clonekit.holdout import ValidationLoss, holdout_split
 from clonekit.io import atomic_write_json, atomic_write_text
-from clonekit.policies import Policy, build_policy, policy_classes
+from clonekit.policies import POLICIES, Policy, build_policy, policy_classes
+from clonekit.policies.from_data import action_fields, fitting_policies
 from clonekit.progress import progress_bar
 
 
@@ -75,6 +78,13 @@ class TrainConfig:
             policy's own loss against the current model (see :mod:`clonekit.evaluation.attacks`).
         adversarial_steps: PGD iterations per adversarial batch.
         adversarial_fraction: Fraction of each batch that is perturbed (the rest stays clean).
+        val_fraction: Episodes held out for a validation loss (``val_loss``, logged with the other scalars):
+            ``None`` uses the dataset's recorded validation split if it has one (else none), ``0`` none, a
+            fraction in (0, 1) that share of the episodes, the same for every seed (see :mod:`clonekit.holdout`).
+        val_batches: Batches of ``batch_size`` held-out samples the validation loss averages (drawn once).
+        sample_weights: Name of a float stream of per-step sampling weights (>= 0; e.g. ``weight`` from
+            :mod:`clonekit.interactive`): training draws step ``t`` with probability proportional to its weight,
+            so a zero-weight step is never drawn; ``None`` draws uniformly.
     """
 
     steps: int = 2000
@@ -93,6 +103,9 @@ class TrainConfig:
     adversarial_epsilon: float = 0.0
     adversarial_steps: int = 5
     adversarial_fraction: float = 0.5
+    val_fraction: float | None = None
+    val_batches: int = 4
+    sample_weights: str | None = None
 
     def __post_init__(self) -> None:
         check(self.steps >= 1, "steps", ">= 1", self.steps)
@@ -111,19 +124,23 @@ class TrainConfig:
         check(1 <= self.adversarial_steps <= 1000, "adversarial_steps", "in [1, 1000]", self.adversarial_steps)
         fraction = self.adversarial_fraction
         check(0 < fraction <= 1, "adversarial_fraction", "in (0, 1]", fraction)
+        val = self.val_fraction
+        check(val is None or 0 <= val < 1, "val_fraction", "null or a number in [0, 1)", val)
+        check(1 <= self.val_batches <= 1000, "val_batches", "in [1, 1000]", self.val_batches)
 
 
 def policy_config_for(name: str, dataset: Dataset, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The config dict of policy ``name`` for ``dataset``: shapes from the dataset, then ``overrides``."""
+    """The config dict of policy ``name`` for ``dataset``: shapes from the dataset, then ``overrides``.
+
+    An action space the policy cannot use is a one-line error naming both (see
+    :mod:`clonekit.policies.from_data`, which also says how encoder and normalization follow the data).
+    """
+    config_cls, policy_cls = policy_classes(name)
     config: dict[str, Any] = {"obs_shape": list(dataset.streams["obs"].shape)}
-    action_space = dataset.spaces.get("action", {})
-    if action_space.get("type") == "Discrete":
-        config["num_actions"] = int(action_space["n"])
-    elif action_space.get("type") == "Box":
-        config["action_shape"] = list(action_space["shape"])
-    if "goal" in policy_classes(name)[1].required_streams and "goal" in dataset.streams:
+    config.update(action_fields(name, config_cls, dataset.spaces.get("action", {}), fitting_policies(POLICIES)))
+    if "goal" in policy_cls.required_streams and "goal" in dataset.streams:
         config["goal_shape"] = list(dataset.streams["goal"].shape)
-    config.update(policy_classes(name)[1].config_from_data(dataset))
+    config.update(policy_cls.config_from_data(dataset))
     config.update(overrides or {})
     return config
 
@@ -173,7 +190,9 @@ class _Scalars:
         self.file.flush()
         if self.tb is not None:
             for key, value in values.items():
-                self.tb.add_scalar(f"train/{key}", value, step)
+                # val_loss -> val/loss beside train/loss, so TensorBoard groups the two curves alike
+                tag = f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
+                self.tb.add_scalar(tag, value, step)
 
     def close(self) -> None:
         self.file.close()
@@ -216,13 +235,19 @@ def train(
                 f"{run_dir / CONFIG_FILE}: run was trained on dataset {recorded}, "
                 f"but {dataset.path} is {dataset.fingerprint}"
             )
-        stored = config_from_json(TrainConfig, run_config["train_config"], f"{run_dir / CONFIG_FILE} train_config")
+        recorded_train = run_config["train_config"]
+        if isinstance(recorded_train, dict) and "val_fraction" not in recorded_train:
+            # A run recorded before val_fraction existed trained on every episode; it continues so.
+            recorded_train = {**recorded_train, "val_fraction": 0.0}
+        stored = config_from_json(TrainConfig, recorded_train, f"{run_dir / CONFIG_FILE} train_config")
         config = replace(stored, steps=max(stored.steps, config.steps))
         policy_config = run_config["policy_config"]
     else:
         policy_config = policy_config_for(policy, dataset, policy_overrides)
     dataset.require_streams(policy_cls.required_streams, f"policy {policy!r}")
     dataset.require_streams((config.action_labels,), f"action_labels={config.action_labels!r}")
+    raw_weights = _sample_weights(dataset, config, policy_cls)
+    step_weights: StepWeights | None = None
     world.barrier()  # every process has looked at the run directory before the first one writes to it
     if config.batch_size % world.size:
         raise ConfigError(
@@ -279,6 +304,29 @@ def train(
         if dataset.streams[s].kind == "text"
     }
     local_batch = config.batch_size // world.size
+
+    def draw(
+        generator: torch.Generator, subset: EpisodeSubset | None, weights: StepWeights | None = None
+    ) -> dict[str, torch.Tensor]:
+        batch = sample_batch(
+            dataset,
+            local_batch,
+            generator,
+            streams,
+            windows,
+            encoded,
+            model.windows_from_episode_start,
+            subset,
+            weights,
+        )
+        return {("action" if k == config.action_labels else k): v for k, v in batch.items()}
+
+    train_subset, held_out = holdout_split(dataset, config.val_fraction)
+    if raw_weights is not None:  # the cumulative weights over the training steps, built once
+        step_weights = StepWeights(raw_weights, None if train_subset is None else train_subset.steps)
+    validation = None
+    if len(held_out) and world.is_main:
+        validation = ValidationLoss(dataset, held_out, draw, config.val_batches, config.seed)
     adversary = _Adversary(config, dataset, device) if config.adversarial_epsilon > 0 else None
     model.train()
     try:
@@ -286,12 +334,8 @@ def train(
             advance(start_step)
             window_start, window_steps = time.perf_counter(), 0
             for step in range(start_step + 1, config.steps + 1):
-                batch = {
-                    ("action" if k == config.action_labels else k): v.to(device, non_blocking=True)
-                    for k, v in sample_batch(
-                        dataset, local_batch, generator, streams, windows, encoded, model.windows_from_episode_start
-                    ).items()
-                }
+                drawn = draw(generator, train_subset, step_weights)
+                batch = {k: v.to(device, non_blocking=True) for k, v in drawn.items()}
                 if adversary is not None:
                     batch = adversary.perturb(model, batch, generator)
                 loss, info = trainer(batch)
@@ -309,7 +353,10 @@ def train(
                     info |= {
                         "loss": loss_value,
                         "samples_per_s": window_steps * config.batch_size / max(elapsed, 1e-9),
+                        "lr": float(optimizer.param_groups[0]["lr"]),
                     }
+                    if validation is not None:
+                        info["val_loss"] = validation(model, device)
                     scalars.log(step, info)
                     window_start, window_steps = time.perf_counter(), 0
                     advance(0, loss=loss_value)
@@ -324,6 +371,29 @@ def train(
     world.barrier()
     model.eval()
     return model
+
+
+def _sample_weights(dataset: Dataset, config: TrainConfig, policy_cls: type[Policy]) -> np.ndarray | None:
+    """The ``(num_steps,)`` float64 sampling weights of ``config.sample_weights``, checked; None when unset."""
+    name = config.sample_weights
+    if name is None:
+        return None
+    dataset.require_streams((name,), f"sample_weights={name!r}")
+    spec = dataset.streams[name]
+    if spec.kind != "array" or spec.shape != () or not spec.dtype.startswith("float"):
+        raise ConfigError(f"sample_weights: stream {name!r} must hold one float per step, found {spec.describe()}")
+    if policy_cls.windows_from_episode_start:
+        raise ConfigError(f"sample_weights: policy {policy_cls.name!r} samples whole episodes, not weighted steps")
+    weights = np.asarray(dataset.column(name), dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+    if len(bad):
+        found = weights[bad[0]]
+        raise ConfigError(
+            f"sample_weights: stream {name!r}, step {bad[0]}: expected a finite weight >= 0, found {found}"
+        )
+    if not weights.sum() > 0:
+        raise ConfigError(f"sample_weights: stream {name!r}: every weight is 0; nothing to train on")
+    return weights
 
 
 class _Adversary:
