@@ -7,12 +7,18 @@ the same envs with the same actions. Each plays ``NUM_ENVS`` slots of ``Meta-Wor
 for ``STEPS`` steps with random actions; building the envs and the first reset are not timed; each variant's
 figure is its best of ``TRIALS`` (taking turns, so a busy spell on a shared machine hits all of them).
 Prints env steps/s of each, ``ratio`` = async / sync and ``gymnasium_ratio`` = gymnasium's async / sync.
+
+``ceiling``: what the machine allows at best. One env is stepped alone in a subprocess, then one in each of
+``os.cpu_count()`` subprocesses at once; ``ceiling`` = processes x (time per step alone / time per step when
+all run together). On a machine whose cores share execution resources (hyper-threads, a busy host) it is well
+below the core count, and no way of spreading the envs over processes can beat it.
 Run: ``python benchmarks/async_vec.py`` (needs ``clonekit[metaworld]``); run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 import warnings
@@ -24,7 +30,7 @@ import numpy as np
 
 from clonekit.envs import resolve_env
 
-NUM_ENVS = 8
+NUM_ENVS = 16
 STEPS = 200
 TRIALS = 3
 TASK = "assembly-v3"
@@ -66,6 +72,35 @@ def gymnasium_async_steps_per_s() -> float:
     return NUM_ENVS * STEPS / elapsed
 
 
+def _step_alone(steps: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    import metaworld  # noqa: F401  (registers Meta-World/MT1)
+
+    env = gymnasium.make("Meta-World/MT1", env_name=TASK)
+    env.reset(seed=0)
+    action = np.zeros(4, dtype=np.float32)
+    start = time.perf_counter()
+    for i in range(steps):
+        if i % 400 == 399:  # Meta-World truncates at 500 steps
+            env.reset(seed=i)
+        env.step(action)
+    queue.put((time.perf_counter() - start) / steps)
+
+
+def parallel_ceiling(steps: int = 600) -> float:
+    """processes x (seconds per step alone / seconds per step with every process stepping at once)."""
+    context = multiprocessing.get_context()
+    queue = context.Queue()
+    times = []
+    for count in (1, os.cpu_count() or 1):
+        processes = [context.Process(target=_step_alone, args=(steps, queue)) for _ in range(count)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        times.append(float(np.mean([queue.get() for _ in range(count)])))
+    return (os.cpu_count() or 1) * times[0] / times[1]
+
+
 def main() -> None:
     warnings.filterwarnings("ignore", module="gymnasium")  # Meta-World's spaces trip the passive checker
     variants = {
@@ -88,6 +123,7 @@ def main() -> None:
                 "async_steps_per_s": round(best["async"], 1),
                 "gymnasium_async_steps_per_s": round(best["gymnasium_async"], 1),
                 "ratio": round(best["async"] / best["sync"], 3),
+                "ceiling": round(parallel_ceiling(), 3),
                 "gymnasium_ratio": round(best["gymnasium_async"] / best["sync"], 3),
             }
         )
