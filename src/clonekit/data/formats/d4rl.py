@@ -40,7 +40,7 @@ import numpy as np
 from clonekit.data.atomic import fsync_file, install, temp_path
 from clonekit.data.format import REQUIRED_STREAMS, StreamSpec, array_stream, json_object
 from clonekit.data.formats.h5 import H5_ERRORS, check_no_nul, h5_dataset, read_values, stream_spec_of
-from clonekit.data.formats.infer import derived_spaces, gym_spaces, storable_dtype
+from clonekit.data.formats.infer import file_source, storable_dtype
 from clonekit.data.formats.source import (
     Episode,
     Source,
@@ -134,20 +134,8 @@ def read_d4rl(path: Path) -> Source:
         except H5_ERRORS as e:
             raise DatasetError(f"{path}: cannot read the actions: {one_line(e)}") from e
 
-    obs_spec = next(spec for spec in streams if spec.name == "obs")
-    if foreign:
-        # A file from elsewhere has no spaces: derive them now, so that every output records them.
-        spaces = derived_spaces(path, obs_spec, actions, warnings)
-    return Source(
-        path=path,
-        streams=streams,
-        spaces=spaces,
-        env=env,
-        episode_info=episode_info,
-        extra=extra,
-        episodes=episodes,
-        gym_spaces=lambda: gym_spaces(f"{path}: attr clonekit", spaces, obs_spec, actions),
-        warnings=warnings,
+    return file_source(
+        path, streams, spaces, env, episode_info, extra, episodes, actions, warnings, foreign, f"{path}: attr clonekit"
     )
 
 

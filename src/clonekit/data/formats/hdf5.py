@@ -57,7 +57,7 @@ from clonekit.data.atomic import fsync_file, install, temp_path
 from clonekit.data.format import REQUIRED_STREAMS, StreamSpec, array_stream, json_object
 from clonekit.data.formats.gym_id import gymnasium_env
 from clonekit.data.formats.h5 import H5_ERRORS, check_no_nul, h5_dataset, read_values, stream_spec_of
-from clonekit.data.formats.infer import concat_flat, derived_spaces, gym_spaces, storable_dtype
+from clonekit.data.formats.infer import concat_flat, file_source, storable_dtype
 from clonekit.data.formats.source import (
     Episode,
     EpisodeInfo,
@@ -142,20 +142,18 @@ def read_hdf5(path: Path) -> Source:
             raise DatasetError(f"{path}: cannot read the actions: {one_line(e)}") from e
         return _as_stream_shape(np.concatenate(parts), action_spec)
 
-    obs_spec = next(spec for spec in streams if spec.name == "obs")
-    if layout is not None:
-        # A file from elsewhere has no spaces: derive them now, so that every output records them.
-        spaces = derived_spaces(path, obs_spec, actions, warnings)
-    return Source(
-        path=path,
-        streams=streams,
-        spaces=spaces,
-        env=env,
-        episode_info=episode_info,
-        extra=extra,
-        episodes=episodes,
-        gym_spaces=lambda: gym_spaces(f"{path}: attr data.env_args", spaces, obs_spec, actions),
-        warnings=warnings,
+    return file_source(
+        path,
+        streams,
+        spaces,
+        env,
+        episode_info,
+        extra,
+        episodes,
+        actions,
+        warnings,
+        layout is not None,
+        f"{path}: attr data.env_args",
     )
 
 

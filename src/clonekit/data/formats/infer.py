@@ -9,13 +9,15 @@ file does not say; observed bounds would turn the next dataset's slightly larger
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from clonekit.data.format import ARRAY_DTYPES, StreamSpec
+from clonekit.data.formats.source import Episode, Source
 from clonekit.data.spaces import space_from_json, space_to_json
 from clonekit.errors import ConfigError, DatasetError
 
@@ -99,3 +101,35 @@ def _stored_space(spaces: Mapping[str, Any], key: str) -> tuple[gym.spaces.Space
         return space_from_json(spaces[key]), ""
     except ConfigError as e:
         return None, f"the {key!r} space is not a gymnasium space clonekit can read ({e})"
+
+
+def file_source(
+    path: Path,
+    streams: list[StreamSpec],
+    spaces: dict[str, Any],
+    env: dict[str, Any],
+    episode_info: list[str],
+    extra: dict[str, Any],
+    episodes: Callable[[], Iterator[Episode]],
+    actions: Callable[[], np.ndarray],
+    warnings: list[str],
+    foreign: bool,
+    spaces_where: str,
+) -> Source:
+    """The :class:`Source` of an HDF5-family file. A file from elsewhere (``foreign``) has no spaces: they are
+    derived from the data now, so that every output records them; ``spaces_where`` names where a clonekit-written
+    file keeps them, in errors."""
+    obs_spec = next(spec for spec in streams if spec.name == "obs")
+    if foreign:
+        spaces = derived_spaces(path, obs_spec, actions, warnings)
+    return Source(
+        path=path,
+        streams=streams,
+        spaces=spaces,
+        env=env,
+        episode_info=episode_info,
+        extra=extra,
+        episodes=episodes,
+        gym_spaces=lambda: gym_spaces(spaces_where, spaces, obs_spec, actions),
+        warnings=warnings,
+    )
