@@ -39,7 +39,7 @@ import numpy as np
 
 from clonekit.data.atomic import fsync_file, install, temp_path
 from clonekit.data.format import REQUIRED_STREAMS, StreamSpec, array_stream, json_object
-from clonekit.data.formats.h5 import H5_ERRORS, check_no_nul, h5_dataset, read_values, stream_spec_of
+from clonekit.data.formats.h5 import H5_ERRORS, check_no_nul, extra_stream_spec, h5_dataset, read_values
 from clonekit.data.formats.infer import file_source, storable_dtype
 from clonekit.data.formats.source import (
     Episode,
@@ -231,21 +231,13 @@ def _foreign_streams(path: Path, file: Any, warnings: list[str]) -> tuple[list[S
         else:
             candidates.append((key, key, item))
     for name, key, item in candidates:
-        reason = ""
-        if name in keys or name in REQUIRED_STREAMS:
-            reason = f"the name is taken by clonekit's stream {name!r}"
-        elif not isinstance(item, h5py.Dataset):
-            reason = "a group, not per-step data"
-        elif item.ndim == 0 or item.shape[0] != num_rows:
-            reason = f"shape {item.shape} is not per-step (expected {num_rows} rows, like 'observations')"
-        else:
-            spec_or_reason = stream_spec_of(name, item)
-            if isinstance(spec_or_reason, StreamSpec):
-                streams.append(spec_or_reason)
-                keys[name] = key
-                continue
-            reason = spec_or_reason
-        warnings.append(f"{path}: {key}: skipped: {reason}")
+        taken = name in keys or name in REQUIRED_STREAMS
+        spec_or_reason = extra_stream_spec(name, item, taken, num_rows, "observations")
+        if isinstance(spec_or_reason, StreamSpec):
+            streams.append(spec_or_reason)
+            keys[name] = key
+            continue
+        warnings.append(f"{path}: {key}: skipped: {spec_or_reason}")
     return streams, keys
 
 

@@ -29,6 +29,20 @@ def h5_dataset(where: str, group: Any, key: str) -> Any:
     return item
 
 
+def extra_stream_spec(name: str, item: Any, taken: bool, rows: int, like: str) -> StreamSpec | str:
+    """The spec of an extra per-step h5py item ``name`` found beside the known ones, or why it is skipped: its
+    name is ``taken`` by a stream clonekit produces, it is a group, or it has not ``rows`` rows (as ``like``)."""
+    import h5py
+
+    if taken:
+        return f"the name is taken by clonekit's stream {name!r}"
+    if not isinstance(item, h5py.Dataset):
+        return "a group, not per-step data"
+    if item.ndim == 0 or item.shape[0] != rows:
+        return f"shape {item.shape} is not per-step (expected {rows} rows, like {like!r})"
+    return stream_spec_of(name, item)
+
+
 def stream_spec_of(name: str, item: Any) -> StreamSpec | str:
     """The spec of stream ``name`` holding the per-step h5py dataset ``item``, or why it cannot be a stream."""
     import h5py

@@ -56,7 +56,7 @@ import numpy as np
 from clonekit.data.atomic import fsync_file, install, temp_path
 from clonekit.data.format import REQUIRED_STREAMS, StreamSpec, array_stream, json_object
 from clonekit.data.formats.gym_id import gymnasium_env
-from clonekit.data.formats.h5 import H5_ERRORS, check_no_nul, h5_dataset, read_values, stream_spec_of
+from clonekit.data.formats.h5 import H5_ERRORS, check_no_nul, extra_stream_spec, h5_dataset, read_values
 from clonekit.data.formats.infer import concat_flat, file_source, storable_dtype
 from clonekit.data.formats.source import (
     Episode,
@@ -320,7 +320,6 @@ class _ForeignLayout:
 
 
 def _foreign_layout(path: Path, data: Any, demos: list[str], warnings: list[str]) -> _ForeignLayout:
-    import h5py
 
     first = data[demos[0]]
     where = f"{path}: data/{demos[0]}"
@@ -365,21 +364,12 @@ def _foreign_layout(path: Path, data: Any, demos: list[str], warnings: list[str]
     for name in first:
         if name in ("obs", "next_obs", "actions", "rewards", "dones", "truncated"):
             continue
-        item = first[name]
-        reason = ""
-        if name in produced or name in REQUIRED_STREAMS:
-            reason = f"the name is taken by clonekit's stream {name!r}"
-        elif not isinstance(item, h5py.Dataset):
-            reason = "a group, not a dataset"
-        elif item.ndim == 0 or item.shape[0] != length:
-            reason = f"shape {item.shape} is not per-step (expected {length} rows, like 'actions')"
-        else:
-            spec_or_reason = stream_spec_of(name, item)
-            if isinstance(spec_or_reason, StreamSpec):
-                annotations.append(spec_or_reason)
-                continue
-            reason = spec_or_reason
-        warnings.append(f"{where}/{name}: skipped: {reason}")
+        taken = name in produced or name in REQUIRED_STREAMS
+        spec_or_reason = extra_stream_spec(name, first[name], taken, length, "actions")
+        if isinstance(spec_or_reason, StreamSpec):
+            annotations.append(spec_or_reason)
+            continue
+        warnings.append(f"{where}/{name}: skipped: {spec_or_reason}")
     return _ForeignLayout(
         obs_keys=obs_keys,
         next_obs_keys=next_obs_keys,
