@@ -52,14 +52,18 @@ def state_keys(obs: np.ndarray, bins: int = DEFAULT_BINS) -> tuple[np.ndarray, s
         low, high = values.min(axis=0), values.max(axis=0)
         span = np.where(high > low, high - low, 1.0)
         rows = np.ascontiguousarray(np.clip(((values - low) / span * bins).astype(np.int64), 0, bins - 1))
+    return _row_ids(rows), method
+
+
+def _row_ids(rows: np.ndarray) -> np.ndarray:
+    """``(N,)`` int64 ids of the rows of ``rows`` ``(N, D)`` (equal ids: byte-equal rows)."""
+    rows = np.ascontiguousarray(rows)
     _, ids = np.unique(rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel(), return_inverse=True)
-    return ids.astype(np.int64).ravel(), method
+    return ids.astype(np.int64).ravel()
 
 
 def _action_keys(actions: np.ndarray) -> np.ndarray:
-    flat = np.ascontiguousarray(actions.reshape(len(actions), -1))
-    _, ids = np.unique(flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).ravel(), return_inverse=True)
-    return ids.astype(np.int64).ravel()
+    return _row_ids(actions.reshape(len(actions), -1))
 
 
 def _entropy_bits(counts: np.ndarray) -> float:
