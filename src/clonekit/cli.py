@@ -644,20 +644,105 @@ def curate(
             help="success | top-k:N | min-return:X | drop-demonstrator:ID | min-agreement:X; repeatable, applied "
             "in order (see clonekit.quality.curate).",
         ),
-    ],
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out dataset.")] = False,
+    recovery: Annotated[
+        str | None,
+        typer.Option(
+            help="Expert (e.g. bfs) that finishes every episode from its first mistake: adds recovery "
+            "episodes (see clonekit.quality.recovery)."
+        ),
+    ] = None,
+    judge: Annotated[
+        str | None, typer.Option(help="With --recovery: py:module:attr, judge(obs, action) -> True for a mistake.")
+    ] = None,
+    augment: Annotated[
+        str | None,
+        typer.Option(
+            help="Transforms, comma-separated (rot90, flip-lr, obs-noise:S, time-shift:K, ...): adds "
+            "augmented episodes the --guide accepts (see clonekit.quality.augment)."
+        ),
+    ] = None,
+    guide: Annotated[
+        str | None,
+        typer.Option(
+            help="With --augment: py:module:attr, guide(segment) -> bool, or rules such as grid-shortest-path,success."
+        ),
+    ] = None,
+    segment_length: Annotated[int, typer.Option(help="With --augment: steps per segment (0: whole episodes).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of --recovery's expert and --augment's random transforms.")] = 0,
 ) -> None:
-    """Write a curated copy of a dataset; what was removed and why is logged in its meta.json (extra.curation)."""
+    """Write a curated copy of a dataset; what was removed, added and why is logged in its meta.json
+    (extra.curation). --recovery splices every source episode; --augment transforms the episodes the filters keep."""
     from clonekit.data import Dataset
-    from clonekit.quality.curate import Filter, curate
+    from clonekit.quality.curate import AddedEpisodes, Filter, curate
 
     parsed = [Filter.parse(text) for text in filters]
+    if judge is not None and recovery is None:
+        raise ConfigError("--judge: only used with --recovery")
+    if (augment is None) != (guide is None):
+        raise ConfigError("--augment and --guide: give both (transforms and the guide that judges them) or neither")
     source = Dataset.open(data)
-    new = curate(source, out, parsed, overwrite=overwrite)
-    removed = source.num_episodes - new.num_episodes
+    added: list[AddedEpisodes] = []
+    if recovery is not None:
+        from clonekit.quality.pyspec import load_callable
+        from clonekit.quality.recovery import recovery_episodes
+
+        the_judge = load_callable(judge, "--judge") if judge is not None else None
+        added.append(recovery_episodes(source, recovery, the_judge, seed=seed, judge_spec=judge))
+    if augment is not None and guide is not None:
+        from clonekit.quality.augment import augmented_episodes
+        from clonekit.quality.curate import kept_episodes
+
+        kept = kept_episodes(source, parsed)
+        transforms = [t.strip() for t in augment.split(",")]
+        added.append(
+            augmented_episodes(source, transforms, guide, episodes=kept, segment_length=segment_length, seed=seed)
+        )
+    new = curate(source, out, parsed, overwrite=overwrite, added=added)
+    kept_count = new.num_episodes - sum(len(a.episodes) for a in added)
     out_console.print(
-        f"wrote {new.path}: kept {new.num_episodes} of {source.num_episodes} episodes, removed {removed} "
-        f"({', '.join(map(str, parsed))})",
+        f"wrote {new.path}: kept {kept_count} of {source.num_episodes} episodes, removed "
+        f"{source.num_episodes - kept_count} ({', '.join(map(str, parsed)) or 'no filter'})"
+        + "".join(f", added {len(a.episodes)} ({a.step})" for a in added),
+        soft_wrap=True,
+    )
+
+
+@app.command(name="improve")
+def improve_policy(
+    run: Annotated[Path, typer.Argument(help="A trained run (clonekit train); it and its dataset are only read.")],
+    out: Annotated[Path, typer.Option(help="Run directory to create, or to continue after an interruption.")],
+    rounds: Annotated[int, typer.Option(help="Rounds of attempt, keep, retrain (a rerun with more continues).")],
+    attempts: Annotated[int, typer.Option(help="Episodes the policy plays per training task and round.")],
+    keep: Annotated[str, typer.Option(help="success (every successful attempt) or best (best of N per task).")] = (
+        "success"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed for the attempts and the training of every round.")] = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Run setting KEY=VALUE (JSON value), e.g. temperature=0.5, cut_loops=true, failures=prefix, "
+            "train_steps=2000; repeatable (see clonekit.quality.improve.ImproveConfig).",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Self-improvement (STaR / OREAL): the policy tries every training task, keeps its successes, retrains."""
+    from clonekit.config import config_from_json
+    from clonekit.quality.improve import ImproveConfig, improve
+
+    settings = {**_parse_overrides(set_ or []), "attempts": attempts, "keep": keep}
+    config = config_from_json(ImproveConfig, settings, "--set")
+
+    def log(line: str) -> None:
+        out_console.print(line, soft_wrap=True)
+
+    result = improve(run, out, rounds, seed, config, show_progress=not quiet, log=log)
+    out_console.print(
+        f"{len(result.rounds)} rounds; dataset {result.dataset.path} ({result.dataset.num_episodes} episodes), "
+        f"final policy {result.policy_dir(len(result.rounds))}",
         soft_wrap=True,
     )
 

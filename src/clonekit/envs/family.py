@@ -30,7 +30,9 @@ class EnvFamily(Protocol):
 
     Optional hooks (see :class:`clonekit.envs.gym.GymFamily`): ``with_id(id, kwargs)`` lets ``FAMILY:ID`` name
     one env of the family; ``resolve_kwargs(kwargs)`` returns the full options the env block records;
-    ``default_num_tasks(episodes)`` says how many tasks to draw when the user gives no ``--tasks``. A vec env
+    ``default_num_tasks(episodes)`` says how many tasks to draw when the user gives no ``--tasks``;
+    ``restart(vec, first_obs)`` resets a vec env to the start states of recorded episodes when the task alone
+    does not fix them (see :class:`MazeFamily`; used to replay episodes, :mod:`clonekit.quality.recovery`). A vec env
     may have ``step_success()``, ``halt(mask)``, ``policy_inputs()`` and ``close()``.
     """
 
@@ -111,6 +113,16 @@ class MazeFamily:
         self._check(kwargs)
         vec = maze.MazeVecEnv(tasks, max_steps=kwargs.get("max_steps"))
         return pixels.maze_pixels(vec, kwargs) if pixels.wants_pixels(kwargs) else vec
+
+    def restart(self, vec: Any, first_obs: np.ndarray) -> np.ndarray:
+        """Reset ``vec`` so that every slot starts where a recorded episode started: the agent cell of its first
+        observation ``(B, 3, H, W)``; returns the observations. (The start cell is drawn from the reset's seed,
+        which a dataset does not record; the first observation shows it.) Grid observations only."""
+        if not isinstance(vec, maze.MazeVecEnv):
+            raise ConfigError("env maze: a recorded episode can be restarted from grid observations only, not pixels")
+        b, _, _, w = first_obs.shape
+        flat = first_obs[:, maze.AGENT].reshape(b, -1).argmax(axis=1)
+        return vec.reset(starts=np.stack([flat // w, flat % w], axis=1))
 
 
 class AvoidingFamily:

@@ -14,6 +14,7 @@ from clonekit.experiments import (
     maze_interactive,
     maze_procedure,
     maze_robustness,
+    maze_star,
     metaworld_mt,
 )
 
@@ -91,6 +92,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=maze_interactive.success_table,
         full=maze_interactive.FULL,
         quick=maze_interactive.QUICK,
+    ),
+    maze_star.NAME: ExperimentSpec(
+        name=maze_star.NAME,
+        description="Self-improvement (STaR): BC on a few maze demonstrations retrained on its own successes, 3 rounds",
+        run=maze_star.run,
+        table_columns=("policy", "test (unseen) success [95% CI]", "train success [95% CI]"),
+        table=maze_star.success_table,
+        full=maze_star.FULL,
+        quick=maze_star.QUICK,
     ),
 }
 

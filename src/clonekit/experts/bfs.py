@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from clonekit.data import StreamSpec, array_stream
-from clonekit.envs.maze import AGENT, MazeVecEnv, bfs_from_goal
+from clonekit.envs.maze import AGENT, MOVES, MazeVecEnv, bfs_from_goal
 
 LAYER, LABEL = 0, 1
 UNLABELLED, GOAL_LABEL, FIRST_ACTION_LABEL = 0, 1, 2
@@ -74,3 +74,16 @@ class BFSExpert:
         # At the goal (distance 0) the episode is over; any action is fine, 0 keeps it defined.
         actions = np.maximum(self._direction[idx, rows, cols], 0)
         return actions, {"procedure": procedure_maps(self._distance, self._direction, agent_distance)}
+
+    def mistakes(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """``(B,)`` bool: the moves ``actions`` ``(B,)`` from observations ``(B, 3, H, W)`` that do not bring the
+        agent closer to the goal (the judge of :mod:`clonekit.quality.recovery`); any move at the goal is none."""
+        b, _, h, w = obs.shape
+        flat = obs[:, AGENT].reshape(b, -1).argmax(axis=1)
+        rows, cols = flat // w, flat % w
+        moves = MOVES[np.asarray(actions, dtype=np.int64)]
+        target_rows, target_cols = (rows + moves[:, 0]).clip(0, h - 1), (cols + moves[:, 1]).clip(0, w - 1)
+        idx = np.arange(b)
+        before = self._distance[idx, rows, cols]
+        after = self._distance[idx, target_rows, target_cols]
+        return (before > 0) & ((after < 0) | (after >= before))

@@ -74,6 +74,12 @@ class Policy(nn.Module):
     def initial_state(self, batch_size: int) -> Any:
         return None
 
+    def action_logits(self, obs: dict[str, Tensor], state: Any | None = None) -> tuple[Tensor, Any] | None:
+        """Discrete actions: the logits ``(B, num_actions)`` that ``act`` takes the argmax of, with the state
+        ``act`` returns, so a caller can sample the policy's own action distribution (e.g. with a temperature,
+        as :mod:`clonekit.quality.improve` does). None (the default): the policy exposes no such logits."""
+        return None
+
     def sample_windows(self) -> Mapping[str, WindowSpec]:
         """Streams ``compute_loss`` reads as windows of consecutive steps, ``(B, k, ...)`` each: ``{name: k}``
         gives the sampled step and the ``k - 1`` after it (e.g. action chunks), ``{name: (k, offset)}`` the ``k``

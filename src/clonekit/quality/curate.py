@@ -15,17 +15,26 @@ Filters (applied in the order given, each to what the previous ones kept):
   other demonstrators do in the same states (an incompatible style, or noise).
 
 Splits recorded in the source (``extra["splits"]``) are kept for the remaining episodes, renumbered.
+
+Curation may also **add** episodes (:class:`AddedEpisodes`): recovery splices (``--recovery``, see
+:mod:`clonekit.quality.recovery`) and guided augmentations (``--augment``, see :mod:`clonekit.quality.augment`).
+The new dataset then has a ``source`` text stream (``demo`` for the source's own steps unless the source has a
+``source`` stream already; ``recovery``, ``augmented`` for the added ones) and a float ``weight`` stream (1 for
+the source's steps; 0 for steps not to be imitated, such as the mistake of a recovery episode: train with
+``sample_weights="weight"``). Added episodes come after the kept ones and belong to no recorded split; their
+streams the new dataset lacks are dropped, and the new dataset's streams they lack are blank (zeros, empty text).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clonekit.data import Dataset, DatasetWriter
+from clonekit.data import Dataset, DatasetWriter, StreamSpec, array_stream, text_stream
 from clonekit.data.formats.source import python_scalar
 from clonekit.data.splits import SPLITS_KEY, episode_splits
 from clonekit.errors import ConfigError
@@ -34,6 +43,35 @@ from clonekit.quality.outcomes import EpisodeOutcomes, episode_outcomes
 from clonekit.quality.report import quality_report, state_keys
 
 FILTERS = ("success", "top-k:N", "min-return:X", "drop-demonstrator:ID", "min-agreement:X", "cut-loops")
+SOURCE_STREAM = text_stream("source", "where the step comes from: demo, recovery, augmented")
+WEIGHT_STREAM = array_stream("weight", "float32", (), "sampling weight (0: a step not to imitate, e.g. a mistake)")
+
+Episode = dict[str, Any]
+
+
+@dataclass
+class AddedEpisodes:
+    """Episodes a curation step adds to the new dataset.
+
+    Args:
+        step: What made them, as the log shows it (e.g. ``recovery:bfs``).
+        episodes: ``(streams, episode info)`` pairs; ``streams`` holds ``source`` (text per step), ``weight``
+            (float per step) and the streams of the source (the ones it lacks are written blank).
+        info_defaults: Episode-info fields these episodes add, with the value the source's episodes get.
+        log: What the step did and skipped, stored under ``extra["curation"]["added"]``.
+    """
+
+    step: str
+    episodes: list[tuple[Episode, dict[str, Any]]]
+    info_defaults: dict[str, int | float | str] = field(default_factory=dict)
+    log: dict[str, Any] = field(default_factory=dict)
+
+
+def blank_steps(spec: StreamSpec, length: int) -> np.ndarray | list[str]:
+    """``length`` steps of ``spec`` that say nothing: empty text, or zeros."""
+    if spec.kind == "text":
+        return [""] * length
+    return np.zeros((length, *spec.shape), dtype=spec.dtype)
 
 
 @dataclass(frozen=True)
@@ -96,23 +134,19 @@ def _removed_by(step: Filter, kept: list[int], facts: EpisodeOutcomes, dataset: 
     }
 
 
-def curate(source: Dataset, out: str | Path, filters: list[Filter], overwrite: bool = False) -> Dataset:
-    """Write the episodes of ``source`` that pass ``filters`` to ``out``; returns the new dataset."""
-    if not filters:
-        raise ConfigError(f"--filter: give at least one of {', '.join(FILTERS)}")
-    facts = episode_outcomes(source)
-    kept = list(range(source.num_episodes))
-    removed: list[dict[str, Any]] = []
-    cuts: dict[int, np.ndarray] = {}  # episode -> (T,) bool steps to cut
-    cut_log: list[dict[str, Any]] = []
-    for step in filters:
-        if step.kind == "cut-loops":
-            cut_log += _cut_loops(source, kept, cuts)
-            continue
-        gone = _removed_by(step, kept, facts, source)
-        removed += [{"episode": k, "filter": str(step), "reason": reason} for k, reason in sorted(gone.items())]
-        kept = [k for k in kept if k not in gone]
-    if not kept:
+def curate(
+    source: Dataset,
+    out: str | Path,
+    filters: list[Filter],
+    overwrite: bool = False,
+    added: Sequence[AddedEpisodes] = (),
+) -> Dataset:
+    """Write the episodes of ``source`` that pass ``filters`` to ``out``, then the ``added`` ones; returns the
+    new dataset."""
+    if not filters and not added:
+        raise ConfigError(f"--filter: give at least one of {', '.join(FILTERS)} (or --recovery / --augment)")
+    kept, removed, cuts, cut_log = _apply_filters(source, filters)
+    if not kept and not any(a.episodes for a in added):
         raise ConfigError(f"--filter {' '.join(map(str, filters))}: every episode of {source.path} was removed")
     new_index = {old: new for new, old in enumerate(kept)}
     extra = dict(source.extra)
@@ -126,14 +160,21 @@ def curate(source: Dataset, out: str | Path, filters: list[Filter], overwrite: b
         "kept": len(kept),
         "removed": removed,
         "cut": cut_log,
+        **({"added": [{"step": a.step, "episodes": len(a.episodes), **a.log} for a in added]} if added else {}),
     }
     info_names = list(source.meta.get("episode_info", []))
+    streams = list(source.streams.values())
+    defaults: dict[str, int | float | str] = {}
+    if added:
+        streams += [s for s in (SOURCE_STREAM, WEIGHT_STREAM) if s.name not in source.streams]
+        for a in added:
+            defaults |= {k: v for k, v in a.info_defaults.items() if k not in info_names}
     writer = DatasetWriter(
         out,
-        list(source.streams.values()),
+        streams,
         spaces=source.spaces,
         env=source.env,
-        episode_info=info_names,
+        episode_info=info_names + list(defaults),
         extra=extra,
         overwrite=overwrite,
     )
@@ -142,7 +183,7 @@ def curate(source: Dataset, out: str | Path, filters: list[Filter], overwrite: b
             info = {
                 name: python_scalar(f"{source.path}: episode {k}", source.episode_info(name)[k]) for name in info_names
             }
-            episode = source.episode(k)
+            episode: Episode = dict(source.episode(k))
             if k in cuts:
                 keep = ~cuts[k]
                 episode = {
@@ -151,8 +192,46 @@ def curate(source: Dataset, out: str | Path, filters: list[Filter], overwrite: b
                     else np.asarray(values)[keep]
                     for name, values in episode.items()
                 }
-            writer.add_episode(episode, info)
+            if added:
+                length = len(episode["action"])
+                episode.setdefault(SOURCE_STREAM.name, ["demo"] * length)
+                episode.setdefault(WEIGHT_STREAM.name, np.ones(length, dtype=np.float32))
+            writer.add_episode(episode, info | defaults)
+        for a in added:
+            for episode, info in a.episodes:
+                writer.add_episode(_conform(episode, streams), {**defaults, **info})
     return Dataset.open(out)
+
+
+def _conform(episode: Episode, streams: list[StreamSpec]) -> Episode:
+    """``episode`` with exactly ``streams``: the ones it lacks blank, the others dropped (an added episode may come
+    from another dataset of the same env, e.g. noisy rollouts spliced into recovery episodes)."""
+    length = len(episode["action"])
+    return {s.name: episode[s.name] if s.name in episode else blank_steps(s, length) for s in streams}
+
+
+def _apply_filters(
+    source: Dataset, filters: list[Filter]
+) -> tuple[list[int], list[dict[str, Any]], dict[int, np.ndarray], list[dict[str, Any]]]:
+    """The episodes ``filters`` keep, the removal log, the steps to cut (episode -> ``(T,)`` bool) and the cut log."""
+    facts = episode_outcomes(source)
+    kept = list(range(source.num_episodes))
+    removed: list[dict[str, Any]] = []
+    cuts: dict[int, np.ndarray] = {}
+    cut_log: list[dict[str, Any]] = []
+    for step in filters:
+        if step.kind == "cut-loops":
+            cut_log += _cut_loops(source, kept, cuts)
+            continue
+        gone = _removed_by(step, kept, facts, source)
+        removed += [{"episode": k, "filter": str(step), "reason": reason} for k, reason in sorted(gone.items())]
+        kept = [k for k in kept if k not in gone]
+    return kept, removed, cuts, cut_log
+
+
+def kept_episodes(source: Dataset, filters: list[Filter]) -> list[int]:
+    """The episodes of ``source`` that ``filters`` keep (all without filters); loop cuts are not applied."""
+    return _apply_filters(source, filters)[0]
 
 
 def _cut_loops(source: Dataset, kept: list[int], cuts: dict[int, np.ndarray]) -> list[dict[str, Any]]:

@@ -94,6 +94,13 @@ class BCPolicy(Policy):
             x = layer(x)
         return x.argmax(-1), None
 
+    def action_logits(self, obs: dict[str, Tensor], state: Any | None = None) -> tuple[Tensor, Any]:
+        """The logits ``(B, A)`` whose argmax ``act`` returns, and the state ``act`` returns."""
+        if self.config.frame_stack > 1:
+            frames = push_frame(state, obs["obs"], self.config.frame_stack)
+            return self.head(self.features(frames)), frames
+        return self.head(self.features(obs["obs"])), None
+
     def attack_scores(self, clean: dict[str, Tensor]) -> AttackScores:
         """The action logits ``(B, A)``; ``act`` takes their argmax."""
         if self.config.frame_stack > 1:
