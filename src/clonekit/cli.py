@@ -504,7 +504,7 @@ def run_experiment(
 
 @app.command()
 def interactive(
-    method: Annotated[str, typer.Argument(help="dagger, hg_dagger or sirius.")],
+    method: Annotated[str, typer.Argument(help="dagger, hg_dagger, sirius or rlif.")],
     data: Annotated[Path, typer.Option(help="Demonstration dataset the run starts from (only read).")],
     out: Annotated[Path, typer.Option(help="Run directory to create, or to continue after an interruption.")],
     rounds: Annotated[int, typer.Option(help="Interactive rounds (a rerun with more continues the run).")],

@@ -11,6 +11,8 @@ from clonekit.errors import unknown_name
 from clonekit.experiments import (
     avoiding_modes,
     babyai_thought,
+    continuous_interactive,
+    interactive_compare,
     maze_interactive,
     maze_procedure,
     maze_robustness,
@@ -89,9 +91,18 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         description="DAgger, HG-DAgger and Sirius vs BC at an equal expert-label budget, evaluated on unseen mazes",
         run=maze_interactive.run,
         table_columns=("policy", "test (unseen) success [95% CI]", "train success [95% CI]", "expert labels"),
-        table=maze_interactive.success_table,
+        table=interactive_compare.success_table,
         full=maze_interactive.FULL,
         quick=maze_interactive.QUICK,
+    ),
+    continuous_interactive.NAME: ExperimentSpec(
+        name=continuous_interactive.NAME,
+        description="DAgger, HG-DAgger, Sirius and RLIF vs BC at an equal expert-label budget on Meta-World reach",
+        run=continuous_interactive.run,
+        table_columns=("policy", "test (unseen) success [95% CI]", "train success [95% CI]", "expert labels"),
+        table=interactive_compare.success_table,
+        full=continuous_interactive.FULL,
+        quick=continuous_interactive.QUICK,
     ),
     maze_star.NAME: ExperimentSpec(
         name=maze_star.NAME,

@@ -1,7 +1,8 @@
-"""Interactive imitation: simulated interveners, and DAgger, HG-DAgger and Sirius runs that grow a dataset
+"""Interactive imitation: simulated interveners, and DAgger, HG-DAgger, Sirius and RLIF runs that grow a dataset
 round by round (see :mod:`clonekit.interactive.loop`)."""
 
 from clonekit.interactive.episodes import RoundPlay, play_round
+from clonekit.interactive.expert_intervener import ExpertIntervener, ExpertIntervenerConfig
 from clonekit.interactive.interveners import Intervener, IntervenerConfig, MazeIntervener
 from clonekit.interactive.loop import (
     METHODS,
@@ -12,10 +13,14 @@ from clonekit.interactive.loop import (
     run_interactive,
     train_config_for,
 )
+from clonekit.interactive.rlif import CriticConfig, rlif_rewards, rlif_weights
 from clonekit.interactive.segments import SegmentWeights, segment_classes
 
 __all__ = [
     "METHODS",
+    "CriticConfig",
+    "ExpertIntervener",
+    "ExpertIntervenerConfig",
     "InteractiveConfig",
     "InteractiveRun",
     "Intervener",
@@ -26,6 +31,8 @@ __all__ = [
     "check_method",
     "load_round_policy",
     "play_round",
+    "rlif_rewards",
+    "rlif_weights",
     "run_interactive",
     "segment_classes",
     "train_config_for",

@@ -5,12 +5,14 @@ Two ways to play (see :func:`play_round`):
 * **mixing** (DAgger): the intervener labels every visited state; the expert's label runs with probability
   ``beta``, the policy's action otherwise. A slot the intervener can no longer label (its budget is spent)
   ends there, truncated, since an unlabelled DAgger step teaches nothing.
-* **gated** (HG-DAgger, Sirius): the policy runs and the intervener takes over while its rule fires; only the
-  steps it controlled carry its label.
+* **gated** (HG-DAgger, Sirius, RLIF): the policy runs and the intervener takes over while its rule fires; only
+  the steps it controlled carry its label. Once its label budget is spent nobody can step in any more, so
+  play stops there (the running episodes are truncated): steps nobody watched must not count as approved.
 
 Every episode comes back with the streams ``obs``, ``action`` (what ran), ``reward``, ``terminated``,
 ``truncated``, ``intervention`` (the expert's action ran) and ``expert_action``: the expert's label where
 it gave one (every step when mixing; intervention steps when gated) and the executed action elsewhere.
+Actions may be discrete ``(B,)`` or continuous ``(B, A)``.
 """
 
 from __future__ import annotations
@@ -84,8 +86,10 @@ def play_round(
             action_t, state = policy.act({"obs": torch.from_numpy(obs)}, state)
             proposed = action_t.cpu().numpy()
             if beta is None:
+                if getattr(intervener, "labels_left", None) == 0:
+                    break  # the budget is spent: nobody watches any more
                 intervention, expert = intervener.step(obs, proposed, active)
-                actions = np.where(intervention, expert, proposed)
+                actions = _per_slot(intervention, expert, proposed)
                 labels = actions
             else:
                 labelled, expert = intervener.label(obs, active)
@@ -93,7 +97,7 @@ def play_round(
                 if not active.any():
                     break
                 intervention = active & (mixing.random(n) < beta)
-                actions = np.where(intervention, expert, proposed)
+                actions = _per_slot(intervention, expert, proposed)
                 labels = expert
             next_obs, reward, terminated, truncated = vec.step(actions)
             record = {
@@ -125,6 +129,12 @@ def play_round(
             episode["truncated"][-1] = True  # cut short when the labels ran out
         episodes.append((episode, int(task_index[slot])))
     return RoundPlay(episodes, intervener.labels_used - labels_before)
+
+
+def _per_slot(mask: np.ndarray, chosen: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``chosen`` where the slot's ``mask`` (B,) is set, ``other`` elsewhere, for actions ``(B, *action_shape)``."""
+    mask = np.asarray(mask, dtype=bool).reshape(-1, *([1] * (np.ndim(other) - 1)))
+    return np.where(mask, chosen, other)
 
 
 __all__ = ["Episode", "RoundPlay", "play_round"]

@@ -1,4 +1,4 @@
-"""Interactive imitation runs: DAgger, HG-DAgger and Sirius, round by round, resumable after a kill.
+"""Interactive imitation runs: DAgger, HG-DAgger, Sirius and RLIF, round by round, resumable after a kill.
 
 A run starts from a demonstration dataset and repeats, for round ``i = 0 .. R - 1``: train the policy on
 everything gathered so far (``RUN/policies/round_i``; round 0 is behaviour cloning on the demonstrations),
@@ -13,8 +13,10 @@ Methods (``METHODS``), all on the same dataset layout:
   (the ``weight`` stream is 1 there and 0 on the policy's own steps).
 * ``sirius`` (Liu et al., 2023): gated; weighted behaviour cloning on all steps, weighted by segment class
   (:mod:`.segments`; ``weight_*`` settings).
-* RLIF (reward -1 where an intervention starts, an off-policy learner on all data) is the next method;
-  it reads the same dataset, so it will be one more entry here with its own learner.
+* ``rlif`` (Luo et al., 2024): gated; reward -1 on the step that made the intervener step in, 0 elsewhere,
+  and an IQL critic fitted on all data after every round; the ``weight`` stream then holds every step's
+  advantage weight ``exp(temperature * (Q - V))`` (:mod:`.rlif`; ``rlif_*`` settings), and the policy is
+  trained by weighted behaviour cloning on all steps (IQL's policy extraction).
 
 The run's dataset (``RUN/<dataset>``, named in ``RUN/run.json``) holds the demonstrations' ``obs``,
 ``action``, ``reward``, ``terminated``, ``truncated`` (other streams are not carried over) plus
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from clonekit.checkpoint import load_policy, read_json
@@ -43,8 +46,11 @@ from clonekit.data import Dataset, DatasetWriter, array_stream
 from clonekit.envs import get_env_family
 from clonekit.errors import CheckpointError, ConfigError, unknown_name
 from clonekit.evaluation import split_tasks
+from clonekit.experts import make_expert
 from clonekit.interactive.episodes import Episode, RoundPlay, play_round
-from clonekit.interactive.interveners import IntervenerConfig, MazeIntervener
+from clonekit.interactive.expert_intervener import ExpertIntervener, ExpertIntervenerConfig
+from clonekit.interactive.interveners import Intervener, IntervenerConfig, MazeIntervener
+from clonekit.interactive.rlif import CriticConfig, discrete_actions, rlif_weights
 from clonekit.interactive.segments import SegmentWeights, segment_classes
 from clonekit.io import atomic_write_json
 from clonekit.policies import Policy
@@ -52,10 +58,30 @@ from clonekit.seeding import derive_seed
 from clonekit.train import TrainConfig, train
 
 RUN_FILE = "run.json"
-RUN_FORMAT = "clonekit-interactive/1"
-METHODS = ("dagger", "hg_dagger", "sirius")
-# Simulated interveners by env family: the one explicit registry.
-INTERVENERS: dict[str, Callable[[IntervenerConfig], Any]] = {"maze": MazeIntervener}
+RUN_FORMAT = "clonekit-interactive/2"  # /2: rounds play the tasks after the demonstrations' first
+METHODS = ("dagger", "hg_dagger", "sirius", "rlif")
+
+
+def _maze_intervener(config: InteractiveConfig, action_space: gym.spaces.Space[Any]) -> Intervener:
+    return MazeIntervener(config.intervener_config())
+
+
+def _expert_intervener(env: str, expert: str) -> Callable[[InteractiveConfig, gym.spaces.Space[Any]], Intervener]:
+    """A maker of :class:`ExpertIntervener` over the registered expert ``expert`` of env ``env``."""
+
+    def make(config: InteractiveConfig, action_space: gym.spaces.Space[Any]) -> Intervener:
+        return ExpertIntervener(make_expert(env, expert), action_space, config.expert_intervener_config())
+
+    return make
+
+
+# Simulated interveners by env family, made from the run's settings and the env's action space: the one
+# explicit registry.
+INTERVENERS: dict[str, Callable[[InteractiveConfig, gym.spaces.Space[Any]], Intervener]] = {
+    "maze": _maze_intervener,
+    "avoiding": _expert_intervener("avoiding", "paths"),
+    "metaworld": _expert_intervener("metaworld", "scripted"),
+}
 # HG-DAgger learns from the demonstrations and the intervention steps only.
 HG_DAGGER_WEIGHTS = SegmentWeights(demo=1.0, autonomous=0.0, intervention=1.0, pre_intervention=0.0, pre_window=0)
 
@@ -68,7 +94,8 @@ class InteractiveConfig:
     """Settings of an interactive run (``--set KEY=VALUE`` on the command line).
 
     Args:
-        policy: Policy trained every round (a discrete-action policy, e.g. ``bc``).
+        policy: Policy trained every round, or ``"auto"``: ``bc`` for discrete actions, ``continuous_bc`` for
+            continuous (Box) actions.
         policy_overrides: Settings of that policy (e.g. ``{"hidden_sizes": [128]}``).
         train_steps: Gradient steps per round; each round trains from scratch on all data so far.
         batch_size: Transitions per gradient step.
@@ -80,17 +107,30 @@ class InteractiveConfig:
         beta_decay: DAgger: ``beta`` is multiplied by this every round.
         min_regret: Intervener rule: take over at a proposed action this many moves worse than the best (1, 2).
         stall_steps: Intervener rule: also take over after this many steps without progress; 0 off.
+        threshold: Intervener rule of expert-backed interveners (continuous actions): take over when the
+            proposed action is at least this far (L2, in action units) from the expert's.
         delay: Intervener reaction delay in steps.
-        expert_noise: Probability that the expert's action or label is a uniformly drawn wrong one.
+        expert_noise: Probability that the expert's action or label is a uniformly drawn wrong one (discrete
+            actions); for continuous actions the standard deviation of Gaussian noise on them (at most 1).
         label_budget: Expert labels the rounds may use in all (None: no limit); the demonstrations are extra.
         weight_demo: Sirius weight of demonstration steps.
         weight_autonomous: Sirius weight of the policy's own steps.
         weight_intervention: Sirius weight of intervention steps.
         weight_pre_intervention: Sirius weight of the steps just before an intervention.
         pre_window: Sirius pre-intervention window, in steps.
+        rlif_gamma: RLIF: discount of the intervention penalty.
+        rlif_expectile: RLIF: expectile ``tau`` of ``V`` on ``Q`` of the data's actions (0.5 mean, towards 1 best).
+        rlif_temperature: RLIF: inverse temperature of the advantage weights ``exp(t * (Q - V))``.
+        rlif_max_weight: RLIF: advantage weights are clipped at this value, then normalized to mean 1.
+        rlif_critic_steps: RLIF: gradient steps of the critic, refitted from scratch after every round.
+        rlif_critic_batch_size: RLIF: transitions per critic step.
+        rlif_critic_lr: RLIF: Adam learning rate of the critic.
+        rlif_critic_hidden_sizes: RLIF: MLP widths of the critic's ``Q`` and ``V`` networks.
+        rlif_polyak: RLIF: update rate of the target ``Q`` networks.
+        The RLIF reward also reads ``delay`` (the reaction delay it assumes; see :func:`.rlif.rlif_rewards`).
     """
 
-    policy: str = "bc"
+    policy: str = "auto"
     policy_overrides: dict[str, Any] = field(default_factory=dict)
     train_steps: int = 1000
     batch_size: int = 128
@@ -101,6 +141,7 @@ class InteractiveConfig:
     beta_decay: float = 0.5
     min_regret: int = 1
     stall_steps: int = 0
+    threshold: float = 0.5
     delay: int = 0
     expert_noise: float = 0.0
     label_budget: int | None = None
@@ -109,6 +150,15 @@ class InteractiveConfig:
     weight_intervention: float = 2.0
     weight_pre_intervention: float = 0.0
     pre_window: int = 4
+    rlif_gamma: float = 0.9
+    rlif_expectile: float = 0.8
+    rlif_temperature: float = 3.0
+    rlif_max_weight: float = 100.0
+    rlif_critic_steps: int = 600
+    rlif_critic_batch_size: int = 256
+    rlif_critic_lr: float = 1e-3
+    rlif_critic_hidden_sizes: tuple[int, ...] = (128, 128)
+    rlif_polyak: float = 0.02
 
     def __post_init__(self) -> None:
         check(self.train_steps >= 1, "train_steps", ">= 1", self.train_steps)
@@ -120,7 +170,9 @@ class InteractiveConfig:
         check(0 <= self.beta <= 1, "beta", "in [0, 1]", self.beta)
         check(0 <= self.beta_decay <= 1, "beta_decay", "in [0, 1]", self.beta_decay)
         self.intervener_config()
+        self.expert_intervener_config()
         self.segment_weights()
+        self.critic_config()
 
     def intervener_config(self) -> IntervenerConfig:
         """The simulated intervener's quality."""
@@ -130,6 +182,29 @@ class InteractiveConfig:
             delay=self.delay,
             expert_noise=self.expert_noise,
             label_budget=self.label_budget,
+        )
+
+    def expert_intervener_config(self) -> ExpertIntervenerConfig:
+        """The quality of an expert-backed simulated intervener (envs other than the maze)."""
+        return ExpertIntervenerConfig(
+            threshold=self.threshold,
+            delay=self.delay,
+            expert_noise=self.expert_noise,
+            label_budget=self.label_budget,
+        )
+
+    def critic_config(self) -> CriticConfig:
+        """RLIF's critic and advantage weights."""
+        return CriticConfig(
+            gamma=self.rlif_gamma,
+            expectile=self.rlif_expectile,
+            temperature=self.rlif_temperature,
+            max_weight=self.rlif_max_weight,
+            steps=self.rlif_critic_steps,
+            batch_size=self.rlif_critic_batch_size,
+            lr=self.rlif_critic_lr,
+            hidden_sizes=self.rlif_critic_hidden_sizes,
+            polyak=self.rlif_polyak,
         )
 
     def segment_weights(self) -> SegmentWeights:
@@ -204,7 +279,7 @@ def run_interactive(
     family = get_env_family(env_id)
     env_kwargs = dict(source.env.get("kwargs", {}))
     tasks = split_tasks(source.env, "train", seed, 1)
-    intervener = INTERVENERS[env_id](config.intervener_config())
+    intervener = INTERVENERS[env_id](config, source.space("action"))
     intervener.labels_used = sum(r["expert_labels"] for r in state["rounds"])
     dataset = Dataset.open(run_dir / state["dataset"])
     for i in range(len(state["rounds"]), rounds):
@@ -212,7 +287,10 @@ def run_interactive(
         _call(hook, i, "trained")
         if method == "dagger":  # every state in the data has its label already: the expert is not asked twice
             intervener.remember(np.asarray(dataset.column("obs")), np.asarray(dataset.column("expert_action")))
-        ids = np.arange(i * config.episodes_per_round, (i + 1) * config.episodes_per_round)
+        # Episode k plays training task k % len(tasks), counting on from the demonstrations: when they hold one
+        # episode a task, the rounds visit the tasks no demonstration shows first.
+        first = source.num_episodes + i * config.episodes_per_round
+        ids = np.arange(first, first + config.episodes_per_round)
         beta = config.beta * config.beta_decay**i if method == "dagger" else None
         round_seed = derive_seed(seed, f"round:{i}")
         play = play_round(
@@ -248,6 +326,13 @@ def train_config_for(method: str, config: InteractiveConfig, seed: int) -> Train
     )
 
 
+def policy_for(policy: str, dataset: Dataset) -> str:
+    """The policy to train: ``policy``, or for ``"auto"`` ``continuous_bc`` on Box actions and ``bc`` otherwise."""
+    if policy != "auto":
+        return policy
+    return "continuous_bc" if isinstance(dataset.space("action"), gym.spaces.Box) else "bc"
+
+
 def load_round_policy(run_dir: str | Path, round_index: int) -> Policy:
     """The policy that played round ``round_index`` of a run (the number of rounds: the final policy)."""
     return load_policy(Path(run_dir) / "policies" / f"round_{round_index}")
@@ -263,7 +348,7 @@ def _train_round(
 ) -> Policy:
     train_config = train_config_for(method, config, derive_seed(seed, f"train:{i}") % 2**31)
     return train(
-        config.policy,
+        policy_for(config.policy, dataset),
         dataset,
         run_dir / "policies" / f"round_{i}",
         train_config,
@@ -376,6 +461,17 @@ def _append_round(
             classes = segment_classes(episode["intervention"], False, weights.pre_window)
             episode["weight"] = weights.of(classes)
         episodes.append((episode, task))
+    if method == "rlif":  # the critic is refitted on all data every round, so every step's weight changes
+        played = [episode for episode, _ in episodes]
+        weighted = rlif_weights(
+            played,
+            [bool(episode["round"][0] < 0) for episode in played],
+            discrete_actions(dataset.space("action")),
+            config.critic_config(),
+            derive_seed(state["seed"], f"critic:{i}"),
+            config.delay,
+        )
+        episodes = [({**episode, "weight": w}, task) for (episode, task), w in zip(episodes, weighted, strict=True)]
     new_state = {**state, "dataset": f"data-{i + 1:03d}", "rounds": [*state["rounds"], {"round": i, **play.stats()}]}
     old_name = state["dataset"]
     written = _write_dataset(run_dir / new_state["dataset"], dataset, method, episodes, new_state)
@@ -400,7 +496,8 @@ def _write_dataset(
         array_stream("round", "int64", (), "interactive round; -1 for the demonstrations"),
     ]
     if method != "dagger":
-        streams.append(array_stream("weight", "float32", (), "sampling weight (segment class)"))
+        source = "advantage" if method == "rlif" else "segment class"
+        streams.append(array_stream("weight", "float32", (), f"sampling weight ({source})"))
     extra = {"interactive": {"method": method, "seed": state["seed"], "rounds": state["rounds"]}}
     writer = DatasetWriter(
         path, streams, spaces=like.spaces, env=like.env, episode_info=("task_index",), extra=extra, overwrite=True
@@ -417,6 +514,7 @@ __all__ = [
     "InteractiveRun",
     "check_method",
     "load_round_policy",
+    "policy_for",
     "run_interactive",
     "train_config_for",
 ]
