@@ -232,3 +232,36 @@ def test_curate_with_only_additions_keeps_every_source_episode(demos: Dataset, t
     new = curate(demos, tmp_path / "aug", [], added=[added])
     assert new.num_episodes == 2 * demos.num_episodes
     assert list(new.episode_info("augmented_from")) == [-1] * demos.num_episodes + list(range(demos.num_episodes))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_guided_rotations_raise_unseen_maze_success_of_bc_on_few_demonstrations(tmp_path: Path) -> None:
+    """The README's augmentation claim at small scale: 24 demonstrations on 6 mazes, BC with and without their
+    5 rotations and mirrors (the guide accepts only shortest paths), 80 episodes on 40 unseen mazes. Measured:
+    0.18 without, 0.62 with (seed 1); rotated grids with unmapped actions would be rejected by the guide and
+    leave the two equal."""
+    from clonekit.evaluation import rollout, split_tasks
+    from clonekit.train import TrainConfig, train
+
+    seed = 1
+    demos = collect(
+        "maze",
+        "bfs",
+        episodes=24,
+        seed=seed,
+        out=tmp_path / "demos",
+        num_tasks=6,
+        show_progress=False,
+        env_kwargs={"size": SIZE},
+    )
+    added = augmented_episodes(demos, ["rot90", "rot180", "rot270", "flip-lr", "flip-ud"], "grid-shortest-path")
+    assert len(added.episodes) == 5 * demos.num_episodes
+    augmented = curate(demos, tmp_path / "augmented", [], added=[added])
+    family = get_env_family("maze")
+    test_tasks = split_tasks(demos.env, "test", seed, 40)
+    success = {}
+    for name, data in (("demos", demos), ("augmented", augmented)):
+        config = TrainConfig(steps=300, batch_size=64, lr=1e-3, seed=seed, tensorboard=False, val_fraction=0.0)
+        policy = train("bc", data, tmp_path / f"run_{name}", config, show_progress=False)
+        success[name] = rollout(policy, family, test_tasks, 80, seed, dict(demos.env["kwargs"])).success.mean()
+    assert success["augmented"] >= success["demos"] + 0.25, success
