@@ -38,6 +38,7 @@ import numpy as np
 from clonekit.config import check
 from clonekit.errors import ConfigError
 from clonekit.experts.outside import Expert
+from clonekit.interactive.interveners import SimulatedPerson
 from clonekit.seeding import derive_seed
 
 
@@ -66,7 +67,7 @@ class ExpertIntervenerConfig:
         check(self.label_budget is None or self.label_budget >= 0, "label_budget", "null or >= 0", self.label_budget)
 
 
-class ExpertIntervener:
+class ExpertIntervener(SimulatedPerson):
     """A simulated person that judges the policy's proposals against an expert's actions.
 
     Args:
@@ -79,6 +80,7 @@ class ExpertIntervener:
     def __init__(
         self, expert: Expert, action_space: gym.spaces.Space[Any], config: ExpertIntervenerConfig | None = None
     ) -> None:
+        super().__init__()
         if isinstance(action_space, gym.spaces.Box):
             self.continuous = True
         elif isinstance(action_space, gym.spaces.Discrete):
@@ -91,28 +93,15 @@ class ExpertIntervener:
         if not self.continuous:
             noise = self.config.expert_noise
             check(noise <= 1, "expert_noise", "a probability in [0, 1] for discrete actions", noise)
-        self.labels_used = 0
-        self._known: dict[bytes, np.ndarray] = {}  # observation -> label given: a state is labelled once
         self._state_env: Any = None
         self._vec: Any = None
-        self._rng = np.random.default_rng(0)
-        self._alarm = np.zeros(0, dtype=np.int64)  # steps since the rule fired, -1 when it has not
-        self._in_control = np.zeros(0, dtype=bool)
-
-    @property
-    def labels_left(self) -> int | None:
-        """Labels the budget still allows (None: no limit)."""
-        budget = self.config.label_budget
-        return None if budget is None else max(0, budget - self.labels_used)
 
     def reset(self, vec: Any, seed: int) -> None:
         """A new wave in ``vec``: reset the expert's per-episode state and this wave's draws from ``seed``."""
         self._vec = vec
         self._state_env = getattr(vec, "state_env", vec)
         self.expert.reset(self._state_env, derive_seed(seed, "expert"))
-        self._rng = np.random.default_rng(seed)
-        self._alarm = np.full(vec.num_envs, -1, dtype=np.int64)
-        self._in_control = np.zeros(vec.num_envs, dtype=bool)
+        self._start_wave(vec.num_envs, seed)
 
     def expert_actions(self, obs: np.ndarray) -> np.ndarray:
         """The expert's clean actions ``(B, *action_shape)`` for observations ``(B, ...)`` of the current wave."""
@@ -140,43 +129,11 @@ class ExpertIntervener:
         """For observations ``(B, ...)`` and proposals ``(B, *action_shape)``: ``(take over (B,), actions)``."""
         active = np.asarray(active, dtype=bool)
         expert = self.expert_actions(obs)
-        fires = self.fires(proposed, expert) & active
-        # A person in control hands back once the policy's proposal is fine again.
-        self._in_control &= fires
-        # The rule firing raises an alarm; the person takes over `delay` steps later, whatever happens meanwhile.
-        start = fires & ~self._in_control & (self._alarm < 0)
-        self._alarm = np.where(start, 0, np.where(self._alarm >= 0, self._alarm + 1, -1))
-        due = active & (self._alarm >= self.config.delay)
-        self._alarm = np.where(due, -1, self._alarm)
-        take = self._spend(active & (self._in_control | due))
-        self._in_control = take
+        take = self._take_over(self.fires(proposed, expert) & active, active)
         return take, self._noisy(expert, take)
 
-    def remember(self, obs: np.ndarray, labels: np.ndarray) -> None:
-        """Labels ``(N, ...)`` already given for observations ``(N, ...)``: :meth:`label` reuses them for free."""
-        for o, a in zip(obs, np.asarray(labels), strict=True):
-            self._known[np.ascontiguousarray(o).tobytes()] = a
-
-    def label(self, obs: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Expert labels for the ``active`` slots: ``(labelled (B,), actions (B, *action_shape))``."""
-        active = np.asarray(active, dtype=bool)
-        keys = [np.ascontiguousarray(o).tobytes() for o in obs]
-        known = active & np.array([key in self._known for key in keys], dtype=bool)
-        labelled = self._spend(active & ~known)
-        actions = self._noisy(self.expert_actions(obs), labelled)
-        for slot in np.flatnonzero(labelled).tolist():
-            self._known[keys[slot]] = actions[slot].copy()
-        for slot in np.flatnonzero(known).tolist():
-            actions[slot] = self._known[keys[slot]]
-        return labelled | known, actions
-
-    def _spend(self, wanted: np.ndarray) -> np.ndarray:
-        """``wanted`` with slots beyond the budget cleared (lowest slots first); counts the labels given."""
-        left = self.labels_left
-        if left is not None:
-            wanted = wanted & (np.cumsum(wanted) <= left)
-        self.labels_used += int(wanted.sum())
-        return wanted
+    def _clean_labels(self, obs: np.ndarray) -> np.ndarray:
+        return self.expert_actions(obs)
 
     def _noisy(self, actions: np.ndarray, given: np.ndarray) -> np.ndarray:
         """A copy of ``actions`` with noise on the ``given`` slots (see the module docstring)."""

@@ -91,22 +91,18 @@ class IntervenerConfig:
         check(self.label_budget is None or self.label_budget >= 0, "label_budget", "null or >= 0", self.label_budget)
 
 
-class MazeIntervener:
-    """A simulated person for the maze that judges moves by their BFS distance to the goal.
+class SimulatedPerson:
+    """What every simulated intervener shares: the label budget, labelling each state once, and the take-over
+    with a reaction delay (see the module docstring). A subclass sets ``config`` (with ``delay`` and
+    ``label_budget``) and implements :meth:`_clean_labels` and :meth:`_noisy`; its ``reset`` calls
+    :meth:`_start_wave` and its ``step`` :meth:`_take_over`."""
 
-    See the module docstring; ``config`` sets its quality. Works on ``MazeVecEnv`` waves (the vec must have
-    ``tasks``), reading the agent's cell from each observation's ``AGENT`` channel.
-    """
+    config: Any
 
-    def __init__(self, config: IntervenerConfig | None = None) -> None:
-        self.config = config or IntervenerConfig()
+    def __init__(self) -> None:
         self.labels_used = 0
-        self._known: dict[bytes, int] = {}  # observation -> label given: a state is labelled once
-        self._distance = np.zeros((0, 0, 0), dtype=np.int64)
-        self._direction = np.zeros((0, 0, 0), dtype=np.int64)
+        self._known: dict[bytes, Any] = {}  # observation -> label given: a state is labelled once
         self._rng = np.random.default_rng(0)
-        self._best = np.zeros(0, dtype=np.int64)
-        self._since_best = np.zeros(0, dtype=np.int64)
         self._alarm = np.zeros(0, dtype=np.int64)  # steps since the rule fired, -1 when it has not
         self._in_control = np.zeros(0, dtype=bool)
 
@@ -115,6 +111,75 @@ class MazeIntervener:
         """Labels the budget still allows (None: no limit)."""
         budget = self.config.label_budget
         return None if budget is None else max(0, budget - self.labels_used)
+
+    def remember(self, obs: np.ndarray, labels: np.ndarray) -> None:
+        """Labels ``(N, ...)`` already given for observations ``(N, ...)``: :meth:`label` reuses them for free."""
+        for o, a in zip(obs, np.asarray(labels), strict=True):
+            self._known[np.ascontiguousarray(o).tobytes()] = a
+
+    def label(self, obs: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Expert labels for the ``active`` slots: ``(labelled (B,) bool, actions (B, ...))``; a slot left
+        unlabelled has no budget left for it. A state labelled before gets its label again, free."""
+        active = np.asarray(active, dtype=bool)
+        keys = [np.ascontiguousarray(o).tobytes() for o in obs]
+        known = active & np.array([key in self._known for key in keys], dtype=bool)
+        labelled = self._spend(active & ~known)
+        actions = self._noisy(self._clean_labels(obs), labelled)
+        for slot in np.flatnonzero(labelled).tolist():
+            self._known[keys[slot]] = actions[slot].copy()
+        for slot in np.flatnonzero(known).tolist():
+            actions[slot] = self._known[keys[slot]]
+        return labelled | known, actions
+
+    def _clean_labels(self, obs: np.ndarray) -> np.ndarray:
+        """The expert's own actions ``(B, ...)`` for observations ``(B, ...)`` of the current wave."""
+        raise NotImplementedError
+
+    def _noisy(self, actions: np.ndarray, given: np.ndarray) -> np.ndarray:
+        """``actions`` with the person's mistakes on the ``given`` slots (a new array)."""
+        raise NotImplementedError
+
+    def _start_wave(self, slots: int, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+        self._alarm = np.full(slots, -1, dtype=np.int64)
+        self._in_control = np.zeros(slots, dtype=bool)
+
+    def _take_over(self, fires: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """``(B,)`` the slots the person controls this step, given where the rule ``fires`` (budget spent)."""
+        # A person in control hands back once the policy's proposal is fine again.
+        self._in_control &= fires
+        # The rule firing raises an alarm; the person takes over `delay` steps later, whatever happens meanwhile.
+        start = fires & ~self._in_control & (self._alarm < 0)
+        self._alarm = np.where(start, 0, np.where(self._alarm >= 0, self._alarm + 1, -1))
+        due = active & (self._alarm >= self.config.delay)
+        self._alarm = np.where(due, -1, self._alarm)
+        take = self._spend(active & (self._in_control | due))
+        self._in_control = take
+        return take
+
+    def _spend(self, wanted: np.ndarray) -> np.ndarray:
+        """``wanted`` with slots beyond the budget cleared (lowest slots first); counts the labels given."""
+        left = self.labels_left
+        if left is not None:
+            wanted = wanted & (np.cumsum(wanted) <= left)
+        self.labels_used += int(wanted.sum())
+        return wanted
+
+
+class MazeIntervener(SimulatedPerson):
+    """A simulated person for the maze that judges moves by their BFS distance to the goal.
+
+    See the module docstring; ``config`` sets its quality. Works on ``MazeVecEnv`` waves (the vec must have
+    ``tasks``), reading the agent's cell from each observation's ``AGENT`` channel.
+    """
+
+    def __init__(self, config: IntervenerConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or IntervenerConfig()
+        self._distance = np.zeros((0, 0, 0), dtype=np.int64)
+        self._direction = np.zeros((0, 0, 0), dtype=np.int64)
+        self._best = np.zeros(0, dtype=np.int64)
+        self._since_best = np.zeros(0, dtype=np.int64)
 
     def reset(self, vec: Any, seed: int) -> None:
         searched: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # slots often share a maze: search it once
@@ -125,11 +190,9 @@ class MazeIntervener:
         self._distance = np.stack([d for d, _ in results])
         self._direction = np.stack([a for _, a in results])
         n = len(results)
-        self._rng = np.random.default_rng(seed)
+        self._start_wave(n, seed)
         self._best = np.full(n, np.iinfo(np.int64).max)
         self._since_best = np.zeros(n, dtype=np.int64)
-        self._alarm = np.full(n, -1, dtype=np.int64)
-        self._in_control = np.zeros(n, dtype=bool)
 
     def regret(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Moves ``(B,)`` that ``actions`` cost against the best action in each slot's cell: 0, 1 or 2."""
@@ -151,42 +214,11 @@ class MazeIntervener:
         fires = self.regret(obs, proposed) >= self.config.min_regret
         if self.config.stall_steps:
             fires |= self._since_best >= self.config.stall_steps
-        fires &= active
-        # A person in control hands back once the policy's proposal is fine again.
-        self._in_control &= fires
-        # The rule firing raises an alarm; the person takes over `delay` steps later, whatever happens meanwhile.
-        start = fires & ~self._in_control & (self._alarm < 0)
-        self._alarm = np.where(start, 0, np.where(self._alarm >= 0, self._alarm + 1, -1))
-        due = active & (self._alarm >= self.config.delay)
-        self._alarm = np.where(due, -1, self._alarm)
-        take = self._spend(active & (self._in_control | due))
-        self._in_control = take
+        take = self._take_over(fires & active, active)
         return take, self._noisy(self._best_actions(cells), take)
 
-    def remember(self, obs: np.ndarray, labels: np.ndarray) -> None:
-        """Labels already given for observations ``(N, ...)``: :meth:`label` reuses them without spending."""
-        for o, a in zip(obs, np.asarray(labels).tolist(), strict=True):
-            self._known[o.tobytes()] = a
-
-    def label(self, obs: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        active = np.asarray(active, dtype=bool)
-        keys = [o.tobytes() for o in obs]
-        known = active & np.array([key in self._known for key in keys], dtype=bool)
-        labelled = self._spend(active & ~known)
-        actions = self._noisy(self._best_actions(self._cells(obs)), labelled)
-        for slot in np.flatnonzero(labelled).tolist():
-            self._known[keys[slot]] = int(actions[slot])
-        for slot in np.flatnonzero(known).tolist():
-            actions[slot] = self._known[keys[slot]]
-        return labelled | known, actions
-
-    def _spend(self, wanted: np.ndarray) -> np.ndarray:
-        """``wanted`` with slots beyond the budget cleared (lowest slots first); counts the labels given."""
-        left = self.labels_left
-        if left is not None:
-            wanted = wanted & (np.cumsum(wanted) <= left)
-        self.labels_used += int(wanted.sum())
-        return wanted
+    def _clean_labels(self, obs: np.ndarray) -> np.ndarray:
+        return self._best_actions(self._cells(obs))
 
     def _noisy(self, actions: np.ndarray, given: np.ndarray) -> np.ndarray:
         """``actions`` with each given one replaced, with probability ``expert_noise``, by another action."""
@@ -209,4 +241,4 @@ class MazeIntervener:
         return np.stack([flat // w, flat % w], axis=1)
 
 
-__all__ = ["Intervener", "IntervenerConfig", "MazeIntervener"]
+__all__ = ["Intervener", "IntervenerConfig", "MazeIntervener", "SimulatedPerson"]
