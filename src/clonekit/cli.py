@@ -747,6 +747,45 @@ def improve_policy(
     )
 
 
+@app.command(name="sweep-demos")
+def sweep_demos(
+    data: Annotated[Path, typer.Argument(help="Dataset directory (only read); its env gives the unseen test tasks.")],
+    out: Annotated[Path, typer.Option(help="Output directory (results.json, report.md, threshold.png, runs).")],
+    counts: Annotated[
+        str | None,
+        typer.Option(help="Numbers of demonstrations, increasing, e.g. 5,10,20,40 (default: 4 log-spaced up to all)."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Training seeds per count (>= 2).")] = 3,
+    target: Annotated[float, typer.Option(help="Success to reach, in (0, 1].")] = 0.8,
+    policy: Annotated[str, typer.Option(help="Policy to train (see `clonekit list`).")] = "bc",
+    steps: Annotated[int, typer.Option(help="Gradient steps of every run.")] = 500,
+    tasks: Annotated[int, typer.Option(help="Unseen test tasks every run is evaluated on.")] = 50,
+    episodes: Annotated[int, typer.Option(help="Evaluation episodes per run.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the test tasks and the evaluation.")] = 0,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Imitation threshold: success vs number of demonstrations, and the smallest count reaching --target."""
+    from clonekit.data import Dataset
+    from clonekit.quality.threshold import SweepConfig, log_counts, parse_counts
+    from clonekit.quality.threshold import sweep_demos as run_sweep
+
+    chosen = parse_counts(counts) if counts is not None else None
+    dataset = Dataset.open(data)
+    config = SweepConfig(
+        counts=chosen or log_counts(dataset.num_episodes),
+        seeds=seeds,
+        target=target,
+        policy=policy,
+        train_steps=steps,
+        test_tasks=tasks,
+        eval_episodes=episodes,
+    )
+    results = run_sweep(dataset, out, config, seed, show_progress=not quiet, log=out_console.print)
+    found = results["threshold"]
+    reached = f"{found['count']} demonstrations" if found is not None else "not reached"
+    out_console.print(f"threshold (mean success >= {target}): {reached}; wrote {out}/report.md", soft_wrap=True)
+
+
 @app.command()
 def serve(
     path: Annotated[Path, typer.Argument(help="A dataset, run or experiment directory.")],

@@ -15,6 +15,7 @@ from clonekit.experiments import (
     interactive_compare,
     maze_interactive,
     maze_procedure,
+    maze_quality,
     maze_robustness,
     maze_star,
     metaworld_mt,
@@ -103,6 +104,16 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=interactive_compare.success_table,
         full=continuous_interactive.FULL,
         quick=continuous_interactive.QUICK,
+    ),
+    maze_quality.NAME: ExperimentSpec(
+        name=maze_quality.NAME,
+        description="Polluted maze demonstrations: detectors vs injected defects; BC raw, curated, best-of-N, "
+        "augmented, recovery",
+        run=maze_quality.run,
+        table_columns=("key", "test success or detector F1 [95% CI]", "perturbed success or precision / recall"),
+        table=maze_quality.success_table,
+        full=maze_quality.FULL,
+        quick=maze_quality.QUICK,
     ),
     maze_star.NAME: ExperimentSpec(
         name=maze_star.NAME,

@@ -1,0 +1,382 @@
+"""Experiment ``maze-quality``: find the defects of a polluted maze demonstration set, and learn better by
+curating, filtering by outcome, augmenting and splicing recoveries.
+
+**Data** (:mod:`clonekit.experiments.maze_pollution`): on ``train_mazes`` mazes with ``starts`` start cells
+each, every demonstrator plays every (maze, start): clean BFS ``experts``, ``noisy`` ones (a random other action
+at ``noise_rate`` of their steps), ``wanderers`` (extraneous detours that return: idling, excursions) and
+``greedy`` ones (an incompatible style: greedy by Manhattan distance, giving up in dead ends). The injectors
+record the ground truth per step (``defect`` stream).
+
+**Detectors** (:mod:`clonekit.quality.detect`), each scored against the ground truth on the training data
+(split ``train``; metrics ``precision``, ``recall``, ``f1``):
+
+* ``detect_detours``: steps on loops of at least ``min_detour_steps`` steps; truth: injected detour steps.
+* ``detect_noise``: steps that disagree with the other demonstrators' most common action (outside detours and
+  incompatible demonstrators); truth: injected random steps.
+* ``detect_incompatible``: episodes of demonstrators with agreement below ``agreement_below`` that are
+  consistent with themselves (self-conflict below ``consistent_below`` bits); truth: the greedy episodes.
+  Intervals: cluster bootstrap over episodes (steps) and over demonstrators (incompatible).
+
+**Policies** (BC, same settings and training steps each), evaluated on ``test_mazes`` unseen mazes (``test``)
+and on the same mazes with a random action in place of the policy's at ``eval_rate`` of the steps
+(``test_perturbed``, :class:`~clonekit.quality.recovery.RandomActionPolicy`); metric ``success`` (cluster
+bootstrap over mazes) and ``data_steps`` (a count):
+
+* ``bc_raw``: the polluted set as it is.
+* ``bc_curated``: ``clonekit curate`` with ``curate_filters`` (default ``min-agreement:0.95`` and ``cut-loops``:
+  what the quality report points at: demonstrators that disagree with the others, and loops).
+* ``bc_bestofn``: best-of-N outcome filtering (OREAL): each (maze, start) has one attempt per demonstrator
+  (N = the number of demonstrators); keep its best: successful, then the shortest, then the first.
+* ``bc_augmented``: the curated set plus its rotations and mirrors (``augment_transforms``) that the
+  ``grid-shortest-path`` guide accepts (:mod:`clonekit.quality.augment`).
+* ``bc_recovery``: the curated set plus recovery episodes (:mod:`clonekit.quality.recovery`) spliced from the
+  episodes curation removed: each one's prefix up to its first mistake (judged by the BFS expert), then the
+  expert's continuation; the mistake step has weight 0 and training samples by weight.
+
+Every stage is resumable (``OUT/data/*``, ``OUT/runs/*``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clonekit.config import check
+from clonekit.data import Dataset
+from clonekit.envs import get_env_family
+from clonekit.errors import DatasetError
+from clonekit.evaluation import rollout, split_tasks
+from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.stats import format_metric
+from clonekit.experiments.common import report_tail, results_head
+from clonekit.experiments.maze_pollution import PollutionConfig, ground_truth, polluted_demonstrations
+from clonekit.io import atomic_write_json, atomic_write_text
+from clonekit.policies import Policy
+from clonekit.quality.augment import augmented_episodes
+from clonekit.quality.curate import Filter, curate, kept_episodes
+from clonekit.quality.detect import detect_defects, detection_metrics
+from clonekit.quality.outcomes import episode_outcomes
+from clonekit.quality.recovery import RandomActionPolicy, recovery_episodes
+from clonekit.quality.subset import write_subset
+from clonekit.train import TrainConfig, train
+
+NAME = "maze-quality"
+POLICIES = ("bc_raw", "bc_curated", "bc_bestofn", "bc_augmented", "bc_recovery")
+DETECTORS = ("detect_noise", "detect_detours", "detect_incompatible")
+
+
+@dataclass(frozen=True)
+class MazeQualityConfig:
+    """Settings of ``maze-quality``.
+
+    Args:
+        maze_size: Side of the square mazes.
+        train_mazes: Training mazes.
+        starts: Start cells per training maze; every demonstrator plays each once.
+        experts: Clean BFS demonstrators.
+        noisy: Demonstrators with random actions.
+        wanderers: Demonstrators with extraneous detours.
+        greedy: Demonstrators with the incompatible greedy style.
+        noise_rate: Share of a noisy demonstrator's steps that are a random other action.
+        detour_rate: Probability per step that a wanderer starts a detour (at most 2 an episode).
+        min_detour_steps: Loops this long or longer are detours (``detect_detours``).
+        agreement_below: Agreement under which a self-consistent demonstrator is incompatible.
+        consistent_below: Self-conflict (bits) under which a demonstrator counts as consistent.
+        curate_filters: ``clonekit curate`` filters of ``bc_curated`` (and the base of the augmented and
+            recovery sets).
+        augment_transforms: Transforms of ``bc_augmented``.
+        test_mazes: Unseen mazes of the test splits.
+        train_steps: Gradient steps of every policy.
+        batch_size: Transitions per gradient step.
+        eval_episodes: Episodes per policy and split.
+        eval_rate: Random-action rate of the ``test_perturbed`` split.
+    """
+
+    maze_size: int = 9
+    train_mazes: int = 200
+    starts: int = 3
+    experts: int = 2
+    noisy: int = 3
+    wanderers: int = 3
+    greedy: int = 4
+    noise_rate: float = 0.15
+    detour_rate: float = 0.5
+    min_detour_steps: int = 4
+    agreement_below: float = 0.95
+    consistent_below: float = 0.1
+    curate_filters: tuple[str, ...] = ("min-agreement:0.95", "cut-loops")
+    augment_transforms: tuple[str, ...] = ("rot90", "rot180", "rot270", "flip-lr", "flip-ud")
+    test_mazes: int = 200
+    train_steps: int = 3000
+    batch_size: int = 128
+    eval_episodes: int = 400
+    eval_rate: float = 0.1
+
+    def __post_init__(self) -> None:
+        check(self.maze_size >= 5, "maze_size", ">= 5", self.maze_size)
+        for name in ("train_mazes", "starts", "experts", "test_mazes", "train_steps", "batch_size", "eval_episodes"):
+            check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
+        check(self.min_detour_steps >= 1, "min_detour_steps", ">= 1", self.min_detour_steps)
+        for name in ("agreement_below", "eval_rate"):
+            check(0 <= getattr(self, name) <= 1, name, "in [0, 1]", getattr(self, name))
+        check(self.consistent_below >= 0, "consistent_below", ">= 0", self.consistent_below)
+        for text in self.curate_filters:
+            Filter.parse(text)
+        self.pollution()  # checks the pollution fields
+
+    def pollution(self) -> PollutionConfig:
+        """The demonstrators and their defects."""
+        return PollutionConfig(
+            experts=self.experts,
+            noisy=self.noisy,
+            wanderers=self.wanderers,
+            greedy=self.greedy,
+            starts=self.starts,
+            noise_rate=self.noise_rate,
+            detour_rate=self.detour_rate,
+        )
+
+
+FULL = MazeQualityConfig()
+QUICK = replace(FULL, train_mazes=20, test_mazes=40, train_steps=300, eval_episodes=80)
+
+
+def _count(value: int) -> dict[str, Any]:
+    return {"mean": float(value), "ci95": [float(value), float(value)], "n": 1, "method": "count"}
+
+
+def _polluted(out: Path, config: MazeQualityConfig, seed: int) -> Dataset:
+    path = out / "data" / "polluted"
+    if path.exists():
+        data = Dataset.open(path)
+        if data.env.get("seed") != seed or len(data.env.get("tasks", [])) != config.train_mazes:
+            raise DatasetError(f"{path}: exists but was made with other settings; use a fresh --out")
+        return data
+    family = get_env_family("maze")
+    kwargs = {"size": config.maze_size}
+    tasks = family.sample_tasks(seed, "train", config.train_mazes, set(), **kwargs)
+    return polluted_demonstrations(path, tasks, config.pollution(), seed, kwargs)
+
+
+def best_of_n(dataset: Dataset) -> list[int]:
+    """Per (``task_index``, ``start_index``), the best attempt: successful, then the shortest, then the first
+    (the rule of :func:`clonekit.quality.improve.select_attempts` with ``keep="best"``); tasks with no
+    successful attempt give none. Episode indices in order."""
+    facts = episode_outcomes(dataset)
+    mazes, starts = dataset.episode_info("task_index").tolist(), dataset.episode_info("start_index").tolist()
+    keys = list(zip(mazes, starts, strict=True))
+    best: dict[tuple[int, int], int] = {}
+    for k, key in enumerate(keys):
+        if not facts.success[k]:
+            continue
+        if key not in best or facts.length[k] < facts.length[best[key]]:
+            best[key] = k
+    return sorted(best.values())
+
+
+def datasets(out: Path, config: MazeQualityConfig, seed: int) -> dict[str, tuple[Dataset, str | None]]:
+    """Policy key -> (its training data, its sample-weight stream); made once, reused from ``out/data``."""
+    polluted = _polluted(out, config, seed)
+    filters = [Filter.parse(text) for text in config.curate_filters]
+    curated_path = out / "data" / "curated"
+    curated = Dataset.open(curated_path) if curated_path.exists() else curate(polluted, curated_path, filters)
+    bestofn = write_subset(polluted, out / "data" / "bestofn", best_of_n(polluted), "best of N per (maze, start)")
+    augmented_path = out / "data" / "augmented"
+    if not augmented_path.exists():
+        added = augmented_episodes(curated, list(config.augment_transforms), "grid-shortest-path", seed=seed)
+        curate(curated, augmented_path, [], added=[added])
+    recovery_path = out / "data" / "recovery"
+    if not recovery_path.exists():
+        removed = sorted(set(range(polluted.num_episodes)) - set(kept_episodes(polluted, filters)))
+        spliced = recovery_episodes(polluted, "bfs", episodes=removed, seed=seed)
+        curate(curated, recovery_path, [], added=[spliced])
+    return {
+        "bc_raw": (polluted, None),
+        "bc_curated": (curated, None),
+        "bc_bestofn": (bestofn, None),
+        "bc_augmented": (Dataset.open(augmented_path), None),
+        "bc_recovery": (Dataset.open(recovery_path), "weight"),
+    }
+
+
+def detector_metrics(polluted: Dataset, config: MazeQualityConfig, seed: int) -> dict[str, Any]:
+    """``{detect_KEY: {"train": {precision, recall, f1}}}`` of the three detectors on the polluted set."""
+    found = detect_defects(polluted, config.min_detour_steps, config.agreement_below, config.consistent_below)
+    truth = ground_truth(polluted)
+    episode = polluted.episode_index()
+    who = np.asarray([str(w) for w in episode_outcomes(polluted).demonstrator], dtype=object)
+    style = np.logical_or.reduceat(truth["style"], polluted.episode_starts)
+    return {
+        "detect_noise": {"train": detection_metrics(truth["noise"], found.noise_steps, episode, seed)},
+        "detect_detours": {"train": detection_metrics(truth["detour"], found.detour_steps, episode, seed)},
+        "detect_incompatible": {"train": detection_metrics(style, np.isin(who, found.incompatible), who, seed)},
+        "_demonstrators": {"incompatible": found.incompatible, **found.demonstrators},
+    }
+
+
+def run(
+    out: Path,
+    seed: int,
+    quick: bool,
+    show_progress: bool = True,
+    log: Any = print,
+    config: MazeQualityConfig | None = None,
+) -> dict[str, Any]:
+    """Run the experiment into ``out``; returns the results dict (also written to ``out/results.json``)."""
+    config = config or (QUICK if quick else FULL)
+    out.mkdir(parents=True, exist_ok=True)
+    data = datasets(out, config, seed)
+    polluted = data["bc_raw"][0]
+    log(f"polluted set: {polluted.num_episodes} episodes, {polluted.num_steps} steps")
+    found = detector_metrics(polluted, config, seed)
+    demonstrators = found.pop("_demonstrators")
+    metrics: dict[str, Any] = dict(found)
+    for key in DETECTORS:
+        log(f"  {key:20s} F1 {format_metric(metrics[key]['train']['f1'])}")
+    family = get_env_family("maze")
+    env_kwargs = dict(polluted.env["kwargs"])
+    tasks = split_tasks(polluted.env, "test", seed, config.test_mazes)
+    action_space = family.spaces(**env_kwargs)[1]
+    for key in POLICIES:
+        dataset, weights = data[key]
+        settings = TrainConfig(
+            steps=config.train_steps,
+            batch_size=config.batch_size,
+            seed=seed,
+            tensorboard=False,
+            val_fraction=0.0,
+            sample_weights=weights,
+        )
+        policy: Policy = train("bc", dataset, out / "runs" / key, settings, resume=True, show_progress=show_progress)
+        clean = rollout(policy, family, tasks, config.eval_episodes, seed, env_kwargs)
+        shaken = RandomActionPolicy(policy, action_space, config.eval_rate, seed)
+        perturbed = rollout(shaken, family, tasks, config.eval_episodes, seed, env_kwargs)
+        steps = _count(dataset.num_steps)
+        metrics[key] = {
+            "test": {"success": clean.metrics(seed)["success"], "data_steps": steps},
+            "test_perturbed": {"success": perturbed.metrics(seed)["success"], "data_steps": steps},
+        }
+        log(f"  {key:20s} test success {format_metric(metrics[key]['test']['success'])}, {dataset.num_steps} steps")
+    results = {
+        **results_head(NAME, seed, quick, config, torch.get_num_threads()),
+        "metrics": metrics,
+        "demonstrators": demonstrators,
+        "pollution": polluted.extra.get("pollution", {}),
+        "curation": {k: v for k, v in data["bc_curated"][0].extra["curation"].items() if k != "removed"},
+    }
+    atomic_write_json(out / "results.json", results)
+    plots = ["maze_quality.png"] if _plot(results, out / "maze_quality.png") else []
+    atomic_write_text(out / "report.md", _report(results, plots))
+    return results
+
+
+def _errorbar(ax: Any, x: float, cell: dict[str, Any], color: str, label: str | None, width: float = 0.38) -> None:
+    lo, hi = cell["ci95"]
+    ax.bar(x, cell["mean"], width, color=color, alpha=0.6, label=label)
+    ax.errorbar(x, cell["mean"], yerr=[[cell["mean"] - lo], [hi - cell["mean"]]], color="black", capsize=3)
+
+
+def _plot(results: dict[str, Any], path: Path) -> bool:
+    plt = _pyplot()
+    if plt is None:
+        return False
+    metrics = results["metrics"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [5, 3]})
+    for i, key in enumerate(POLICIES):
+        _errorbar(left, i - 0.2, metrics[key]["test"]["success"], "C0", "test (unseen mazes)" if i == 0 else None)
+        _errorbar(left, i + 0.2, metrics[key]["test_perturbed"]["success"], "C1", "test, perturbed" if i == 0 else None)
+    left.set_xticks(range(len(POLICIES)), POLICIES)
+    left.set_ylim(0, 1.05)
+    left.set_ylabel("success (95% CI)")
+    left.set_title("BC on the polluted set and on its repairs")
+    left.legend(fontsize=8)
+    for i, key in enumerate(DETECTORS):
+        for j, metric in enumerate(("precision", "recall", "f1")):
+            cell = metrics[key]["train"][metric]
+            _errorbar(right, i + (j - 1) * 0.27, cell, f"C{j + 2}", metric if i == 0 else None, width=0.25)
+    right.axhline(0.8, color="grey", linestyle="--", linewidth=1)
+    right.set_xticks(range(len(DETECTORS)), [k.removeprefix("detect_") for k in DETECTORS])
+    right.set_ylim(0, 1.05)
+    right.set_title("detectors vs injected ground truth")
+    right.legend(fontsize=8)
+    fig.suptitle(f"{results['experiment']} (seed {results['seed']}{', quick' if results['quick'] else ''})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _report(results: dict[str, Any], plots: list[str]) -> str:
+    config, metrics = results["config"], results["metrics"]
+    lines = [
+        f"# {NAME} (seed {results['seed']}{', quick' if results['quick'] else ''})",
+        "",
+        f"Polluted set: {config['train_mazes']} mazes x {config['starts']} starts, each played by every demonstrator:",
+        f"{config['experts']} experts, {config['noisy']} noisy (a random other action at {config['noise_rate']}",
+        "of their steps),",
+        f"{config['wanderers']} wanderers (detours that return), {config['greedy']} greedy (incompatible style).",
+        "",
+        "## Detectors (training data, against the injected ground truth)",
+        "",
+        "| detector | unit | precision | recall | F1 |",
+        "|---|---|---|---|---|",
+    ]
+    units = {"detect_noise": "steps", "detect_detours": "steps", "detect_incompatible": "episodes (by demonstrator)"}
+    for key in DETECTORS:
+        cells = metrics[key]["train"]
+        lines.append(
+            f"| {key} | {units[key]} | {format_metric(cells['precision'])} | {format_metric(cells['recall'])} | "
+            f"{format_metric(cells['f1'])} |"
+        )
+    lines += ["", "| demonstrator | agreement (outside detours) | self-conflict (bits) |", "|---|---|---|"]
+    for who, row in results["demonstrators"].items():
+        if who == "incompatible":
+            continue
+        agreement = "n/a" if row["agreement"] is None else f"{row['agreement']:.3f}"
+        lines.append(f"| {who} | {agreement} | {row['self_conflict']:.3f} |")
+    lines += [
+        "",
+        f"Flagged incompatible: {', '.join(results['demonstrators']['incompatible']) or 'none'}.",
+        "",
+        "## Policies (BC, unseen mazes)",
+        "",
+        f"`bc_curated`: `clonekit curate` with {', '.join(f'`{f}`' for f in config['curate_filters'])} "
+        f"(kept {results['curation']['kept']} episodes). `test_perturbed`: a random action at {config['eval_rate']}",
+        "of the steps. Intervals: cluster bootstrap over mazes.",
+        "",
+        "| policy | test success | test_perturbed success | data steps |",
+        "|---|---|---|---|",
+    ]
+    for key in POLICIES:
+        cells = metrics[key]
+        lines.append(
+            f"| {key} | {format_metric(cells['test']['success'])} | "
+            f"{format_metric(cells['test_perturbed']['success'])} | {int(cells['test']['data_steps']['mean'])} |"
+        )
+    lines += report_tail(results, plots)
+    return "\n".join(lines)
+
+
+def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows ``(key, test success or F1, perturbed success or precision / recall)``."""
+    rows: list[tuple[str, ...]] = []
+    for key in DETECTORS:
+        cells = results["metrics"][key]["train"]
+        rows.append(
+            (
+                key,
+                f"F1 {format_metric(cells['f1'])}",
+                f"P {cells['precision']['mean']:.2f} / R {cells['recall']['mean']:.2f}",
+            )
+        )
+    for key in POLICIES:
+        cells = results["metrics"][key]
+        rows.append((key, format_metric(cells["test"]["success"]), format_metric(cells["test_perturbed"]["success"])))
+    return rows
+
+
+__all__ = ["FULL", "NAME", "QUICK", "MazeQualityConfig", "best_of_n", "datasets", "run", "success_table"]
