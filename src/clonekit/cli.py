@@ -201,7 +201,12 @@ def inspect(
 
 @app.command()
 def train(
-    policy: Annotated[str, typer.Argument(help="Policy name (see `clonekit list`).")],
+    policy: Annotated[
+        str,
+        typer.Argument(
+            help="Policy name (see `clonekit list`), or idm: an inverse dynamics model for `clonekit label`."
+        ),
+    ],
     data: Annotated[Path, typer.Option(help="Dataset directory.")],
     out: Annotated[Path, typer.Option(help="Run directory to create (or continue with --resume).")],
     steps: Annotated[int, typer.Option(help="Gradient steps.")] = 2000,
@@ -605,6 +610,29 @@ def relabel(
         f"wrote {relabeled.path}: {relabeled.num_episodes} episodes, {relabeled.num_steps} steps, "
         f"goals from {source!r} ({strategy}, {copies} cop{'y' if copies == 1 else 'ies'}"
         f"{', originals kept' if keep else ''})",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def label(
+    data: Annotated[Path, typer.Argument(help="Observation-only dataset (no 'action' stream); only read.")],
+    idm: Annotated[
+        Path, typer.Option("--idm", help="Run directory of an inverse dynamics model (clonekit train idm).")
+    ],
+    out: Annotated[Path, typer.Option(help="Where to write the dataset with the labelled 'action' stream.")],
+    batch_size: Annotated[int, typer.Option(help="Steps labelled at once.")] = 4096,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
+) -> None:
+    """Fill the missing action stream of DATA with an inverse dynamics model's labels (VPT); DATA is only read."""
+    from clonekit.policies.idm.label import label_dataset
+
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size: expected >= 1, got {batch_size}")
+    labelled = label_dataset(data, idm, out, batch_size=batch_size, overwrite=overwrite)
+    out_console.print(
+        f"wrote {labelled.path}: {labelled.num_episodes} episodes, {labelled.num_steps} steps, "
+        f"action labels from {idm}",
         soft_wrap=True,
     )
 

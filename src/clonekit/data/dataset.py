@@ -87,6 +87,12 @@ class Dataset:
             f"streams=[{', '.join(self.streams)}])"
         )
 
+    @property
+    def observation_only(self) -> bool:
+        """True when the dataset has no ``action`` stream (e.g. demonstrations from video): ``clonekit label``
+        fills one from an inverse dynamics model; no policy trains on it before."""
+        return "action" not in self.streams
+
     def episode_info(self, name: str) -> np.ndarray:
         """``(num_episodes,)`` per-episode info column: int64, float64, or object (str)."""
         if name not in self._episode_info:
@@ -180,6 +186,11 @@ class Dataset:
             return
         what = "stream" if len(missing) == 1 else "streams"
         listed = ", ".join(repr(name) for name in missing)
+        if "action" in missing and self.observation_only:
+            raise DatasetError(
+                f"{self.path}: {needed_by} needs {what} {listed}, but this dataset is observation-only (no "
+                f"'action' stream); label it first: clonekit label {self.path} --idm RUN --out LABELLED"
+            )
         raise DatasetError(
             f"{self.path}: {needed_by} needs {what} {listed}, which this dataset does not have "
             f"(streams: {', '.join(self.streams)})"

@@ -216,8 +216,13 @@ def text_stream(name: str, description: str = "") -> StreamSpec:
 
 
 def check_stream_set(streams: Mapping[str, StreamSpec]) -> None:
-    """Check that the required streams exist and that well-known streams have the type everyone expects."""
-    missing = [name for name in REQUIRED_STREAMS if name not in streams]
+    """Check that the required streams exist and that well-known streams have the type everyone expects.
+
+    ``action`` alone may be missing: such a dataset is *observation-only* (e.g. demonstrations from video),
+    valid input for ``clonekit label``, which fills the stream from an inverse dynamics model; training a
+    policy on it is refused (``Dataset.require_streams``).
+    """
+    missing = [name for name in REQUIRED_STREAMS if name not in streams and name != "action"]
     if missing:
         raise DatasetError(
             f"streams: missing required stream(s) {', '.join(repr(n) for n in missing)} (found: {', '.join(streams)})"
@@ -227,8 +232,11 @@ def check_stream_set(streams: Mapping[str, StreamSpec]) -> None:
         "terminated": array_stream("terminated", "bool"),
         "truncated": array_stream("truncated", "bool"),
         "intervention": array_stream("intervention", "bool"),
-        "expert_action": streams["action"],
     }
+    if "action" in streams:
+        expected["expert_action"] = streams["action"]
+    elif "expert_action" in streams:
+        raise DatasetError("stream 'expert_action': expected an 'action' stream of the same type, found none")
     for name, want in expected.items():
         spec = streams.get(name)
         if spec is not None and (spec.kind, spec.dtype, spec.shape) != (want.kind, want.dtype, want.shape):

@@ -13,6 +13,7 @@ from clonekit.experiments import (
     babyai_thought,
     continuous_interactive,
     interactive_compare,
+    maze_idm,
     maze_interactive,
     maze_procedure,
     maze_quality,
@@ -114,6 +115,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=maze_quality.success_table,
         full=maze_quality.FULL,
         quick=maze_quality.QUICK,
+    ),
+    maze_idm.NAME: ExperimentSpec(
+        name=maze_idm.NAME,
+        description="Inverse-dynamics labelling (VPT): BC on IDM labels vs true labels vs the few labelled episodes",
+        run=maze_idm.run,
+        table_columns=("key", "test success (bc_*) or label accuracy (idm) [95% CI]"),
+        table=maze_idm.success_table,
+        full=maze_idm.FULL,
+        quick=maze_idm.QUICK,
     ),
     maze_star.NAME: ExperimentSpec(
         name=maze_star.NAME,

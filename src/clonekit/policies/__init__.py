@@ -10,6 +10,7 @@ from clonekit.policies.base import Policy
 from clonekit.policies.bc import BCConfig, BCPolicy
 from clonekit.policies.continuous_bc import ContinuousBCConfig, ContinuousBCPolicy
 from clonekit.policies.goal_bc import GoalBCConfig, GoalBCPolicy
+from clonekit.policies.idm import IDMConfig, InverseDynamicsModel
 from clonekit.policies.procedure_cloning import ProcedureCloningConfig, ProcedureCloningPolicy
 from clonekit.policies.thought_cloning import (
     RecurrentBCConfig,
@@ -30,11 +31,22 @@ POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
 }
 
 
+# name -> (config class, model class) of models the training loop trains like policies (same checkpoints and
+# resume) that do not act: an inverse dynamics model labels data. Kept out of POLICIES, so what rolls out,
+# exports or is listed as a policy never includes them; `clonekit train NAME` and `load_policy` find them here.
+MODELS: dict[str, tuple[type[Any], type[Policy]]] = {
+    "idm": (IDMConfig, InverseDynamicsModel),
+}
+
+
 def policy_classes(name: str) -> tuple[type[Any], type[Policy]]:
-    """``(config class, policy class)`` registered as ``name`` (plugins are loaded first)."""
+    """``(config class, policy class)`` registered as ``name`` in ``POLICIES`` or, failing that, ``MODELS``
+    (plugins are loaded first)."""
     load_plugins()
+    if isinstance(name, str) and name not in POLICIES and name in MODELS:
+        return MODELS[name]
     if not isinstance(name, str) or name not in POLICIES:
-        raise unknown_name("policy", name, POLICIES)
+        raise unknown_name("policy", name, {**POLICIES, **MODELS})
     return POLICIES[name]
 
 
@@ -45,4 +57,4 @@ def build_policy(name: str, config: dict[str, Any], where: str | None = None) ->
     return policy_cls(config_from_json(config_cls, config, where or f"policy {name!r}"))
 
 
-__all__ = ["POLICIES", "Policy", "build_policy", "policy_classes"]
+__all__ = ["MODELS", "POLICIES", "Policy", "build_policy", "policy_classes"]
