@@ -367,3 +367,39 @@ def test_cli_bad_input_is_one_error_line(
     code = main([*args, "--data", str(tiny.path), "--out", str(tmp_path / "run"), "--rounds", "1"])
     assert_one_error_line(code, capsys.readouterr().err, needle)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_maze_interactive_compares_every_key_at_an_equal_label_budget(tmp_path: Path) -> None:
+    """The experiment end to end on a tiny preset: every policy key, labels within the budget and the same for
+    every interactive method's demonstrations, curves per round, the report and the plot."""
+    from dataclasses import replace
+
+    from clonekit.experiments import maze_interactive
+    from clonekit.experiments.interactive_compare import interactive_methods
+
+    config = replace(
+        maze_interactive.QUICK,
+        maze_size=7,
+        train_mazes=6,
+        test_mazes=6,
+        demo_episodes=6,
+        label_budget=30,
+        rounds=1,
+        episodes_per_round=6,
+        dagger_episodes_per_round=3,
+        train_steps=10,
+        eval_episodes=6,
+        curve_episodes=6,
+    )
+    results = maze_interactive.run(tmp_path, 0, True, show_progress=False, log=lambda _: None, config=config)
+    assert list(results["metrics"]) == ["bc", *interactive_methods(config)]
+    demo_labels = results["demo_labels"]
+    for key, splits in results["metrics"].items():
+        labels = splits["test"]["expert_labels"]["mean"]
+        assert demo_labels <= labels <= demo_labels + config.label_budget, (key, labels)
+        assert set(splits) == {"test", "train"} and 0 <= splits["test"]["success"]["mean"] <= 1
+    for key, curve in results["curves"].items():
+        assert [point["round"] for point in curve] == [0, 1], key
+        assert curve[0]["expert_labels"] == demo_labels
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "success_vs_labels.png").is_file()
