@@ -220,7 +220,8 @@ def train(
     config = config or TrainConfig()
     world = _DistributedContext.from_env(config)
     _, policy_cls = policy_classes(policy)
-    dataset.require_streams(policy_cls.required_streams, f"policy {policy!r}")
+    if "action" in policy_cls.required_streams:  # observation-only data: say so before the action space is read
+        dataset.require_streams(("action",), f"policy {policy!r}")
     existing = run_dir.exists() and any(run_dir.iterdir())
     if existing and not resume:
         raise CheckpointError(f"{run_dir}: already exists; pass --resume to continue it, or choose another --out")
@@ -245,6 +246,7 @@ def train(
         policy_config = run_config["policy_config"]
     else:
         policy_config = policy_config_for(policy, dataset, policy_overrides)
+    dataset.require_streams(policy_cls.required_streams, f"policy {policy!r}")
     dataset.require_streams((config.action_labels,), f"action_labels={config.action_labels!r}")
     raw_weights = _sample_weights(dataset, config, policy_cls)
     step_weights: StepWeights | None = None
