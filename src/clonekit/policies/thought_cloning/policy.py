@@ -21,7 +21,7 @@ with batch first; ``thought_ids`` ``(B, max_thought_len)`` is the thought the la
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from clonekit.policies.thought_cloning.config import RecurrentBCConfig, ThoughtC
 from clonekit.policies.thought_cloning.tokenizer import EOS, PAD, SPECIAL, ThoughtTokenizer, build_vocab
 
 State = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
+CELL_CODES = NUM_OBJECT_TYPES + NUM_COLORS + NUM_STATES  # one multi-hot channel per cell type, color, state
 
 
 class BabyAIEncoder(nn.Module):
@@ -60,12 +61,25 @@ class BabyAIEncoder(nn.Module):
     def forward(self, obs: Tensor) -> Tensor:
         obs = obs.long()
         view = obs[:, :VIEW_SIZE].reshape(-1, VIEW, VIEW, 3)
-        cells = (
-            self.cell_type(view[..., 0].clamp(0, NUM_OBJECT_TYPES - 1))
-            + self.cell_color(view[..., 1].clamp(0, NUM_COLORS - 1))
-            + self.cell_state(view[..., 2].clamp(0, NUM_STATES - 1))
+        # The first convolution over the embedded cells (type + color + state embeddings, summed) is the same
+        # linear map as a convolution over the cells' multi-hot codes with the embeddings folded into its
+        # weights: fewer input channels, and no gradient to compute for its input, which halves the encoder's
+        # training time. Same result up to float rounding.
+        codes = torch.stack(
+            [
+                view[..., 0].clamp(0, NUM_OBJECT_TYPES - 1),
+                view[..., 1].clamp(0, NUM_COLORS - 1) + NUM_OBJECT_TYPES,
+                view[..., 2].clamp(0, NUM_STATES - 1) + NUM_OBJECT_TYPES + NUM_COLORS,
+            ],
+            -1,
         )
-        image = self.conv(cells.permute(0, 3, 1, 2)).flatten(1)
+        table = torch.cat([self.cell_type.weight, self.cell_color.weight, self.cell_state.weight])  # (CODES, E)
+        multi_hot = torch.zeros((*view.shape[:3], CELL_CODES), dtype=table.dtype, device=obs.device)
+        multi_hot.scatter_(3, codes, 1.0)
+        first = cast(nn.Conv2d, self.conv[0])
+        weight = torch.einsum("oekl,ce->ockl", first.weight, table)  # (32, CODES, 3, 3)
+        cells = F.conv2d(multi_hot.permute(0, 3, 1, 2).contiguous(), weight, first.bias, padding=first.padding)
+        image = self.conv[1:](cells).flatten(1)
         mission = obs[:, VIEW_SIZE + 1 : VIEW_SIZE + 1 + MISSION_LEN].clamp(0, len(MISSION_WORDS) + 1)
         mission_features = F.relu(self.mission(self.mission_words(mission).flatten(1)))
         return F.relu(self.mix(torch.cat([image, mission_features], 1)) + self.direction(obs[:, VIEW_SIZE] % 4))
@@ -130,43 +144,58 @@ class ThoughtCloningPolicy(Policy):
         obs, actions = batch["obs"], batch["action"].long()
         if obs.dim() == 2:  # one step per sample (window 1)
             obs, actions = obs[:, None], actions[:, None]
-        b, k = actions.shape
-        done = (batch["terminated"] | batch["truncated"]).reshape(b, k)
-        # Steps after the episode's last step repeat it (window padding): mask them out.
+        b = actions.shape[0]
+        done = (batch["terminated"] | batch["truncated"]).reshape(b, -1)
+        # Steps after the episode's last step repeat it (window padding). They are never computed: the LSTMs
+        # run up to the longest episode of the batch only, and everything per step (the encoder, the thought
+        # decoder, the action head, the losses) runs on the N real steps alone. Most of a window is padding
+        # (BabyAI demonstrations are ~11 steps, windows 32), so this is most of the work saved; padding only
+        # ever fed later padded steps, so the result is the same up to float rounding.
         valid = (torch.cumsum(done.long(), 1) - done.long()) == 0
-        features = self.encoder(obs.reshape(b * k, -1)).reshape(b, k, -1)
+        k = int(valid.sum(1).max())
+        valid = valid[:, :k]
+        rows = valid.reshape(-1).nonzero().squeeze(1)  # (N,) real steps in the (B * k) grid
+        steps = obs[:, :k].reshape(b * k, -1)[rows]
+        actions = actions[:, :k].reshape(-1)[rows]
+        features = self.encoder(steps)  # (N, H)
         lower_in = features
         if self.config.use_thoughts:
-            thoughts = batch["thought"].reshape(b * k, -1).long()
-            upper_out, _ = self.upper(features)  # (B, k, H), from a zero memory at the window's start
-            word_logits = self._decode_teacher_forced(upper_out.reshape(b * k, -1), thoughts)  # (B*k, L, V)
-            word_mask = (thoughts != PAD) & valid.reshape(b * k, 1)
+            thoughts = batch["thought"][:, :k].reshape(b * k, -1)[rows].long()  # (N, L)
+            # Positions after every thought's end are padding in every row: cut them (the decoder is causal).
+            thoughts = thoughts[:, : int((thoughts != PAD).sum(1).max())]
+            upper_out, _ = self.upper(self._on_grid(features, rows, b, k))  # (B, k, H), from a zero memory
+            word_logits = self._decode_teacher_forced(upper_out.reshape(b * k, -1)[rows], thoughts)  # (N, L, V)
+            word_mask = thoughts != PAD
             nll = F.cross_entropy(word_logits.transpose(1, 2), thoughts, reduction="none")
             predicted = word_logits.argmax(-1)
-            lower_in = torch.cat([features, self._thought_features(thoughts).reshape(b, k, -1)], 2)
-        lower_out, _ = self.lower(lower_in)
-        logits_all = self.action_head(lower_out)  # (B, k, A)
-        n_valid = valid.sum().clamp(min=1)
-        action_nll = (F.cross_entropy(logits_all.transpose(1, 2), actions, reduction="none") * valid).sum() / n_valid
-        log_p = F.log_softmax(logits_all, -1)
-        entropy = (-(log_p.exp() * log_p).sum(-1) * valid).sum() / n_valid
+            lower_in = torch.cat([features, self._thought_features(thoughts)], 1)
+        lower_out, _ = self.lower(self._on_grid(lower_in, rows, b, k))
+        logits = self.action_head(lower_out.reshape(b * k, -1)[rows])  # (N, A)
+        log_p = F.log_softmax(logits, -1)
+        action_nll = F.nll_loss(log_p, actions)
+        entropy = -(log_p.exp() * log_p).sum(-1).mean()
         loss = action_nll - self.config.entropy_weight * entropy
-        info = {
-            "action_nll": float(action_nll.detach()),
-            "entropy": float(entropy.detach()),
-            "action_accuracy": float(((logits_all.argmax(-1) == actions) & valid).sum() / n_valid),
-        }
+        scalars = [action_nll.detach(), entropy.detach(), (logits.argmax(-1) == actions).float().mean()]
+        names = ["action_nll", "entropy", "action_accuracy"]
         if self.config.use_thoughts:
             words = word_mask.sum().clamp(min=1)
             thought_loss = (nll * word_mask).sum() / words
             loss = loss + self.config.thought_weight * thought_loss
-            exact = ((predicted == thoughts) | (thoughts == PAD)).all(1) & valid.reshape(-1)
-            info |= {
-                "thought_nll": float(thought_loss.detach()),
-                "thought_word_accuracy": float(((predicted == thoughts) & word_mask).sum() / words),
-                "thought_accuracy": float(exact.sum() / n_valid),
-            }
-        return loss, info
+            exact = ((predicted == thoughts) | ~word_mask).all(1)
+            scalars += [
+                thought_loss.detach(),
+                ((predicted == thoughts) & word_mask).sum() / words,
+                exact.float().mean(),
+            ]
+            names += ["thought_nll", "thought_word_accuracy", "thought_accuracy"]
+        # One host transfer for every scalar, not one per scalar.
+        return loss, dict(zip(names, torch.stack(scalars).tolist(), strict=True))
+
+    @staticmethod
+    def _on_grid(values: Tensor, rows: Tensor, b: int, k: int) -> Tensor:
+        """``(B, k, F)`` with ``values`` ``(N, F)`` at the real steps ``rows`` and zeros at the padding."""
+        grid = values.new_zeros(b * k, values.shape[1])
+        return grid.index_copy(0, rows, values).reshape(b, k, -1)
 
     def _decode_teacher_forced(self, upper_h: Tensor, target: Tensor) -> Tensor:
         """Word logits ``(B, L, V)`` for thought ``target`` ``(B, L)``, reading the expert's previous words."""
