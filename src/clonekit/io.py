@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_json(path: Path, data: Any) -> None:
     """Atomically write ``data`` as indented JSON."""
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def remove_stale_datasets(run_dir: Path, current: str | None) -> None:
+    """Delete the ``data-*`` dataset directories (and writers' temp directories) a killed round-by-round run
+    left in ``run_dir`` beside its ``current`` one (None: it has none yet)."""
+    for entry in run_dir.iterdir():
+        if entry.is_dir() and entry.name.lstrip(".").startswith("data-") and entry.name != current:
+            shutil.rmtree(entry)
+
+
+def acknowledge_dataset(run_dir: Path, state_file: str, state: dict[str, Any], new_state: dict[str, Any]) -> None:
+    """Switch a round-by-round run to the dataset ``new_state["dataset"]`` (already written in ``run_dir``): write
+    ``new_state`` to ``run_dir/state_file`` atomically (the round is acknowledged there), update ``state`` in
+    place and delete the dataset it named before (if any). A kill at any point leaves a readable run."""
+    old = state.get("dataset")
+    atomic_write_json(run_dir / state_file, new_state)
+    state.update(new_state)
+    if old is not None and old != new_state["dataset"]:
+        shutil.rmtree(run_dir / old)

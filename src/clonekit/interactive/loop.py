@@ -31,7 +31,6 @@ the round). ``expert_labels`` (states the expert labelled) is counted per round 
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +51,7 @@ from clonekit.interactive.expert_intervener import ExpertIntervener, ExpertInter
 from clonekit.interactive.interveners import Intervener, IntervenerConfig, MazeIntervener
 from clonekit.interactive.rlif import CriticConfig, discrete_actions, rlif_weights
 from clonekit.interactive.segments import SegmentWeights, segment_classes
-from clonekit.io import atomic_write_json
+from clonekit.io import acknowledge_dataset, atomic_write_json, remove_stale_datasets
 from clonekit.policies import Policy
 from clonekit.seeding import derive_seed
 from clonekit.train import TrainConfig, train
@@ -392,7 +391,7 @@ def _open_run(run_dir: Path, method: str, seed: int, config: InteractiveConfig, 
                 f"{path}: source: the run started from dataset {state.get('source', {}).get('fingerprint')}, "
                 f"but {source.path} is {source.fingerprint}"
             )
-        _remove_stale(run_dir, state["dataset"])
+        remove_stale_datasets(run_dir, state["dataset"])
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise CheckpointError(f"{run_dir}: exists and is not an interactive run (no {RUN_FILE}); choose another --out")
     else:
@@ -404,14 +403,6 @@ def _open_run(run_dir: Path, method: str, seed: int, config: InteractiveConfig, 
         episodes = [(_demo_episode(source, k, method, config), int(task_index[k])) for k in range(source.num_episodes)]
         _write_dataset(run_dir / state["dataset"], source, method, episodes, state)
     return state
-
-
-def _remove_stale(run_dir: Path, current: str) -> None:
-    """Delete dataset directories (and writers' temp directories) a killed run left beside the current one."""
-    for entry in run_dir.iterdir():
-        name = entry.name.lstrip(".")
-        if entry.is_dir() and name.startswith("data-") and entry.name != current:
-            shutil.rmtree(entry)
 
 
 def _demo_task_index(source: Dataset) -> np.ndarray:
@@ -473,11 +464,8 @@ def _append_round(
         )
         episodes = [({**episode, "weight": w}, task) for (episode, task), w in zip(episodes, weighted, strict=True)]
     new_state = {**state, "dataset": f"data-{i + 1:03d}", "rounds": [*state["rounds"], {"round": i, **play.stats()}]}
-    old_name = state["dataset"]
     written = _write_dataset(run_dir / new_state["dataset"], dataset, method, episodes, new_state)
-    atomic_write_json(run_dir / RUN_FILE, new_state)  # the round is acknowledged here
-    state.update(new_state)
-    shutil.rmtree(run_dir / old_name)
+    acknowledge_dataset(run_dir, RUN_FILE, state, new_state)
     return written
 
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,7 +61,7 @@ from clonekit.envs.family import EnvFamily
 from clonekit.errors import CheckpointError, ConfigError, DatasetError
 from clonekit.evaluation import split_tasks
 from clonekit.evaluation.rollout import _step_success
-from clonekit.io import atomic_write_json
+from clonekit.io import acknowledge_dataset, atomic_write_json, remove_stale_datasets
 from clonekit.policies import Policy, policy_classes
 from clonekit.quality.extraneous import loop_steps
 from clonekit.quality.report import state_keys
@@ -420,7 +419,7 @@ def _open_run(out_dir: Path, source_run: Path, source: Dataset, seed: int, confi
                     f"{path}: source.{key}: the run started from {recorded.get(key)!r}, but {source_run} now gives "
                     f"{origin[key]!r}; use another --out"
                 )
-        _remove_stale(out_dir, state["dataset"])
+        remove_stale_datasets(out_dir, state["dataset"])
         return state
     if out_dir.exists() and any(out_dir.iterdir()):
         raise CheckpointError(
@@ -430,13 +429,6 @@ def _open_run(out_dir: Path, source_run: Path, source: Dataset, seed: int, confi
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, state)
     return state
-
-
-def _remove_stale(out_dir: Path, current: str | None) -> None:
-    """Delete dataset directories (and writers' temp directories) a killed run left beside the current one."""
-    for entry in out_dir.iterdir():
-        if entry.is_dir() and entry.name.lstrip(".").startswith("data-") and entry.name != current:
-            shutil.rmtree(entry)
 
 
 def _episodes_so_far(dataset: Dataset, source_train: TrainConfig, is_source: bool) -> list[tuple[Episode, int]]:
@@ -502,11 +494,7 @@ def _append_round(
     }
     new_state = {**state, "dataset": f"data-{r:03d}", "rounds": [*state["rounds"], stats]}
     written = _write_dataset(out_dir / new_state["dataset"], dataset, episodes, new_state)
-    atomic_write_json(out_dir / IMPROVE_FILE, new_state)  # the round is acknowledged here
-    old = state["dataset"]
-    state.update(new_state)
-    if old is not None:
-        shutil.rmtree(out_dir / old)
+    acknowledge_dataset(out_dir, IMPROVE_FILE, state, new_state)
     return written
 
 
