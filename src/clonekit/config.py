@@ -7,7 +7,7 @@ import types
 import typing
 from typing import Any, TypeVar, Union
 
-from clonekit.errors import ConfigError
+from clonekit.errors import CheckpointError, ConfigError
 
 C = TypeVar("C")
 
@@ -45,6 +45,21 @@ def config_from_json(cls: type[C], data: Any, where: str) -> C:
         return cls(**kwargs)
     except (TypeError, ConfigError) as err:  # a required field is missing, or a check in __post_init__ failed
         raise ConfigError(f"{where}: {err}") from err
+
+
+def check_same_config(config: Any, recorded: Any, where: str) -> None:
+    """``CheckpointError`` naming every setting of ``config`` that differs from ``recorded`` (the JSON a resumable
+    run saved when it started, read back through ``config``'s class, so a setting added later with its default
+    still matches); ``where`` is the state file, for the message."""
+    started = config_to_json(config_from_json(type(config), recorded, f"{where} config"))
+    wanted = config_to_json(config)
+    changed = {key: (started[key], value) for key, value in wanted.items() if started[key] != value}
+    if changed:
+        listed = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
+        raise CheckpointError(
+            f"{where}: the run was started with other settings ({listed}); use the same settings to continue it, "
+            "or another --out"
+        )
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

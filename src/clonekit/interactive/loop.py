@@ -40,7 +40,7 @@ import gymnasium as gym
 import numpy as np
 
 from clonekit.checkpoint import load_policy, read_json
-from clonekit.config import check, config_from_json, config_to_json
+from clonekit.config import check, check_same_config, config_to_json
 from clonekit.data import Dataset, DatasetWriter, array_stream
 from clonekit.envs import get_env_family
 from clonekit.errors import CheckpointError, ConfigError, unknown_name
@@ -376,16 +376,7 @@ def _open_run(run_dir: Path, method: str, seed: int, config: InteractiveConfig, 
                     f"{path}: {key}: the run was started with {state.get(key)!r}, this call has {header[key]!r}; "
                     "use the same settings to continue it, or another --out"
                 )
-        # Read back through the config class, so a setting added later (with its default) still matches.
-        started = config_to_json(config_from_json(InteractiveConfig, state.get("config"), f"{path} config"))
-        wanted = config_to_json(config)
-        changed = {key: (started[key], value) for key, value in wanted.items() if started[key] != value}
-        if changed:
-            listed = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
-            raise CheckpointError(
-                f"{path}: the run was started with other settings ({listed}); use the same settings to continue "
-                "it, or another --out"
-            )
+        check_same_config(config, state.get("config"), str(path))
         if state.get("source", {}).get("fingerprint") != source.fingerprint:
             raise CheckpointError(
                 f"{path}: source: the run started from dataset {state.get('source', {}).get('fingerprint')}, "

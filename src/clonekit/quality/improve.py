@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from clonekit.checkpoint import CONFIG_FILE, MODEL_FILE, load_policy, load_run_config, read_json
-from clonekit.config import check, config_from_json, config_to_json
+from clonekit.config import check, check_same_config, config_from_json, config_to_json
 from clonekit.data import Dataset, DatasetWriter, array_stream, text_stream
 from clonekit.envs import get_env_family
 from clonekit.envs.family import EnvFamily
@@ -404,14 +404,7 @@ def _open_run(out_dir: Path, source_run: Path, source: Dataset, seed: int, confi
                 f"{path}: seed: the run was started with {state.get('seed')!r}, this call has {seed!r}; "
                 "use the same settings to continue it, or another --out"
             )
-        started = config_to_json(config_from_json(ImproveConfig, state.get("config"), f"{path} config"))
-        changed = {key: (started[key], value) for key, value in wanted.items() if started[key] != value}
-        if changed:
-            listed = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
-            raise CheckpointError(
-                f"{path}: the run was started with other settings ({listed}); use the same settings to continue "
-                "it, or another --out"
-            )
+        check_same_config(config, state.get("config"), str(path))
         recorded = state.get("source", {})
         for key in ("model_sha256", "dataset_fingerprint"):
             if recorded.get(key) != origin[key]:
