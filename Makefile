@@ -32,7 +32,8 @@ quick: $(STAMP)
 	$(BIN)/clonekit run maze-procedure --seed $(SEED) --out $(OUT)-quick --quick
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	# Two worker processes (one torch thread each), a whole test file per worker so session fixtures are built once per file group.
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard benchmarks/*.py)
