@@ -348,6 +348,8 @@ def train(
                 if config.grad_clip > 0:
                     grad_norm = clip_grad_norm(parameters, config.grad_clip)
                 optimizer.step()
+                with torch.no_grad():
+                    model.after_optimizer_step(step)
                 window_steps += 1
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):

@@ -108,6 +108,10 @@ class Policy(nn.Module):
         """
         return None
 
+    def after_optimizer_step(self, step: int) -> None:
+        """Called by the training loop after optimizer step ``step`` (1-based), with no gradient tracking: e.g. a
+        critic's target networks move towards the online ones here. Does nothing by default."""
+
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """``compute_loss``; defined so that DistributedDataParallel's hooks see the training pass."""
         return self.compute_loss(batch)
