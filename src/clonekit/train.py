@@ -12,6 +12,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,9 @@ class TrainConfig:
         log_every: Record scalars every this many steps.
         tensorboard: Also write TensorBoard scalars under ``RUN/tb`` (needs ``clonekit[tensorboard]``).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available).
+        deterministic: On a CUDA device, use torch's deterministic kernels (cuDNN's and cuBLAS's included), so a
+            run repeats and a resumed run continues exactly as on the CPU; ops without a deterministic CUDA
+            kernel warn instead of failing. False: the faster, nondeterministic kernels. No effect on the CPU.
         action_labels: The stream the policy imitates as its ``action``: ``"action"`` (what was executed) or
             ``"expert_action"`` (labels given by the expert where another action ran: DAgger relabeling, or
             noise-injected demonstrations as in DART).
@@ -99,6 +104,7 @@ class TrainConfig:
     log_every: int = 50
     tensorboard: bool = True
     device: str = "cpu"
+    deterministic: bool = True
     action_labels: str = "action"
     adversarial_epsilon: float = 0.0
     adversarial_steps: int = 5
@@ -334,7 +340,10 @@ def train(
     grad_norm: torch.Tensor | None = None
     model.train()
     try:
-        with progress_bar(f"train {policy}", total=config.steps, enabled=show_progress and world.is_main) as advance:
+        with (
+            deterministic_kernels(device.type == "cuda" and config.deterministic),
+            progress_bar(f"train {policy}", total=config.steps, enabled=show_progress and world.is_main) as advance,
+        ):
             advance(start_step)
             window_start, window_steps = time.perf_counter(), 0
             for step in range(start_step + 1, config.steps + 1):
@@ -379,6 +388,31 @@ def train(
     world.barrier()
     model.eval()
     return model
+
+
+@contextmanager
+def deterministic_kernels(enabled: bool) -> Iterator[None]:
+    """Within the block, torch runs deterministic kernels only (``torch.use_deterministic_algorithms``, warning
+    where an op has none; cuDNN without autotuning); torch's previous settings come back afterwards. cuBLAS
+    needs ``CUBLAS_WORKSPACE_CONFIG`` before its first use in the process: set to ``:4096:8`` unless already
+    set. Does nothing when not ``enabled``."""
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
 
 
 def clip_grad_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
@@ -513,7 +547,10 @@ def _checkpoint(
     world: _DistributedContext,
 ) -> None:
     # Every process's random state is kept, so a resumed multi-process run continues exactly too.
-    rng = world.gather({"torch": torch.get_rng_state().tolist(), "sampler": generator.get_state().tolist()})
+    state = {"torch": torch.get_rng_state().tolist(), "sampler": generator.get_state().tolist()}
+    if world.device.type == "cuda":  # noise drawn on the GPU (e.g. a diffusion head's) has its own generator
+        state["cuda"] = torch.cuda.get_rng_state(world.device).tolist()
+    rng = world.gather(state)
     if world.is_main:
         opt_tensors, opt_rest = optimizer_to_tensors(optimizer.state_dict())
         trainer = {"step": step, "optimizer": opt_rest, "rng": rng}
@@ -543,6 +580,8 @@ def _restore(
         )
         torch.set_rng_state(torch.tensor(rng[world.rank]["torch"], dtype=torch.uint8))
         generator.set_state(torch.tensor(rng[world.rank]["sampler"], dtype=torch.uint8))
+        if world.device.type == "cuda" and "cuda" in rng[world.rank]:
+            torch.cuda.set_rng_state(torch.tensor(rng[world.rank]["cuda"], dtype=torch.uint8), world.device)
         return int(trainer["step"])
     except (KeyError, ValueError, RuntimeError, TypeError) as err:
         raise CheckpointError(f"{directory}: trainer state does not fit this run ({err})") from err
