@@ -169,6 +169,22 @@ def inspect(
     out: Annotated[
         Path | None, typer.Option(help="With --quality: also write report.md, quality.json and plots here.")
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="With --quality: a trained run whose actions are compared with the data's at every step "
+            "(see clonekit.quality.policy_metrics).",
+        ),
+    ] = None,
+    compatibility: Annotated[
+        str | None,
+        typer.Option(
+            help="With --quality and --out: train this policy once per demonstrator on the others' episodes and "
+            "report how well it predicts the one left out (leave-one-demonstrator-out compatibility).",
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Training steps of each --compatibility run.")] = 500,
 ) -> None:
     """Summarize a dataset: counts, streams, episode lengths, returns; --quality for its quality report."""
     from clonekit.data import Dataset
@@ -176,10 +192,13 @@ def inspect(
     dataset = Dataset.open(data)
     if verify:
         dataset.verify()
-    if out is not None and not quality:
-        raise ConfigError("--out: only used with --quality")
+    for flag, value in (("--out", out), ("--policy", policy), ("--compatibility", compatibility)):
+        if value is not None and not quality:
+            raise ConfigError(f"{flag}: only used with --quality")
+    if compatibility is not None and out is None:
+        raise ConfigError("--compatibility: needs --out (its runs are written there)")
     if quality:
-        _inspect_quality(dataset, out, as_json)
+        _inspect_quality(dataset, out, as_json, policy, compatibility, steps)
         return
     summary = dataset.summary()
     if as_json:
@@ -649,10 +668,20 @@ def export(
     out_console.print(f"wrote {path}: ONNX model of {run} (input obs, dynamic batch axis)", soft_wrap=True)
 
 
-def _inspect_quality(dataset: Any, out: Path | None, as_json: bool) -> None:
+def _inspect_quality(
+    dataset: Any, out: Path | None, as_json: bool, policy: Path | None, compatibility: str | None, steps: int
+) -> None:
+    from clonekit.checkpoint import load_policy
+    from clonekit.quality.policy_metrics import compatibility as leave_one_out
     from clonekit.quality.report import quality_report, report_markdown, write_report
+    from clonekit.train import TrainConfig
 
-    report = write_report(dataset, out) if out is not None else quality_report(dataset)
+    report = quality_report(dataset, policy=None if policy is None else load_policy(policy))
+    if compatibility is not None and out is not None:
+        config = TrainConfig(steps=steps, tensorboard=False, checkpoint_every=max(steps // 2, 1))
+        report["compatibility"] = leave_one_out(dataset, compatibility, out / "compatibility", config)
+    if out is not None:
+        write_report(dataset, out, report=report)
     if as_json:
         _print_json(report)
         return

@@ -34,8 +34,10 @@ import numpy as np
 from clonekit.data import Dataset
 from clonekit.data.format import REQUIRED_STREAMS
 from clonekit.io import atomic_write_text
+from clonekit.policies import Policy
 from clonekit.quality.extraneous import episode_loop_steps
 from clonekit.quality.outcomes import episode_outcomes
+from clonekit.quality.policy_metrics import divergence_summary, policy_divergence
 
 DEFAULT_BINS = 20
 
@@ -142,8 +144,9 @@ def _summary(values: np.ndarray) -> dict[str, float]:
     return {"min": float(values.min()), "mean": float(values.mean()), "max": float(values.max())}
 
 
-def quality_report(dataset: Dataset, bins: int = DEFAULT_BINS) -> dict[str, Any]:
-    """The report as a JSON-able dict (see the module docstring)."""
+def quality_report(dataset: Dataset, bins: int = DEFAULT_BINS, policy: Policy | None = None) -> dict[str, Any]:
+    """The report as a JSON-able dict (see the module docstring); with a trained ``policy``, also its divergence
+    from the data (``policy_divergence``: :mod:`clonekit.quality.policy_metrics`)."""
     facts = episode_outcomes(dataset)
     obs = np.asarray(dataset.column("obs"))
     actions = np.asarray(dataset.column("action"))
@@ -173,7 +176,7 @@ def quality_report(dataset: Dataset, bins: int = DEFAULT_BINS) -> dict[str, Any]
                 ("agreement_with_others" if discrete else "action_gap"): agreement,
                 "compared_steps": compared,
             }
-    return {
+    report = {
         "path": str(dataset.path),
         "fingerprint": dataset.fingerprint,
         "episodes": dataset.num_episodes,
@@ -199,6 +202,9 @@ def quality_report(dataset: Dataset, bins: int = DEFAULT_BINS) -> dict[str, Any]
         "demonstrators": demonstrators,
         "annotation_coverage": _coverage(dataset),
     }
+    if policy is not None:
+        report["policy_divergence"] = divergence_summary(dataset, policy_divergence(policy, dataset))
+    return report
 
 
 def report_markdown(report: dict[str, Any], plots: list[str]) -> str:
@@ -234,6 +240,30 @@ def report_markdown(report: dict[str, Any], plots: list[str]) -> str:
                 f"| {who} | {row['episodes']} | {row['success']:.3f} | {row['return_mean']:.3g} | "
                 f"{row['length_mean']:.1f} | {value} |"
             )
+    if "policy_divergence" in report:
+        div = report["policy_divergence"]
+        unit = "share of steps where its action differs" if div["kind"] == "mismatch" else "L2, action stds"
+        lines += ["", f"## Policy divergence ({unit})", "", f"Mean: {div['mean']:.3f}"]
+        if "nll_mean" in div:
+            lines[-1] += f"; negative log likelihood of the recorded actions: {div['nll_mean']:.3f}"
+        lines += ["", "| demonstrator | divergence |", "|---|---|"]
+        lines += [f"| {who} | {value:.3f} |" for who, value in div.get("demonstrators", {}).items()]
+        worst = ", ".join(f"{row['episode']} ({row['divergence']:.2f})" for row in div["worst_episodes"])
+        lines += ["", f"Episodes it disagrees with most: {worst}"]
+    if "compatibility" in report:
+        compat = report["compatibility"]
+        lines += [
+            "",
+            f"## Compatibility (leave one demonstrator out, policy {compat['policy']})",
+            "",
+            "| demonstrator | divergence on own | on others' held-out | compatibility |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {who} | {row['divergence_own']:.3f} | {row['divergence_others_held_out']:.3f} | "
+            f"{row['compatibility']:+.3f} |"
+            for who, row in compat["demonstrators"].items()
+        ]
     if report["annotation_coverage"]:
         lines += ["", "## Annotation streams (share of steps with a value)", "", "| stream | coverage |", "|---|---|"]
         lines += [f"| {name} | {value:.3f} |" for name, value in report["annotation_coverage"].items()]
@@ -284,11 +314,14 @@ def write_plots(dataset: Dataset, out: Path) -> list[str]:
     return written
 
 
-def write_report(dataset: Dataset, out: str | Path, bins: int = DEFAULT_BINS) -> dict[str, Any]:
-    """Write ``quality.json``, ``report.md`` and the plots into ``out``; returns the report."""
+def write_report(
+    dataset: Dataset, out: str | Path, bins: int = DEFAULT_BINS, report: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``quality.json``, ``report.md`` and the plots into ``out``; returns the report (``report``: one
+    already computed, e.g. with a policy's divergence)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = quality_report(dataset, bins)
+    report = report if report is not None else quality_report(dataset, bins)
     plots = write_plots(dataset, out)
     atomic_write_text(out / "quality.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(out / "report.md", report_markdown(report, plots))
