@@ -137,7 +137,7 @@ def rollout(
                 obs, reward, terminated, truncated = vec.step(actions)
                 returns += np.where(executed, reward, 0.0)
                 lengths += executed
-                success |= executed & _step_success(vec, terminated, reward)
+                success |= executed & step_success(vec, terminated, reward)
                 active = executed & ~(terminated | truncated)
                 if on_episodes_end is not None and (ended := int(playing.sum() - active.sum())):
                     on_episodes_end(ended)
@@ -157,7 +157,7 @@ def episodes_to_play(policy: Any, family: Any, tasks: list[Any], episodes: int) 
     return episodes
 
 
-def _step_success(vec: Any, terminated: np.ndarray, reward: np.ndarray) -> np.ndarray:
+def step_success(vec: Any, terminated: np.ndarray, reward: np.ndarray) -> np.ndarray:
     """``(B,)`` bool: which slots reached their goal on the last step.
 
     The env's own optional ``step_success()`` when it has one (e.g. a gymnasium env's ``info["success"]``);

@@ -60,7 +60,7 @@ from clonekit.envs import get_env_family
 from clonekit.envs.family import EnvFamily
 from clonekit.errors import CheckpointError, ConfigError, DatasetError
 from clonekit.evaluation import split_tasks
-from clonekit.evaluation.rollout import _step_success
+from clonekit.evaluation.rollout import step_success
 from clonekit.io import acknowledge_dataset, atomic_write_json, remove_stale_datasets
 from clonekit.policies import Policy, policy_classes
 from clonekit.quality.extraneous import loop_steps
@@ -223,7 +223,7 @@ def play_attempts(
                 record |= {"terminated": terminated, "truncated": truncated}
                 for name, value in record.items():
                     steps.setdefault(name, []).append(np.array(value))
-                success |= active & _step_success(vec, terminated, reward)
+                success |= active & step_success(vec, terminated, reward)
                 lengths += active
                 active &= ~(terminated | truncated)
                 obs = next_obs
