@@ -171,7 +171,7 @@ def _logged_before(line: str, start_step: int) -> bool:
     return isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= start_step
 
 
-class _Scalars:
+class ScalarLog:
     """metrics.jsonl (always) and TensorBoard (when installed and enabled)."""
 
     def __init__(self, run_dir: Path, start_step: int, tensorboard: bool) -> None:
@@ -214,12 +214,17 @@ def train(
     policy_overrides: dict[str, Any] | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    init_from: str | Path | None = None,
 ) -> Policy:
     """Train policy ``policy`` on ``data``; write the run directory ``out``; return the trained policy.
 
     With ``resume=True`` an existing run continues from its newest checkpoint with its recorded settings
     (``config.steps`` may raise the step count). Without it, an existing non-empty ``out`` is an error, so a
     run is never overwritten by accident.
+
+    ``init_from`` (fine-tuning, e.g. :mod:`clonekit.continual`): a finished run directory whose final weights,
+    normalization included, replace the fresh initialization of a new run (its policy config must build the
+    same tensors); the optimizer starts fresh. A resumed run continues from its own checkpoint instead.
     """
     dataset = data if isinstance(data, Dataset) else Dataset.open(data)
     run_dir = Path(out)
@@ -263,6 +268,7 @@ def train(
         )
     torch.manual_seed(config.seed)
     model = build_policy(policy, policy_config)
+    dataset.require_streams(model.batch_streams(), f"policy {policy!r}")  # streams its config names
     if world.size > 1:
         # Same initial weights everywhere, but each process draws its own noise inside the loss.
         torch.manual_seed(config.seed + 7919 * world.rank)
@@ -282,12 +288,17 @@ def train(
         "torch_version": torch.__version__,
     }
 
+    if init_from is not None:
+        run_config["init_from"] = str(init_from)
     start_step = 0
     checkpoints = checkpoint_dirs(run_dir)
     if checkpoints:
         start_step = _restore(checkpoints[-1], model, optimizer, generator, world)
     else:
         model.prepare(dataset)
+        if init_from is not None:
+            weights = Path(init_from) / MODEL_FILE
+            load_state_into(model, load_tensors(weights), weights)
     model.to(device)
     _move_optimizer_state(optimizer, device)
     if world.is_main:
@@ -301,16 +312,23 @@ def train(
     # With several processes, DistributedDataParallel averages the gradients; it hooks into forward(),
     # which for a Policy is compute_loss.
     trainer: torch.nn.Module = model if world.size == 1 else world.wrap(model)
-    scalars = _Scalars(run_dir, start_step, config.tensorboard) if world.is_main else None
+    scalars = ScalarLog(run_dir, start_step, config.tensorboard) if world.is_main else None
     # The action labels may come from another stream (expert_action): gathered under its name, renamed.
     source = {"action": config.action_labels}
-    streams = [source.get(s, s) for s in policy_cls.required_streams if dataset.streams[s].kind == "array"]
+    streams = [source.get(s, s) for s in model.batch_streams() if dataset.streams[s].kind == "array"]
     windows = {source.get(name, name): k for name, k in model.sample_windows().items()}
     encoded = {
         s: model.encode_text(s, list(dataset.column(s)))
         for s in policy_cls.required_streams
         if dataset.streams[s].kind == "text"
     }
+    for name, values in model.derived_streams(dataset).items():  # e.g. returns-to-go, gathered like the rest
+        if name in encoded or name in streams or len(values) != dataset.num_steps:
+            raise ConfigError(
+                f"policy {policy!r}: derived stream {name!r}: expected a new name and {dataset.num_steps} steps, "
+                f"found {len(values)} steps (streams read: {', '.join([*streams, *encoded])})"
+            )
+        encoded[name] = values
     local_batch = config.batch_size // world.size
 
     def draw(

@@ -9,6 +9,7 @@ from typing import Any
 from clonekit.config import config_from_json, config_to_json
 from clonekit.errors import unknown_name
 from clonekit.experiments import (
+    avoiding_mixed,
     avoiding_modes,
     babyai_thought,
     continuous_interactive,
@@ -60,6 +61,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=avoiding_modes.modes_table,
         full=avoiding_modes.FULL,
         quick=avoiding_modes.QUICK,
+    ),
+    avoiding_mixed.NAME: ExperimentSpec(
+        name=avoiding_mixed.NAME,
+        description="ReCOIL vs BC (expert only, all, filtered) and offline RL on expert + noisy/random Avoiding data",
+        run=avoiding_mixed.run,
+        table_columns=("policy", "test success [95% CI]"),
+        table=avoiding_mixed.success_table,
+        full=avoiding_mixed.FULL,
+        quick=avoiding_mixed.QUICK,
     ),
     babyai_thought.NAME: ExperimentSpec(
         name=babyai_thought.NAME,

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from clonekit.config import check
 from clonekit.nn import Normalizer
+from clonekit.nn.critics import TwinQ, expectile_loss
 from clonekit.nn.encoders import mlp
 from clonekit.policies.from_data import auto_normalize_obs
 
@@ -184,34 +185,21 @@ class IQLCritic(nn.Module):
         self.num_actions = num_actions
         self.normalizer = Normalizer(obs_shape, auto_normalize_obs(obs_shape))
         features = math.prod(obs_shape)
-        q_in = features if num_actions is not None else features + math.prod(action_shape)
-        q_out = num_actions if num_actions is not None else 1
-        self.q = nn.ModuleList([mlp(q_in, hidden_sizes, q_out) for _ in range(2)])
-        self.q_target = nn.ModuleList([mlp(q_in, hidden_sizes, q_out) for _ in range(2)])
-        self.q_target.load_state_dict(self.q.state_dict())
-        self.q_target.requires_grad_(False)
+        action_dim = 0 if num_actions is not None else math.prod(action_shape)
+        self.q = TwinQ(features, num_actions, action_dim, hidden_sizes)  # online q.q, targets q.q_target
         self.v = mlp(features, hidden_sizes, 1)
 
     def features(self, obs: Tensor) -> Tensor:
         """Normalized, flattened observations ``(B, F)`` of ``(B, *obs_shape)``: the input of every network."""
         return self.normalizer(obs).flatten(1)
 
-    def _q(self, nets: nn.ModuleList, features: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-        if self.num_actions is None:
-            x = torch.cat([features, action.flatten(1).float()], dim=1)
-            first, second = (net(x).squeeze(1) for net in nets)
-        else:
-            index = action.long().unsqueeze(1)
-            first, second = (net(features).gather(1, index).squeeze(1) for net in nets)
-        return first, second
-
     def twin_q(self, features: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """The two online ``Q(s, a)`` ``(B,)`` of :meth:`features` ``(B, F)`` and actions."""
-        return self._q(self.q, features, action)
+        return self.q.online(features, action)
 
     def target_q(self, features: Tensor, action: Tensor) -> Tensor:
         """The smaller of the two target ``Q(s, a)`` ``(B,)``."""
-        return torch.minimum(*self._q(self.q_target, features, action))
+        return self.q.target(features, action)
 
     def value(self, features: Tensor) -> Tensor:
         """``V(s)`` ``(B,)`` of :meth:`features` ``(B, F)``."""
@@ -224,17 +212,9 @@ class IQLCritic(nn.Module):
         features = self.features(obs)
         return self.target_q(features, action) - self.value(features)
 
-    @torch.no_grad()
     def update_target(self, rate: float) -> None:
         """Move the target ``Q`` networks towards the online ones by ``rate``."""
-        for target, online in zip(self.q_target.parameters(), self.q.parameters(), strict=True):
-            target.lerp_(online, rate)
-
-
-def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
-    """Mean of ``|expectile - 1(diff < 0)| * diff^2``: asymmetric least squares, ``diff = Q - V``."""
-    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
-    return (weight * diff.square()).mean()
+        self.q.update_target(rate)
 
 
 def fit_critic(
@@ -252,7 +232,7 @@ def fit_critic(
     with torch.no_grad():  # the normalizer is fixed from here on: every observation is encoded once
         features = torch.cat([critic.features(chunk) for chunk in torch.split(data.obs, 4096)])
     # Fused Adam: one kernel per update instead of a Python loop over the parameters (small networks).
-    q_optimizer = torch.optim.Adam(critic.q.parameters(), lr=config.lr, fused=True)
+    q_optimizer = torch.optim.Adam(critic.q.q.parameters(), lr=config.lr, fused=True)
     v_optimizer = torch.optim.Adam(critic.v.parameters(), lr=config.lr, fused=True)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(config.steps):

@@ -9,9 +9,13 @@ from clonekit.errors import unknown_name
 from clonekit.policies.base import Policy
 from clonekit.policies.bc import BCConfig, BCPolicy
 from clonekit.policies.continuous_bc import ContinuousBCConfig, ContinuousBCPolicy
+from clonekit.policies.decision_transformer import DecisionTransformerConfig, DecisionTransformerPolicy
 from clonekit.policies.goal_bc import GoalBCConfig, GoalBCPolicy
 from clonekit.policies.idm import IDMConfig, InverseDynamicsModel
+from clonekit.policies.iql import IQLConfig, IQLPolicy
 from clonekit.policies.procedure_cloning import ProcedureCloningConfig, ProcedureCloningPolicy
+from clonekit.policies.recoil import RecoilConfig, RecoilPolicy
+from clonekit.policies.td3bc import TD3BCConfig, TD3BCPolicy
 from clonekit.policies.thought_cloning import (
     RecurrentBCConfig,
     RecurrentBCPolicy,
@@ -24,9 +28,13 @@ from clonekit.registry import load_plugins
 POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
     "bc": (BCConfig, BCPolicy),
     "continuous_bc": (ContinuousBCConfig, ContinuousBCPolicy),
+    "dt": (DecisionTransformerConfig, DecisionTransformerPolicy),
     "goal_bc": (GoalBCConfig, GoalBCPolicy),
+    "iql": (IQLConfig, IQLPolicy),
     "procedure_cloning": (ProcedureCloningConfig, ProcedureCloningPolicy),
+    "recoil": (RecoilConfig, RecoilPolicy),
     "recurrent_bc": (RecurrentBCConfig, RecurrentBCPolicy),
+    "td3bc": (TD3BCConfig, TD3BCPolicy),
     "thought_cloning": (ThoughtCloningConfig, ThoughtCloningPolicy),
 }
 

@@ -8,6 +8,8 @@ A policy is a ``torch.nn.Module`` with a frozen dataclass ``config`` and four ca
 * ``initial_state(batch_size)``: recurrent memory or caches for ``act``; ``None`` when stateless.
 * ``explain(obs, state)``: what the policy "thinks" (e.g. its predicted procedure or thought), or ``None``.
 * ``encode_text(name, texts)``: a text stream it reads, as arrays for training batches (e.g. token ids).
+* ``derived_streams(dataset)``: per-step arrays it computes from whole episodes once before training (e.g.
+  returns-to-go), which training batches carry like streams.
 * ``export_module()``: a tensor-only module for ONNX export (see :mod:`clonekit.export`), or ``None``.
 
 Normalization statistics are buffers fitted by ``prepare(dataset)`` before training, so the weights file
@@ -80,6 +82,12 @@ class Policy(nn.Module):
         as :mod:`clonekit.quality.improve` does). None (the default): the policy exposes no such logits."""
         return None
 
+    def batch_streams(self) -> tuple[str, ...]:
+        """Streams ``compute_loss`` reads: ``required_streams`` and any stream the policy's config names (e.g.
+        recoil's ``expert_stream``); training requires each (an error names a missing one) and batches carry
+        them."""
+        return self.required_streams
+
     def sample_windows(self) -> Mapping[str, WindowSpec]:
         """Streams ``compute_loss`` reads as windows of consecutive steps, ``(B, k, ...)`` each: ``{name: k}``
         gives the sampled step and the ``k - 1`` after it (e.g. action chunks), ``{name: (k, offset)}`` the ``k``
@@ -92,6 +100,13 @@ class Policy(nn.Module):
         """Text stream ``name`` (one str per step) as an array ``(num_steps, ...)`` that training batches
         carry under ``name``; needed only by a policy whose ``required_streams`` include a text stream."""
         raise NotImplementedError(f"policy {self.name!r} does not read text stream {name!r}")
+
+    def derived_streams(self, dataset: Dataset) -> dict[str, np.ndarray]:
+        """Per-step arrays ``{name: (num_steps, ...)}`` the policy computes from the whole dataset once before
+        training (e.g. returns-to-go, which need whole episodes); training batches carry them under ``name``,
+        gathered (and windowed) like dataset streams. A function of the dataset and the config only, so a
+        resumed run derives the same arrays. Empty by default."""
+        return {}
 
     def explain(self, obs: dict[str, Tensor], state: Any | None = None) -> dict[str, Any] | None:
         return None

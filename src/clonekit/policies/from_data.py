@@ -1,7 +1,8 @@
 """What a policy config takes from the dataset: its action fields, and observation defaults that fit the data.
 
 Action fields follow the config class: a config with ``num_actions`` is for discrete actions and needs a
-``Discrete`` action space, one with ``action_shape`` is for continuous actions and needs a ``Box``. A dataset
+``Discrete`` action space, one with ``action_shape`` is for continuous actions and needs a ``Box``; one with
+both (``transformer_bc``) gets the field that fits the dataset's action space. A dataset
 whose action space does not fit is a one-line error naming the policy and the space, before any field is
 filled in (so the user never reads about a field they did not pass).
 
@@ -88,6 +89,8 @@ def action_fields(
         if field not in names or kind is None:
             continue
         if kind != needed:
+            if any(ACTION_FIELDS[other][0] == kind for other in names & set(ACTION_FIELDS)):
+                continue  # the config also has the field that fits: a policy for both kinds of actions
             others = ", ".join(fitting.get(kind, ())) or "none"
             raise ConfigError(
                 f"policy {policy!r}: expected a {needed} action space ({meaning}), but the dataset's action space "

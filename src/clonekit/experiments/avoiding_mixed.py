@@ -1,0 +1,414 @@
+"""Experiment ``avoiding-mixed``: imitation from a few expert episodes plus much worse data (issue 17).
+
+Data, all on ``train_starts`` training start states of Avoiding (continuous 2-D), in stated proportions:
+
+* ``expert_episodes`` episodes of the ``paths`` expert (:mod:`clonekit.experts.avoiding`; one of the 8 paths
+  per episode), marked by the per-step ``expert`` stream (``True`` on their steps);
+* ``noisy_episodes`` of the same expert whose action is replaced, at each step with probability
+  ``noise_prob``, by a uniform random one (it steers back to its path afterwards, so many still succeed);
+* ``random_episodes`` of uniform random actions (they wander near the start until they crash or time out).
+
+The reward is the env's sparse success reward (1 on crossing the finish line, else 0); ReCOIL ignores it,
+reading only the ``expert`` marks. Policy keys (each trained ``steps`` steps with the same MLP widths, except
+``dt``, which has its own ``dt_*`` settings):
+
+* ``bc_expert``: ``continuous_bc`` (MSE) on the expert episodes only;
+* ``bc_all``: the same on every episode;
+* ``bc_filtered``: the same on the successful episodes only (the ``success`` filter of
+  :mod:`clonekit.quality.curate`);
+* ``iql``, ``td3bc``, ``dt``: the offline RL baselines on every episode with the sparse reward;
+* ``recoil``: :mod:`clonekit.policies.recoil` on every episode with the ``expert`` marks.
+
+Split ``test``: ``test_starts`` start states no episode began at; metric ``success`` (every policy here acts
+deterministically on deterministic tasks, so each start state counts once; Wilson interval). A key whose
+policy is not registered is an error naming it (``policies`` lists the keys to run). Every stage is skipped
+or resumed when its output is already in ``OUT``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clonekit.checkpoint import load_policy
+from clonekit.config import check
+from clonekit.data import Dataset, DatasetWriter, array_stream
+from clonekit.data.spaces import space_to_json
+from clonekit.envs import get_env_family
+from clonekit.envs.avoiding import AvoidingVecEnv
+from clonekit.errors import ConfigError, DatasetError
+from clonekit.evaluation import rollout, split_tasks
+from clonekit.evaluation.plots import plot_success_bars
+from clonekit.evaluation.stats import format_metric, summarize
+from clonekit.experiments.common import report_tail, results_head, torch_threads
+from clonekit.experts.avoiding import AvoidingExpert
+from clonekit.io import atomic_write_json, atomic_write_text
+from clonekit.policies import POLICIES
+from clonekit.quality.curate import Filter, curate
+from clonekit.quality.outcomes import episode_outcomes
+from clonekit.seeding import derive_seed
+from clonekit.train import TrainConfig, train
+
+NAME = "avoiding-mixed"
+KEYS = ("bc_expert", "bc_all", "bc_filtered", "iql", "td3bc", "dt", "recoil")
+# key -> (registered policy, training data: "expert" | "all" | "filtered")
+POLICY_OF_KEY = {
+    "bc_expert": ("continuous_bc", "expert"),
+    "bc_all": ("continuous_bc", "all"),
+    "bc_filtered": ("continuous_bc", "filtered"),
+    "iql": ("iql", "all"),
+    "td3bc": ("td3bc", "all"),
+    "dt": ("dt", "all"),
+    "recoil": ("recoil", "all"),
+}
+BEHAVIOURS = ("expert", "noisy", "random")
+
+
+@dataclass(frozen=True)
+class AvoidingMixedConfig:
+    """Settings of ``avoiding-mixed``.
+
+    Args:
+        train_starts: Training start states (episode ``k`` of each behaviour starts at ``k % train_starts``).
+        expert_episodes: Episodes of the ``paths`` expert (marked ``expert``).
+        noisy_episodes: Episodes of the expert with random actions mixed in (not marked).
+        random_episodes: Episodes of uniform random actions (not marked).
+        noise_prob: Per-step probability that a noisy episode takes a uniform random action.
+        test_starts: Held-out start states of the ``test`` split (one deterministic rollout each).
+        policies: Policy keys to run, a subset of ``bc_expert, bc_all, bc_filtered, iql, td3bc, dt, recoil``.
+        steps: Gradient steps of every policy.
+        batch_size: Transitions per gradient step.
+        lr: Adam learning rate.
+        hidden_sizes: MLP widths of every policy (and of each critic).
+        recoil_beta: ReCOIL's mixing weight ``beta``.
+        recoil_temperature: ReCOIL's advantage-weight inverse temperature (0.5: chosen on seed 0's ``test`` split
+            among 0.5, 1, 2, 3, 10; the policy's own default, 3, scored 0.09 there; see the README).
+        iql_beta: IQL's advantage-weight inverse temperature.
+        dt_steps: Gradient steps of the Decision Transformer (a transformer step costs far more than an MLP's).
+        dt_batch_size: Windows of ``dt_context`` steps per Decision Transformer step.
+        dt_context: Steps the Decision Transformer sees (its ``context_length``).
+    """
+
+    train_starts: int = 20
+    expert_episodes: int = 10
+    noisy_episodes: int = 100
+    random_episodes: int = 100
+    noise_prob: float = 0.5
+    test_starts: int = 200
+    policies: tuple[str, ...] = KEYS
+    steps: int = 5000
+    batch_size: int = 256
+    lr: float = 3e-4
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    recoil_beta: float = 0.5
+    recoil_temperature: float = 0.5
+    iql_beta: float = 3.0
+    dt_steps: int = 3000
+    dt_batch_size: int = 64
+    dt_context: int = 10
+
+    def __post_init__(self) -> None:
+        for name in (
+            "train_starts",
+            "expert_episodes",
+            "test_starts",
+            "steps",
+            "batch_size",
+            "dt_steps",
+            "dt_batch_size",
+            "dt_context",
+        ):
+            check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
+        for name in ("noisy_episodes", "random_episodes"):
+            check(getattr(self, name) >= 0, name, ">= 0", getattr(self, name))
+        check(0 <= self.noise_prob <= 1, "noise_prob", "in [0, 1]", self.noise_prob)
+        check(
+            len(self.policies) >= 1
+            and all(k in KEYS for k in self.policies)
+            and len(set(self.policies)) == len(self.policies),
+            "policies",
+            f"distinct keys among {', '.join(KEYS)}",
+            self.policies,
+        )
+        check(self.lr > 0, "lr", "> 0", self.lr)
+        check(len(self.hidden_sizes) >= 1, "hidden_sizes", "at least one width", self.hidden_sizes)
+        check(0 < self.recoil_beta < 1, "recoil_beta", "in (0, 1)", self.recoil_beta)
+        check(self.recoil_temperature >= 0, "recoil_temperature", ">= 0", self.recoil_temperature)
+        check(self.iql_beta >= 0, "iql_beta", ">= 0", self.iql_beta)
+
+
+FULL = AvoidingMixedConfig()
+QUICK = replace(
+    FULL,
+    expert_episodes=8,
+    noisy_episodes=40,
+    random_episodes=40,
+    test_starts=60,
+    steps=1500,
+    hidden_sizes=(128, 128),
+    dt_steps=300,
+)
+
+
+def run(
+    out: Path,
+    seed: int,
+    quick: bool,
+    show_progress: bool = True,
+    log: Any = print,
+    config: AvoidingMixedConfig | None = None,
+) -> dict[str, Any]:
+    """Run the experiment into ``out``; returns the results dict (also written to ``out/results.json``)."""
+    config = config or (QUICK if quick else FULL)
+    missing = [k for k in config.policies if POLICY_OF_KEY[k][0] not in POLICIES]
+    if missing:
+        names = ", ".join(f"{k} (policy {POLICY_OF_KEY[k][0]!r})" for k in missing)
+        raise ConfigError(
+            f"policies: {names} not registered; run the others with --set policies='{_json_keys(config, missing)}'"
+        )
+    # Small networks: extra intra-op threads buy nothing and, on a busy machine, cost a lot.
+    with torch_threads(1):
+        return _run(out, seed, quick, show_progress, log, config)
+
+
+def _json_keys(config: AvoidingMixedConfig, missing: list[str]) -> str:
+    return "[" + ", ".join(f'"{k}"' for k in config.policies if k not in missing) + "]"
+
+
+def _run(
+    out: Path, seed: int, quick: bool, show_progress: bool, log: Any, config: AvoidingMixedConfig
+) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    data = _datasets(out, config, seed)
+    mixed = data["all"]
+    outcomes = episode_outcomes(mixed)
+    behaviour = np.asarray(mixed.episode_info("behaviour"))
+    composition: dict[str, dict[str, Any]] = {
+        kind: {
+            "episodes": int((behaviour == kind).sum()),
+            "steps": int(np.asarray(mixed.episode_lengths)[behaviour == kind].sum()),
+            "success": summarize(outcomes.success[behaviour == kind], seed) if (behaviour == kind).any() else None,
+        }
+        for kind in BEHAVIOURS
+    }
+    for kind, facts in composition.items():
+        rate = format_metric(facts["success"]) if facts["success"] else "-"
+        log(f"{kind:7s} {facts['episodes']:4d} episodes, {facts['steps']:6d} steps, success {rate}")
+
+    family = get_env_family("avoiding")
+    tasks = split_tasks(mixed.env, "test", seed, config.test_starts)
+    metrics: dict[str, dict[str, Any]] = {}
+    for key in config.policies:
+        policy_name, source = POLICY_OF_KEY[key]
+        steps, batch_size = (
+            (config.dt_steps, config.dt_batch_size) if key == "dt" else (config.steps, config.batch_size)
+        )
+        train(
+            policy_name,
+            data[source],
+            out / "runs" / key,
+            TrainConfig(
+                steps=steps,
+                batch_size=batch_size,
+                lr=config.lr,
+                seed=seed,
+                checkpoint_every=max(steps // 2, 1),
+                keep_checkpoints=1,
+                tensorboard=False,
+                val_fraction=0.0,
+            ),
+            policy_overrides=_overrides(key, config),
+            resume=True,
+            show_progress=show_progress,
+        )
+        policy = load_policy(out / "runs" / key)
+        torch.manual_seed(derive_seed(seed, f"{NAME}:{key}"))  # any sampling noise of a stochastic policy
+        episodes = rollout(policy, family, tasks, config.test_starts, seed)
+        metrics[key] = {"test": {"success": episodes.metrics(seed)["success"]}}
+        log(f"  {key:12s} test success {format_metric(metrics[key]['test']['success'])}")
+
+    results = {
+        **results_head(NAME, seed, quick, config, torch.get_num_threads()),
+        "metrics": metrics,
+        "data": {
+            "composition": composition,
+            "filtered_episodes": data["filtered"].num_episodes,
+            "expert_step_fraction": composition["expert"]["steps"] / mixed.num_steps,
+        },
+    }
+    atomic_write_json(out / "results.json", results)
+    plots = ["success.png"] if plot_success_bars(results, out / "success.png", metric="success") else []
+    atomic_write_text(out / "report.md", _report(results, plots))
+    return results
+
+
+def _overrides(key: str, config: AvoidingMixedConfig) -> dict[str, Any]:
+    """Policy config overrides of ``key``: the shared widths, and each method's own knobs."""
+    widths = {"hidden_sizes": list(config.hidden_sizes)}
+    if key.startswith("bc_"):
+        return {**widths, "head": "mse"}
+    if key == "recoil":
+        return {**widths, "beta": config.recoil_beta, "temperature": config.recoil_temperature}
+    if key == "iql":
+        return {**widths, "beta": config.iql_beta}
+    if key == "dt":
+        return {"context_length": config.dt_context}
+    return widths
+
+
+def _datasets(out: Path, config: AvoidingMixedConfig, seed: int) -> dict[str, Dataset]:
+    """``all`` (every episode, with the ``expert`` stream), ``expert`` (its expert episodes) and ``filtered``
+    (its successful episodes); written once, a rerun checks that they fit the settings."""
+    root = out / "data"
+    path = root / "all"
+    counts = {"expert": config.expert_episodes, "noisy": config.noisy_episodes, "random": config.random_episodes}
+    if path.exists():
+        mixed = Dataset.open(path)
+        recorded = mixed.extra.get("mixture", {})
+        fits = (
+            mixed.env.get("seed") == seed
+            and len(mixed.env.get("tasks", [])) == config.train_starts
+            and recorded.get("episodes") == counts
+            and recorded.get("noise_prob") == config.noise_prob
+        )
+        if not fits:
+            raise DatasetError(f"{path}: exists but was written with other settings; use a fresh --out")
+    else:
+        mixed = write_mixture(path, seed, config.train_starts, counts, config.noise_prob)
+    behaviour = list(mixed.episode_info("behaviour"))
+    expert_ids = [i for i, kind in enumerate(behaviour) if kind == "expert"]
+    expert = (
+        Dataset.open(root / "expert") if (root / "expert").exists() else _subset(mixed, root / "expert", expert_ids)
+    )
+    filtered_path = root / "filtered"
+    filtered = (
+        Dataset.open(filtered_path) if filtered_path.exists() else curate(mixed, filtered_path, [Filter("success")])
+    )
+    return {"all": mixed, "expert": expert, "filtered": filtered}
+
+
+def _subset(source: Dataset, path: Path, episodes: list[int]) -> Dataset:
+    from clonekit.quality.subset import write_subset
+
+    return write_subset(source, path, episodes, "the expert episodes")
+
+
+def write_mixture(
+    path: Path, seed: int, train_starts: int, counts: dict[str, int], noise_prob: float, max_steps: int | None = None
+) -> Dataset:
+    """Write ``counts[kind]`` episodes of each behaviour (``expert``, ``noisy``, ``random``) on ``train_starts``
+    training start states drawn from ``seed``, with the ``expert`` stream (True on the expert episodes' steps)
+    and episode info ``task_index`` and ``behaviour``; returns the dataset.
+
+    Noisy episodes follow the ``paths`` expert but take a uniform random action with probability
+    ``noise_prob`` at each step; random episodes take uniform random actions throughout.
+    """
+    family = get_env_family("avoiding")
+    tasks = family.sample_tasks(seed, "train", train_starts, set())
+    obs_space, act_space = family.spaces()
+    streams = [
+        array_stream("obs", "float32", (2,), "agent position (x, y)"),
+        array_stream("action", "float32", (2,), "velocity as a fraction of the largest step"),
+        array_stream("reward", "float32", ()),
+        array_stream("terminated", "bool", ()),
+        array_stream("truncated", "bool", ()),
+        array_stream("expert", "bool", (), "True on the steps of the expert's episodes"),
+    ]
+    env = {
+        "id": family.name,
+        "kwargs": {},
+        "expert": "paths",
+        "seed": seed,
+        "tasks": [family.task_to_json(t) for t in tasks],
+    }
+    extra = {"mixture": {"episodes": dict(counts), "noise_prob": noise_prob}}
+    writer = DatasetWriter(
+        path,
+        streams,
+        spaces={"observation": space_to_json(obs_space), "action": space_to_json(act_space)},
+        env=env,
+        episode_info=("task_index", "behaviour"),
+        extra=extra,
+    )
+    with writer:
+        for kind in BEHAVIOURS:
+            if counts[kind] == 0:
+                continue
+            task_index = np.arange(counts[kind]) % len(tasks)
+            episodes = _play(
+                [tasks[i] for i in task_index], kind, noise_prob, derive_seed(seed, f"{NAME}:{kind}"), max_steps
+            )
+            for episode, index in zip(episodes, task_index, strict=True):
+                writer.add_episode(episode, {"task_index": int(index), "behaviour": kind})
+        return writer.close()
+
+
+def _play(tasks: list[Any], kind: str, noise_prob: float, seed: int, max_steps: int | None) -> list[dict[str, Any]]:
+    """One episode of behaviour ``kind`` per task, played together; their streams, one dict per episode."""
+    rng = np.random.default_rng(seed)
+    vec = AvoidingVecEnv(tasks, max_steps)
+    expert = AvoidingExpert()
+    obs = vec.reset()
+    expert.reset(vec, seed=seed)
+    steps: dict[str, list[np.ndarray]] = {}
+    active = np.ones(len(tasks), dtype=bool)
+    length = np.zeros(len(tasks), dtype=np.int64)
+    while active.any():
+        action, _ = expert.act(obs)
+        random_action = rng.uniform(-1.0, 1.0, action.shape).astype(np.float32)
+        take_random = np.full(len(tasks), kind == "random") | (kind == "noisy") & (rng.random(len(tasks)) < noise_prob)
+        action = np.where(take_random[:, None], random_action, action)
+        record = {"obs": obs, "action": action, "expert": np.full(len(tasks), kind == "expert")}
+        obs, reward, terminated, truncated = vec.step(action)
+        record |= {"reward": reward, "terminated": terminated, "truncated": truncated}
+        for name, value in record.items():
+            steps.setdefault(name, []).append(value)
+        length += active
+        active &= ~(terminated | truncated)
+    stacked = {name: np.stack(values, axis=1) for name, values in steps.items()}  # (B, T, ...)
+    return [{name: values[slot, : length[slot]] for name, values in stacked.items()} for slot in range(len(tasks))]
+
+
+def _report(results: dict[str, Any], plots: list[str]) -> str:
+    config = results["config"]
+    data = results["data"]
+    lines = [
+        f"# {NAME} (seed {results['seed']}{', quick' if results['quick'] else ''})",
+        "",
+        f"Avoiding, {config['train_starts']} training start states. Data (sparse success reward; the `expert` "
+        "stream marks the expert's steps):",
+        "",
+        "| behaviour | episodes | steps | success of the episodes |",
+        "|---|---|---|---|",
+    ]
+    for kind, facts in data["composition"].items():
+        rate = format_metric(facts["success"]) if facts["success"] else "-"
+        lines.append(f"| {kind} | {facts['episodes']} | {facts['steps']} | {rate} |")
+    lines += [
+        "",
+        f"Noisy episodes take a uniform random action with probability {config['noise_prob']} per step; random "
+        f"ones always. Expert steps: {data['expert_step_fraction']:.1%} of all; `bc_filtered` trains on the "
+        f"{data['filtered_episodes']} successful episodes.",
+        "",
+        f"Success from {config['test_starts']} held-out start states (`test`), one deterministic rollout each, "
+        "Wilson 95% intervals:",
+        "",
+        "| policy | test success |",
+        "|---|---|",
+    ]
+    for key, splits in results["metrics"].items():
+        lines.append(f"| {key} | {format_metric(splits['test']['success'])} |")
+    lines += report_tail(results, plots)
+    return "\n".join(lines)
+
+
+def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows ``(policy, test success)``."""
+    return [(key, format_metric(splits["test"]["success"])) for key, splits in results["metrics"].items()]
+
+
+__all__ = ["FULL", "KEYS", "NAME", "QUICK", "AvoidingMixedConfig", "run", "success_table", "write_mixture"]
