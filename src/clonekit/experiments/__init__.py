@@ -14,6 +14,7 @@ from clonekit.experiments import (
     babyai_thought,
     continuous_interactive,
     interactive_compare,
+    maze_continual,
     maze_idm,
     maze_interactive,
     maze_procedure,
@@ -134,6 +135,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=maze_idm.success_table,
         full=maze_idm.FULL,
         quick=maze_idm.QUICK,
+    ),
+    maze_continual.NAME: ExperimentSpec(
+        name=maze_continual.NAME,
+        description="Continual offline learning on maze task groups: fine-tuning vs uniform replay vs OER's selection",
+        run=maze_continual.run,
+        table_columns=("policy", "final success, all groups [95% CI]", "forgetting [95% CI]", "forward transfer"),
+        table=maze_continual.success_table,
+        full=maze_continual.FULL,
+        quick=maze_continual.QUICK,
     ),
     maze_star.NAME: ExperimentSpec(
         name=maze_star.NAME,

@@ -10,6 +10,7 @@ from clonekit.policies.base import Policy
 from clonekit.policies.bc import BCConfig, BCPolicy
 from clonekit.policies.continuous_bc import ContinuousBCConfig, ContinuousBCPolicy
 from clonekit.policies.decision_transformer import DecisionTransformerConfig, DecisionTransformerPolicy
+from clonekit.policies.dynamics import DynamicsConfig, ForwardDynamicsModel
 from clonekit.policies.goal_bc import GoalBCConfig, GoalBCPolicy
 from clonekit.policies.idm import IDMConfig, InverseDynamicsModel
 from clonekit.policies.iql import IQLConfig, IQLPolicy
@@ -40,10 +41,12 @@ POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
 
 
 # name -> (config class, model class) of models the training loop trains like policies (same checkpoints and
-# resume) that do not act: an inverse dynamics model labels data. Kept out of POLICIES, so what rolls out,
-# exports or is listed as a policy never includes them; `clonekit train NAME` and `load_policy` find them here.
+# resume) that do not act: an inverse dynamics model labels data; a forward one predicts o_t+1. Kept out of
+# POLICIES, so what rolls out, exports or is listed as a policy never includes them; `clonekit train NAME` and
+# `load_policy` find them here.
 MODELS: dict[str, tuple[type[Any], type[Policy]]] = {
     "idm": (IDMConfig, InverseDynamicsModel),
+    "dynamics": (DynamicsConfig, ForwardDynamicsModel),
 }
 
 
