@@ -40,9 +40,10 @@ def _obs_batch(data: Dataset, n: int = 7) -> dict[str, torch.Tensor]:
 def test_every_policy_is_covered() -> None:
     # continuous_bc and goal_bc act in Box action spaces, so their contracts run per action head, on
     # Avoiding data, in test_continuous_policies.py; thought_cloning and recurrent_bc need BabyAI
-    # observations, so theirs run in test_thought_cloning.py; dt (both action kinds, state across steps,
-    # returns-to-go) in test_decision_transformer.py.
-    others = {"continuous_bc", "goal_bc", "thought_cloning", "recurrent_bc"}
+    # observations, so theirs run in test_thought_cloning.py; transformer_bc and transformer_goal_bc (state
+    # across steps, both action kinds, goals) run theirs in test_transformer_bc.py; dt (both action kinds,
+    # state across steps, returns-to-go) in test_decision_transformer.py.
+    others = {"continuous_bc", "goal_bc", "thought_cloning", "recurrent_bc", "transformer_bc", "transformer_goal_bc"}
     others |= {"dt"}
     others |= {"iql", "td3bc"}  # offline RL (rewards, next observations): test_offline_rl.py
     others |= {"recoil"}  # expert-marked steps among other data: test_recoil.py

@@ -108,13 +108,15 @@ ACTIONS = {
     "procedure_cloning": "Discrete",
     "recurrent_bc": "Discrete",
     "thought_cloning": "Discrete",
+    "transformer_bc": "Discrete|Box",  # both: the action field that fits is filled in
+    "transformer_goal_bc": "Discrete|Box",
     "dt": "Discrete|Box",
     "iql": "Discrete|Box",
     "td3bc": "Box",
     "recoil": "Discrete|Box",  # needs an expert-marking stream, which the plain vector data lacks
 }
 # Policies that read plain vectors (the others need maps with a procedure, or BabyAI observations).
-VECTOR_POLICIES = ("bc", "continuous_bc", "goal_bc", "dt", "iql", "td3bc")
+VECTOR_POLICIES = ("bc", "continuous_bc", "goal_bc", "transformer_bc", "transformer_goal_bc", "dt", "iql", "td3bc")
 
 
 def test_every_registered_policy_is_covered_here() -> None:

@@ -23,6 +23,12 @@ from clonekit.policies.thought_cloning import (
     ThoughtCloningConfig,
     ThoughtCloningPolicy,
 )
+from clonekit.policies.transformer_bc import (
+    TransformerBCConfig,
+    TransformerBCPolicy,
+    TransformerGoalBCConfig,
+    TransformerGoalBCPolicy,
+)
 from clonekit.registry import load_plugins
 
 # name -> (config class, policy class)
@@ -37,6 +43,8 @@ POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
     "recurrent_bc": (RecurrentBCConfig, RecurrentBCPolicy),
     "td3bc": (TD3BCConfig, TD3BCPolicy),
     "thought_cloning": (ThoughtCloningConfig, ThoughtCloningPolicy),
+    "transformer_bc": (TransformerBCConfig, TransformerBCPolicy),
+    "transformer_goal_bc": (TransformerGoalBCConfig, TransformerGoalBCPolicy),
 }
 
 
