@@ -887,6 +887,38 @@ def serve(
     serve(browse, host=host, port=port, token=token, live=session, step_interval=step_interval)
 
 
+rl_app = typer.Typer(
+    help="Online reinforcement learning (PPO), optionally pulled towards a BC prior.", no_args_is_help=True
+)
+app.add_typer(rl_app, name="rl")
+
+
+@rl_app.command(name="ppo")
+def rl_ppo(
+    env: Annotated[str, typer.Option(help="Gymnasium id, e.g. CartPole-v1 or clonekit/Maze-v0 (or gym:ID).")],
+    steps: Annotated[int, typer.Option(help="Env steps to train for (summed over the envs).")],
+    out: Annotated[Path, typer.Option(help="Run directory to create (or continue with --resume).")],
+    seed: Annotated[int, typer.Option(help="Seed for the networks, the actions drawn and the env resets.")] = 0,
+    prior: Annotated[
+        Path | None, typer.Option(help="A bc / continuous_bc run to pull the policy towards (demo-regularized RL).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="PPO config override KEY=VALUE (JSON value), e.g. num_envs=16; repeatable."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train PPO on a gymnasium env; the run's actor loads as a clonekit policy (`clonekit eval RUN`)."""
+    from clonekit.config import config_from_json
+    from clonekit.rl import PPOConfig, train_ppo
+
+    given = {"env": env, "total_steps": steps, "seed": seed} | ({"prior": str(prior)} if prior else {})
+    config = config_from_json(PPOConfig, given | _parse_overrides(set_ or []), "rl ppo")
+    train_ppo(config, out, resume=resume, show_progress=not quiet)
+    out_console.print(f"trained ppo on {config.env} for {config.num_iterations * config.batch_size} env steps: {out}")
+
+
 @app.command(name="list")
 def list_names() -> None:
     """List envs, experts, policies and experiments."""

@@ -13,6 +13,7 @@ from clonekit.experiments import (
     avoiding_modes,
     babyai_thought,
     continuous_interactive,
+    demo_rl,
     interactive_compare,
     maze_continual,
     maze_idm,
@@ -153,6 +154,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=maze_star.success_table,
         full=maze_star.FULL,
         quick=maze_star.QUICK,
+    ),
+    demo_rl.NAME: ExperimentSpec(
+        name=demo_rl.NAME,
+        description="PPO from scratch vs PPO pulled towards a BC prior (KL, decaying) on a few sparse-reward mazes",
+        run=demo_rl.run,
+        table_columns=("policy", "env steps to success threshold (median [95% CI])", "final success [95% CI]"),
+        table=demo_rl.steps_table,
+        full=demo_rl.FULL,
+        quick=demo_rl.QUICK,
     ),
 }
 

@@ -1,0 +1,371 @@
+"""PPO (clipped objective, GAE, minibatch epochs) on vectorized gymnasium envs, under clonekit's run format.
+
+Reads top to bottom as CleanRL's ``ppo.py`` does: collect ``num_steps`` steps from ``num_envs`` envs, compute
+GAE advantages, then ``update_epochs`` passes of minibatch updates. Differences worth knowing:
+
+* autoreset is gymnasium's ``SAME_STEP`` mode (see :mod:`clonekit.rl.vector`), and a *truncated* episode (time
+  limit) is bootstrapped: its last reward gets ``gamma * V(final observation)`` added, as Stable-Baselines3 does;
+* continuous actions are drawn in the actor's [-1, 1] units and clipped and scaled to the env's bounds when
+  executed (the log-probability is of the unclipped draw);
+* with ``config.prior`` the loss adds the demonstration-regularization term of :mod:`clonekit.rl.prior`.
+
+The run directory is clonekit's (:mod:`clonekit.checkpoint`): ``config.json`` names the actor's policy
+(``bc`` or ``continuous_bc``) and its config, so ``load_policy(RUN)`` returns the trained actor;
+``model.safetensors`` holds the actor's weights; ``checkpoints/step_*`` hold the whole actor-critic, Adam's
+state and ``trainer.json`` (iteration, env steps, the RNG states); ``metrics.jsonl`` one line per update.
+
+Exact resume: a run continued from a checkpoint ends with the same weights as one never interrupted (same
+torch build and thread count). That covers the networks, Adam, the torch generator that draws actions and
+minibatches, and the env step count. Env state cannot be saved in general, so at every checkpoint the envs
+are reset with seeds derived from ``config.seed`` and the step count, in the uninterrupted run as in the
+resumed one: the episodes running at a checkpoint end there (their last rollout already bootstrapped from the
+value of where they stood). Deterministic envs (their randomness from the reset seed) then replay exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clonekit import __version__
+from clonekit.checkpoint import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    RUN_FORMAT,
+    TRAINER_FILE,
+    atomic_save_tensors,
+    checkpoint_dirs,
+    load_policy,
+    load_run_config,
+    load_state_into,
+    load_tensors,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    read_json,
+    remove_stale_temporaries,
+    write_checkpoint,
+)
+from clonekit.config import check_same_config, config_to_json
+from clonekit.errors import CheckpointError, ConfigError
+from clonekit.io import atomic_write_json
+from clonekit.policies.continuous_bc import ContinuousBCPolicy
+from clonekit.progress import progress_bar
+from clonekit.rl.agent import Actor, ActorCritic, new_actor
+from clonekit.rl.config import PPOConfig
+from clonekit.rl.prior import DemoPrior
+from clonekit.rl.vector import EnvFactory, VectorEnv, gym_env_factories
+from clonekit.seeding import derive_seed
+from clonekit.train import ScalarLog, clip_grad_norm
+
+ALGORITHM = "ppo"
+# on_update(env_steps, actor): called after every update (and with 0 before the first one of a fresh run), e.g.
+# to evaluate the actor every N env steps.
+UpdateHook = Callable[[int, Actor], None]
+
+
+def env_reset_seed(seed: int, env_steps: int) -> int:
+    """The reset seed of the envs at ``env_steps`` (the start, and every checkpoint); env ``i`` gets it ``+ i``."""
+    return derive_seed(seed, f"ppo-envs:{env_steps}") % 2**31
+
+
+def train_ppo(
+    config: PPOConfig,
+    out: str | Path,
+    resume: bool = False,
+    show_progress: bool = True,
+    env_factories: list[EnvFactory] | None = None,
+    env_block: dict[str, Any] | None = None,
+    on_update: UpdateHook | None = None,
+) -> Actor:
+    """Train PPO as ``config`` says into run directory ``out``; return the trained actor (a clonekit policy).
+
+    ``env_factories`` (one per env, ``config.num_envs`` of them) replaces the envs ``config.env`` names, with
+    ``env_block`` the env block the run records for evaluation (e.g. a ``maze`` block with its tasks); both
+    must be given again to resume. With ``resume=True`` an existing run continues from its newest checkpoint
+    (its recorded config must equal ``config``); without it an existing non-empty ``out`` is an error.
+    """
+    run_dir = Path(out)
+    existing = run_dir.exists() and any(run_dir.iterdir())
+    if existing and not resume:
+        raise CheckpointError(f"{run_dir}: already exists; pass --resume to continue it, or choose another --out")
+    if existing:
+        recorded = load_run_config(run_dir)
+        if recorded.get("algorithm") != ALGORITHM:
+            raise CheckpointError(f"{run_dir / CONFIG_FILE}: not a PPO run (algorithm {recorded.get('algorithm')!r})")
+        check_same_config(config, recorded.get("ppo_config"), str(run_dir / CONFIG_FILE))
+    if env_factories is None:
+        env_factories, block = gym_env_factories(config.env, config.env_kwargs, config.num_envs)
+        obs_keys = block["kwargs"]["obs_keys"]
+    else:
+        if len(env_factories) != config.num_envs:
+            raise ConfigError(f"num_envs: expected {len(env_factories)} (one per env factory), got {config.num_envs}")
+        block, obs_keys = env_block or {"id": config.env, "kwargs": dict(config.env_kwargs), "tasks": []}, None
+
+    envs = VectorEnv(env_factories, obs_keys)
+    try:
+        torch.manual_seed(config.seed)
+        prior = DemoPrior(config, envs.observation_space, envs.action_space) if config.prior is not None else None
+        if prior is not None and config.init_from_prior:
+            actor = copy.deepcopy(prior.policy).requires_grad_(True)
+        else:
+            actor = new_actor(envs.observation_space, envs.action_space, config.encoder, config.hidden_sizes)
+        agent = ActorCritic(actor, config.hidden_sizes, config.init_log_std)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=config.lr, eps=1e-5)
+        generator = torch.Generator().manual_seed(derive_seed(config.seed, "ppo"))
+        run_config = {
+            "format": RUN_FORMAT,
+            "policy": actor.name,
+            "policy_config": config_to_json(actor.config),
+            "algorithm": ALGORITHM,
+            "ppo_config": config_to_json(config),
+            "seed": config.seed,
+            "dataset": {"fingerprint": "", "env": block},
+            "clonekit_version": __version__,
+            "torch_version": torch.__version__,
+        }
+        start = 0
+        checkpoints = checkpoint_dirs(run_dir)
+        if checkpoints:
+            start = _restore(checkpoints[-1], agent, optimizer, generator)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(run_dir)
+        atomic_write_json(run_dir / CONFIG_FILE, run_config)
+        if start >= config.num_iterations and (run_dir / MODEL_FILE).is_file():
+            return load_policy(run_dir)  # type: ignore[return-value]
+        _loop(config, run_dir, envs, agent, optimizer, generator, prior, start, show_progress, on_update)
+    finally:
+        envs.close()
+    atomic_save_tensors(dict(actor.state_dict()), run_dir / MODEL_FILE)
+    actor.eval()
+    return actor
+
+
+def _loop(
+    config: PPOConfig,
+    run_dir: Path,
+    envs: VectorEnv,
+    agent: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    prior: DemoPrior | None,
+    start: int,
+    show_progress: bool,
+    on_update: UpdateHook | None,
+) -> None:
+    """Iterations ``start + 1 .. num_iterations``: rollout, GAE, update, log, checkpoint."""
+    n, t_len, batch = config.num_envs, config.num_steps, config.batch_size
+    obs_shape = tuple(envs.observation_space.shape)
+    obs_dtype = torch.from_numpy(np.zeros(0, dtype=envs.observation_space.dtype)).dtype
+    buf_obs = torch.zeros((t_len, n, *obs_shape), dtype=obs_dtype)
+    action_shape = (agent.actor.action_dim,) if isinstance(agent.actor, ContinuousBCPolicy) else ()
+    buf_actions = torch.zeros((t_len, n, *action_shape), dtype=torch.float32 if agent.continuous else torch.int64)
+    buf_logp, buf_values, buf_rewards, buf_ended = (torch.zeros((t_len, n)) for _ in range(4))
+    env_steps = start * batch
+    next_obs = envs.reset(env_reset_seed(config.seed, env_steps))
+    episode_return, episode_length = np.zeros(n), np.zeros(n, dtype=np.int64)
+    parameters = list(agent.parameters())
+    scalars = ScalarLog(run_dir, env_steps, config.tensorboard)
+    if start == 0 and on_update is not None:
+        on_update(0, agent.actor)  # the first policy, before any update
+    try:
+        with progress_bar("ppo", total=config.num_iterations * batch, enabled=show_progress) as advance:
+            advance(env_steps)
+            for iteration in range(start + 1, config.num_iterations + 1):
+                began = time.perf_counter()
+                if config.anneal_lr:
+                    optimizer.param_groups[0]["lr"] = config.lr * (1.0 - (iteration - 1) / config.num_iterations)
+                finished: list[tuple[float, int]] = []
+                agent.eval()
+                with torch.no_grad():
+                    for t in range(t_len):
+                        obs = torch.from_numpy(next_obs)
+                        actions, log_prob, value = agent.sample(obs, generator)
+                        next_obs, reward, terminated, truncated, final = envs.step(agent.env_action(actions))
+                        episode_return += reward
+                        episode_length += 1
+                        cut = [i for i in final if truncated[i] and not terminated[i]]
+                        if cut:  # time limit, not a real end: bootstrap from where the episode stood
+                            last = torch.from_numpy(np.stack([final[i] for i in cut]))
+                            reward[cut] += config.gamma * agent.value(last).numpy()
+                        ended = terminated | truncated
+                        for i in np.flatnonzero(ended):
+                            finished.append((float(episode_return[i]), int(episode_length[i])))
+                        episode_return[ended], episode_length[ended] = 0.0, 0
+                        buf_obs[t], buf_actions[t], buf_logp[t], buf_values[t] = obs, actions, log_prob, value
+                        buf_rewards[t] = torch.from_numpy(reward)
+                        buf_ended[t] = torch.from_numpy(ended.astype(np.float32))
+                    advantages = _gae(
+                        buf_rewards, buf_values, buf_ended, agent.value(torch.from_numpy(next_obs)), config
+                    )
+                env_steps += batch
+                rollout_s = time.perf_counter() - began
+                info = _update(
+                    config,
+                    agent,
+                    optimizer,
+                    generator,
+                    prior,
+                    parameters,
+                    env_steps - batch,
+                    {
+                        "obs": buf_obs.reshape(batch, *obs_shape),
+                        "actions": buf_actions.reshape(batch, *action_shape),
+                        "log_prob": buf_logp.reshape(batch),
+                        "values": buf_values.reshape(batch),
+                        "advantages": advantages.reshape(batch),
+                    },
+                )
+                if finished:
+                    info["episode_return"] = float(np.mean([r for r, _ in finished]))
+                    info["episode_length"] = float(np.mean([length for _, length in finished]))
+                    info["episodes"] = float(len(finished))
+                info["env_steps_per_s"] = batch / max(rollout_s, 1e-9)
+                info["lr"] = float(optimizer.param_groups[0]["lr"])
+                scalars.log(env_steps, info)
+                advance(batch, **{k: info[k] for k in ("episode_return",) if k in info})
+                if on_update is not None:
+                    on_update(env_steps, agent.actor)
+                if env_steps // config.checkpoint_every > (env_steps - batch) // config.checkpoint_every or (
+                    iteration == config.num_iterations
+                ):
+                    _checkpoint(run_dir, iteration, env_steps, agent, optimizer, generator, config.keep_checkpoints)
+                    # The envs start afresh here, as they do in a run resumed from this checkpoint.
+                    next_obs = envs.reset(env_reset_seed(config.seed, env_steps))
+                    episode_return[:], episode_length[:] = 0.0, 0
+    finally:
+        scalars.close()
+
+
+def _gae(
+    rewards: torch.Tensor, values: torch.Tensor, ended: torch.Tensor, next_value: torch.Tensor, config: PPOConfig
+) -> torch.Tensor:
+    """GAE advantages ``(T, N)``: ``ended[t]`` marks an episode that ended at step ``t`` (no bootstrap past it;
+    a truncated one's reward already holds its bootstrap), ``next_value`` is ``V`` after the last step."""
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(len(rewards))):
+        following = next_value if t == len(rewards) - 1 else values[t + 1]
+        live = 1.0 - ended[t]
+        delta = rewards[t] + config.gamma * following * live - values[t]
+        last = delta + config.gamma * config.gae_lambda * live * last
+        advantages[t] = last
+    return advantages
+
+
+def _update(
+    config: PPOConfig,
+    agent: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    prior: DemoPrior | None,
+    parameters: list[torch.nn.Parameter],
+    env_steps: int,
+    data: dict[str, torch.Tensor],
+) -> dict[str, float]:
+    """``update_epochs`` passes of minibatch updates on one rollout; returns the scalars to log."""
+    returns = data["advantages"] + data["values"]
+    prior_targets = prior.targets(data["obs"]) if prior is not None else None
+    prior_weight = prior.weight(env_steps) if prior is not None else 0.0
+    size = config.batch_size // config.num_minibatches
+    agent.train()
+    stats: dict[str, list[float]] = {
+        k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "prior_loss")
+    }
+    for _ in range(config.update_epochs):
+        order = torch.randperm(config.batch_size, generator=generator)
+        for first in range(0, config.batch_size, size):
+            mb = order[first : first + size]
+            params = agent.distribution(data["obs"][mb])
+            log_prob, entropy = agent.log_prob_entropy(params, data["actions"][mb])
+            value = agent.value(data["obs"][mb])
+            log_ratio = log_prob - data["log_prob"][mb]
+            ratio = log_ratio.exp()
+            with torch.no_grad():
+                approx_kl = float(((ratio - 1) - log_ratio).mean())
+                clip_fraction = float(((ratio - 1).abs() > config.clip_coef).float().mean())
+            advantages = data["advantages"][mb]
+            if config.norm_adv and len(mb) > 1:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            policy_loss = torch.max(
+                -advantages * ratio, -advantages * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
+            ).mean()
+            if config.clip_vloss:
+                old = data["values"][mb]
+                clipped = old + (value - old).clamp(-config.clip_coef, config.clip_coef)
+                value_loss = 0.5 * torch.max((value - returns[mb]).square(), (clipped - returns[mb]).square()).mean()
+            else:
+                value_loss = 0.5 * (value - returns[mb]).square().mean()
+            loss = policy_loss - config.ent_coef * entropy.mean() + config.vf_coef * value_loss
+            if prior is not None and prior_targets is not None:
+                prior_loss = prior.loss(agent, params, prior_targets[mb])
+                loss = loss + prior_weight * prior_loss
+                stats["prior_loss"].append(float(prior_loss.detach()))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_grad_norm(parameters, config.max_grad_norm)
+            optimizer.step()
+            for key, value_ in (
+                ("policy_loss", float(policy_loss.detach())),
+                ("value_loss", float(value_loss.detach())),
+                ("entropy", float(entropy.mean().detach())),
+                ("approx_kl", approx_kl),
+                ("clip_fraction", clip_fraction),
+            ):
+                stats[key].append(value_)
+        if config.target_kl is not None and stats["approx_kl"][-1] > config.target_kl:
+            break
+    variance = float(returns.var())
+    info = {key: float(np.mean(values)) for key, values in stats.items() if values}
+    info["explained_variance"] = (
+        float("nan") if variance == 0 else 1.0 - float((returns - data["values"]).var()) / variance
+    )
+    if prior is not None:
+        info["prior_weight"] = prior_weight
+    if not all(math.isfinite(v) for k, v in info.items() if k != "explained_variance"):
+        raise ConfigError(f"PPO diverged after {env_steps} env steps: {info}; lower lr")
+    return info
+
+
+def _checkpoint(
+    run_dir: Path,
+    iteration: int,
+    env_steps: int,
+    agent: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    keep: int,
+) -> None:
+    tensors, rest = optimizer_to_tensors(optimizer.state_dict())
+    trainer = {
+        "iteration": iteration,
+        "env_steps": env_steps,
+        "optimizer": rest,
+        "rng": {"torch": torch.get_rng_state().tolist(), "generator": generator.get_state().tolist()},
+    }
+    write_checkpoint(run_dir, env_steps, dict(agent.state_dict()), tensors, trainer, keep)
+
+
+def _restore(directory: Path, agent: ActorCritic, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+    """Load checkpoint ``directory`` into the agent, optimizer and generator; returns its iteration."""
+    load_state_into(agent, load_tensors(directory / MODEL_FILE), directory / MODEL_FILE)
+    trainer = read_json(directory / TRAINER_FILE, "trainer state")
+    try:
+        optimizer.load_state_dict(
+            optimizer_from_tensors(load_tensors(directory / OPTIMIZER_FILE), trainer["optimizer"])
+        )
+        torch.set_rng_state(torch.tensor(trainer["rng"]["torch"], dtype=torch.uint8))
+        generator.set_state(torch.tensor(trainer["rng"]["generator"], dtype=torch.uint8))
+        iteration = int(trainer["iteration"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{directory / TRAINER_FILE}: expected a PPO trainer state, found a bad one ({err})"
+        ) from err
+    return iteration
