@@ -49,6 +49,11 @@ CASES: dict[str, tuple[str, str, str, int, int, dict[str, Any]]] = {
         24,
         {"head": "diffusion", "chunk": 4},
     ),
+    "iql/maze": ("iql", "maze", "bfs", 200, 20, {}),
+    "iql/avoiding": ("iql", "avoiding", "paths", 200, 24, {}),
+    "td3bc/avoiding": ("td3bc", "avoiding", "paths", 200, 24, {}),
+    "dt/avoiding": ("dt", "avoiding", "paths", 200, 24, {"context_length": 10}),
+    "transformer_bc/avoiding": ("transformer_bc", "avoiding", "paths", 200, 24, {}),
 }
 
 
