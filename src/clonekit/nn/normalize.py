@@ -111,3 +111,19 @@ class Normalizer(nn.Module):
         if self.mode == "none":
             return x
         return (x - self.mean) / self.std
+
+
+# Smallest half-range of an action dimension (a constant dimension in the data maps to 0, not to inf).
+MIN_ACTION_RANGE = 1e-6
+
+
+def actions_to_unit(actions: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Continuous actions ``(..., A)`` mapped to [-1, 1] by the per-dimension range ``[low, high]`` ``(A,)``."""
+    half = ((high - low) / 2).clamp_min(MIN_ACTION_RANGE)
+    return (actions.float() - (high + low) / 2) / half
+
+
+def actions_from_unit(unit: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`actions_to_unit`, after clipping ``unit`` to [-1, 1]."""
+    half = ((high - low) / 2).clamp_min(MIN_ACTION_RANGE)
+    return unit.clamp(-1, 1) * half + (high + low) / 2

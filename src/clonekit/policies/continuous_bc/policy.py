@@ -29,12 +29,9 @@ from clonekit.nn.diffusion import DiffusionHead
 from clonekit.nn.encoders import CNNEncoder, push_frame, random_shift, stacked_shape
 from clonekit.nn.gaussian import GaussianHead
 from clonekit.nn.gmm import GMMHead
-from clonekit.nn.normalize import feature_range
+from clonekit.nn.normalize import actions_from_unit, actions_to_unit, feature_range
 from clonekit.policies.base import AttackScores, Policy
 from clonekit.policies.continuous_bc.config import ContinuousBCConfig
-
-MIN_ACTION_RANGE = 1e-6
-
 
 ContinuousHead = GaussianHead | GMMHead | DiffusionHead | BinnedHead
 
@@ -120,16 +117,13 @@ class ContinuousBCPolicy(Policy):
             windows["obs"] = (k, 1 - k)  # the k frames ending at the sampled step
         return windows
 
-    def _scale(self) -> Tensor:
-        return ((self.action_high - self.action_low) / 2).clamp_min(MIN_ACTION_RANGE)
-
     def normalize_action(self, actions: Tensor) -> Tensor:
         """Actions ``(..., A)`` mapped to [-1, 1] with the training range."""
-        return (actions.float() - (self.action_high + self.action_low) / 2) / self._scale()
+        return actions_to_unit(actions, self.action_low, self.action_high)
 
     def unnormalize_action(self, actions: Tensor) -> Tensor:
         """Inverse of :meth:`normalize_action`, after clipping to [-1, 1]."""
-        return actions.clamp(-1, 1) * self._scale() + (self.action_high + self.action_low) / 2
+        return actions_from_unit(actions, self.action_low, self.action_high)
 
     def features(self, inputs: dict[str, Tensor]) -> Tensor:
         """Encoded ``obs`` ``(B, *obs_shape)`` (and ``goal`` ``(B, *goal_shape)`` for goal_bc): ``(B, F)``.

@@ -37,11 +37,10 @@ from torch import Tensor, nn
 
 from clonekit.data import Dataset
 from clonekit.nn import ConvEncoder, MLPEncoder, Normalizer
-from clonekit.nn.normalize import feature_range
+from clonekit.nn.normalize import actions_from_unit, actions_to_unit, feature_range
 from clonekit.policies.base import Policy
 from clonekit.policies.decision_transformer.config import DecisionTransformerConfig
 
-MIN_ACTION_RANGE = 1e-6
 # Names of the per-step streams the policy derives from the dataset (see ``derived_streams``).
 RETURN_TO_GO, TIMESTEP = "return_to_go", "timestep"
 
@@ -178,13 +177,11 @@ class DecisionTransformerPolicy(Policy):
 
     def normalize_action(self, actions: Tensor) -> Tensor:
         """Continuous actions ``(..., A)`` mapped to [-1, 1] with the action space's bounds."""
-        scale = ((self.action_high - self.action_low) / 2).clamp_min(MIN_ACTION_RANGE)
-        return (actions.float() - (self.action_high + self.action_low) / 2) / scale
+        return actions_to_unit(actions, self.action_low, self.action_high)
 
     def unnormalize_action(self, actions: Tensor) -> Tensor:
         """Inverse of :meth:`normalize_action` for actions in [-1, 1]."""
-        scale = ((self.action_high - self.action_low) / 2).clamp_min(MIN_ACTION_RANGE)
-        return actions * scale + (self.action_high + self.action_low) / 2
+        return actions_from_unit(actions, self.action_low, self.action_high)
 
     def action_outputs(
         self, return_to_go: Tensor, obs: Tensor, action: Tensor, timestep: Tensor, valid: Tensor

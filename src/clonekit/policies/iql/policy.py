@@ -35,11 +35,9 @@ from clonekit.data import Dataset
 from clonekit.nn import CategoricalHead, GaussianHead, MLPEncoder, Normalizer
 from clonekit.nn.critics import TwinQ, expectile_loss
 from clonekit.nn.encoders import mlp
-from clonekit.nn.normalize import feature_range
+from clonekit.nn.normalize import actions_from_unit, actions_to_unit, feature_range
 from clonekit.policies.base import AttackScores, Policy
 from clonekit.policies.iql.config import IQLConfig
-
-MIN_ACTION_RANGE = 1e-6
 
 
 class IQLPolicy(Policy):
@@ -96,16 +94,13 @@ class IQLPolicy(Policy):
         """Normalized, flattened observations ``(B, F)`` of ``(B, *obs_shape)``: the input of every network."""
         return self.normalizer(obs).flatten(1)
 
-    def _scale(self) -> Tensor:
-        return ((self.action_high - self.action_low) / 2).clamp_min(MIN_ACTION_RANGE)
-
     def normalize_action(self, actions: Tensor) -> Tensor:
         """Continuous actions ``(B, A)`` mapped to [-1, 1] with the training range."""
-        return (actions.float() - (self.action_high + self.action_low) / 2) / self._scale()
+        return actions_to_unit(actions, self.action_low, self.action_high)
 
     def unnormalize_action(self, actions: Tensor) -> Tensor:
         """Inverse of :meth:`normalize_action`, after clipping to [-1, 1]."""
-        return actions.clamp(-1, 1) * self._scale() + (self.action_high + self.action_low) / 2
+        return actions_from_unit(actions, self.action_low, self.action_high)
 
     def _actor_nll(self, x: Tensor, action: Tensor) -> Tensor:
         """Per-sample negative log-likelihood ``(B,)`` of the data's action (squared error for ``actor="mse"``)."""

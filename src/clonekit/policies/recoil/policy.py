@@ -56,11 +56,10 @@ from clonekit.errors import DatasetError
 from clonekit.nn import CategoricalHead, GaussianHead, GMMHead, MLPEncoder, Normalizer
 from clonekit.nn.critics import TwinQ, expectile_loss
 from clonekit.nn.encoders import mlp
-from clonekit.nn.normalize import feature_range
+from clonekit.nn.normalize import actions_from_unit, actions_to_unit, feature_range
 from clonekit.policies.base import Policy
 from clonekit.policies.recoil.config import RecoilConfig
 
-MIN_ACTION_RANGE = 1e-6
 # f*(y) of Pearson chi^2 is y + y^2/4 down to y = -2, where the optimal density ratio 1 + y/2 reaches 0.
 CHI2_KINK = -2.0
 
@@ -138,14 +137,11 @@ class RecoilPolicy(Policy):
         """Normalized, flattened observations ``(B, *obs_shape) -> (B, F)``."""
         return self.normalizer(obs).flatten(1)
 
-    def _scale(self) -> Tensor:
-        return ((self.action_high - self.action_low) / 2).clamp_min(MIN_ACTION_RANGE)
-
     def normalize_action(self, actions: Tensor) -> Tensor:
         """Continuous actions ``(B, A)`` mapped to [-1, 1] with the training range; discrete ones as int64."""
         if self.discrete:
             return actions.long()
-        return (actions.float() - (self.action_high + self.action_low) / 2) / self._scale()
+        return actions_to_unit(actions, self.action_low, self.action_high)
 
     def _log_likelihood(self, features: Tensor, actions: Tensor) -> Tensor:
         """Per-step ``log pi(a | s)`` ``(B,)`` (for ``mse``: minus the squared error, a unit-variance Gaussian's
@@ -213,7 +209,7 @@ class RecoilPolicy(Policy):
             mode = means.gather(1, index).squeeze(1)
         else:
             mode = self.head.mode(features)
-        return mode.clamp(-1, 1) * self._scale() + (self.action_high + self.action_low) / 2
+        return actions_from_unit(mode, self.action_low, self.action_high)
 
     def act(self, obs: dict[str, Tensor], state: Any | None = None) -> tuple[Tensor, Any]:
         return self.predict(obs["obs"]), None

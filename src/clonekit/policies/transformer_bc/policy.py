@@ -33,11 +33,9 @@ from clonekit.errors import ConfigError
 from clonekit.nn import ConvEncoder, MLPEncoder, Normalizer
 from clonekit.nn.chunking import ActionChunker, ChunkQueue
 from clonekit.nn.encoders import CNNEncoder, push_frame, random_shift
-from clonekit.nn.normalize import feature_range
+from clonekit.nn.normalize import actions_from_unit, actions_to_unit, feature_range
 from clonekit.policies.base import Policy
 from clonekit.policies.transformer_bc.config import TransformerBCConfig, TransformerGoalBCConfig
-
-MIN_ACTION_RANGE = 1e-6
 
 
 class TransformerBCPolicy(Policy):
@@ -113,16 +111,13 @@ class TransformerBCPolicy(Policy):
             windows["obs"] = (h, 1 - h)  # the h frames ending at the sampled step
         return windows
 
-    def _scale(self) -> Tensor:
-        return ((self.action_high - self.action_low) / 2).clamp_min(MIN_ACTION_RANGE)
-
     def normalize_action(self, actions: Tensor) -> Tensor:
         """Continuous actions ``(..., A)`` mapped to [-1, 1] with the training range."""
-        return (actions.float() - (self.action_high + self.action_low) / 2) / self._scale()
+        return actions_to_unit(actions, self.action_low, self.action_high)
 
     def unnormalize_action(self, actions: Tensor) -> Tensor:
         """Inverse of :meth:`normalize_action`, after clipping to [-1, 1]."""
-        return actions.clamp(-1, 1) * self._scale() + (self.action_high + self.action_low) / 2
+        return actions_from_unit(actions, self.action_low, self.action_high)
 
     def predict(self, inputs: dict[str, Tensor]) -> Tensor:
         """Outputs of the action queries ``(B, k, action_dim)``: logits (discrete) or scaled actions (continuous).
