@@ -23,6 +23,7 @@ from clonekit.experiments import (
     maze_robustness,
     maze_star,
     metaworld_mt,
+    offline_gap,
 )
 
 
@@ -163,6 +164,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=demo_rl.steps_table,
         full=demo_rl.FULL,
         quick=demo_rl.QUICK,
+    ),
+    offline_gap.NAME: ExperimentSpec(
+        name=offline_gap.NAME,
+        description="Generalization gap of BC, filtered BC, IQL, ReCOIL and DT: training mazes vs unseen mazes",
+        run=offline_gap.run,
+        table_columns=("policy", "train success [95% CI]", "test (unseen) success [95% CI]", "gap train - test"),
+        table=offline_gap.success_table,
+        full=offline_gap.FULL,
+        quick=offline_gap.QUICK,
     ),
 }
 
