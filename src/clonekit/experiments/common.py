@@ -4,7 +4,7 @@ of ``report.md``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,9 @@ from typing import Any
 import torch
 
 from clonekit import __version__
-from clonekit.config import config_to_json
-from clonekit.policies import Policy
+from clonekit.config import check, config_to_json
+from clonekit.errors import ConfigError
+from clonekit.policies import POLICIES, Policy
 from clonekit.train import TrainConfig, train
 
 
@@ -79,3 +80,23 @@ def report_tail(results: dict[str, Any], plots: list[str]) -> list[str]:
     """The last lines of every ``report.md``: the plots, then the settings as JSON."""
     shown = [f"![{p}]({p})" for p in plots]
     return ["", *shown, "", "Settings:", "", "```json", json.dumps(results["config"], indent=2), "```", ""]
+
+
+def check_policy_keys(policies: Sequence[str], keys: Sequence[str]) -> None:
+    """Config check of an experiment's ``policies`` field: one or more distinct keys among ``keys``."""
+    check(
+        len(policies) >= 1 and all(k in keys for k in policies) and len(set(policies)) == len(policies),
+        "policies",
+        f"distinct keys among {', '.join(keys)}",
+        policies,
+    )
+
+
+def require_registered(policies: Sequence[str], policy_of_key: Mapping[str, Sequence[Any]]) -> None:
+    """A one-line ``ConfigError`` naming every key in ``policies`` whose policy (``policy_of_key[key][0]``) is not
+    registered, with the ``--set policies=...`` that runs the others."""
+    missing = [k for k in policies if policy_of_key[k][0] not in POLICIES]
+    if missing:
+        names = ", ".join(f"{k} (policy {policy_of_key[k][0]!r})" for k in missing)
+        keep = ", ".join(f'"{k}"' for k in policies if k not in missing)
+        raise ConfigError(f"policies: {names} not registered; run the others with --set policies='[{keep}]'")

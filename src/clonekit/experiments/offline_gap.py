@@ -42,15 +42,20 @@ from clonekit.data import Dataset, DatasetWriter, array_stream
 from clonekit.data.spaces import space_to_json
 from clonekit.envs import get_env_family
 from clonekit.envs.maze import MazeVecEnv
-from clonekit.errors import ConfigError, DatasetError
+from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.rollout import EpisodeResults
 from clonekit.evaluation.stats import CONFIDENCE, format_metric, resample_weights, summarize, weighted_mean
-from clonekit.experiments.common import report_tail, results_head, torch_threads
+from clonekit.experiments.common import (
+    check_policy_keys,
+    report_tail,
+    require_registered,
+    results_head,
+    torch_threads,
+)
 from clonekit.experts.bfs import BFSExpert
 from clonekit.io import atomic_write_json, atomic_write_text
-from clonekit.policies import POLICIES
 from clonekit.quality.curate import Filter, curate
 from clonekit.quality.outcomes import episode_outcomes
 from clonekit.seeding import derive_seed
@@ -131,14 +136,7 @@ class OfflineGapConfig:
         for name in ("noisy_episodes", "random_episodes"):
             check(getattr(self, name) >= 0, name, ">= 0", getattr(self, name))
         check(0 <= self.noise_prob <= 1, "noise_prob", "in [0, 1]", self.noise_prob)
-        check(
-            len(self.policies) >= 1
-            and all(k in KEYS for k in self.policies)
-            and len(set(self.policies)) == len(self.policies),
-            "policies",
-            f"distinct keys among {', '.join(KEYS)}",
-            self.policies,
-        )
+        check_policy_keys(self.policies, KEYS)
         check(self.lr > 0, "lr", "> 0", self.lr)
         check(len(self.hidden_sizes) >= 1, "hidden_sizes", "at least one width", self.hidden_sizes)
         check(0 < self.iql_gamma < 1, "iql_gamma", "in (0, 1)", self.iql_gamma)
@@ -172,11 +170,7 @@ def run(
 ) -> dict[str, Any]:
     """Run the experiment into ``out``; returns the results dict (also written to ``out/results.json``)."""
     config = config or (QUICK if quick else FULL)
-    missing = [k for k in config.policies if POLICY_OF_KEY[k][0] not in POLICIES]
-    if missing:
-        names = ", ".join(f"{k} (policy {POLICY_OF_KEY[k][0]!r})" for k in missing)
-        keep = ", ".join(f'"{k}"' for k in config.policies if k not in missing)
-        raise ConfigError(f"policies: {names} not registered; run the others with --set policies='[{keep}]'")
+    require_registered(config.policies, POLICY_OF_KEY)
     # Small networks: extra intra-op threads buy nothing and, on a busy machine, cost a lot.
     with torch_threads(1):
         return _run(out, seed, quick, show_progress, log, config)
