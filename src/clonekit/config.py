@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, TypeVar, Union
@@ -115,3 +116,20 @@ def check(condition: bool, field: str, rule: str, value: Any) -> None:
     """Raise ``ConfigError("field: expected rule, got value")`` unless ``condition``."""
     if not condition:
         raise ConfigError(f"{field}: expected {rule}, got {value!r}")
+
+
+def check_transformer(config: Any, width_field: str) -> None:
+    """The checks of a transformer's fields on ``config``: its width (the field named ``width_field``),
+    ``num_heads`` (a divisor of the width), ``num_layers``, ``feedforward`` and ``dropout``."""
+    width = getattr(config, width_field)
+    check(1 <= width <= 4096, width_field, "in [1, 4096]", width)
+    check(
+        1 <= config.num_heads <= width and width % config.num_heads == 0,
+        "num_heads",
+        f"a divisor of {width_field}={width}",
+        config.num_heads,
+    )
+    check(1 <= config.num_layers <= 32, "num_layers", "in [1, 32]", config.num_layers)
+    check(1 <= config.feedforward <= 65536, "feedforward", "in [1, 65536]", config.feedforward)
+    dropout = config.dropout
+    check(math.isfinite(dropout) and 0 <= dropout < 1, "dropout", "a number in [0, 1)", dropout)

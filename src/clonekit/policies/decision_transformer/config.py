@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from clonekit.config import check
+from clonekit.config import check, check_transformer
 from clonekit.policies.from_data import auto_encoder, auto_normalize_obs, check_fits_shape, resolve_auto
 
 
@@ -110,13 +110,4 @@ class DecisionTransformerConfig:
                 "1 to 16 widths in [1, 65536]",
                 sizes,
             )
-        check(1 <= self.embed_dim <= 4096, "embed_dim", "in [1, 4096]", self.embed_dim)
-        check(
-            1 <= self.num_heads <= self.embed_dim and self.embed_dim % self.num_heads == 0,
-            "num_heads",
-            f"a divisor of embed_dim={self.embed_dim}",
-            self.num_heads,
-        )
-        check(1 <= self.num_layers <= 32, "num_layers", "in [1, 32]", self.num_layers)
-        check(1 <= self.feedforward <= 65536, "feedforward", "in [1, 65536]", self.feedforward)
-        check(math.isfinite(self.dropout) and 0 <= self.dropout < 1, "dropout", "a number in [0, 1)", self.dropout)
+        check_transformer(self, "embed_dim")

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from clonekit.config import check
+from clonekit.config import check, check_transformer
 from clonekit.policies.from_data import (
     auto_encoder,
     auto_normalize_obs,
@@ -133,16 +133,7 @@ class TransformerBCConfig:
                 "1 to 16 widths in [1, 65536]",
                 sizes,
             )
-        check(1 <= self.d_model <= 4096, "d_model", "in [1, 4096]", self.d_model)
-        check(
-            1 <= self.num_heads <= self.d_model and self.d_model % self.num_heads == 0,
-            "num_heads",
-            f"a divisor of d_model={self.d_model}",
-            self.num_heads,
-        )
-        check(1 <= self.num_layers <= 32, "num_layers", "in [1, 32]", self.num_layers)
-        check(1 <= self.feedforward <= 65536, "feedforward", "in [1, 65536]", self.feedforward)
-        check(math.isfinite(self.dropout) and 0 <= self.dropout < 1, "dropout", "a number in [0, 1)", self.dropout)
+        check_transformer(self, "d_model")
         check(1 <= self.chunk <= 256, "chunk", "in [1, 256]", self.chunk)
         check(self.continuous_loss in ("l1", "mse"), "continuous_loss", "'l1' or 'mse'", self.continuous_loss)
         check(self.execution in ("ensemble", "receding"), "execution", "ensemble|receding", self.execution)
