@@ -169,6 +169,8 @@ def test_avoiding_mixed_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
         "noisy_episodes=3",
         "random_episodes=3",
         "test_starts=4",
+        "val_starts=3",
+        "recoil_temperatures=[0.5, 3]",
         "steps=4",
         "batch_size=16",
         "hidden_sizes=[16]",
@@ -185,6 +187,13 @@ def test_avoiding_mixed_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     for splits in results["metrics"].values():
         success = splits["test"]["success"]
         assert success["n"] == 4 and 0 <= success["ci95"][0] <= success["mean"] <= success["ci95"][1] <= 1
+    # recoil's temperature is chosen on the val split, never on test.
+    chosen = results["selection"]["recoil"]
+    assert set(chosen["val_success"]) == {"0.5", "3"} and chosen["temperature"] in (0.5, 3)
+    best = max(v["mean"] for v in chosen["val_success"].values())
+    assert chosen["val_success"][f"{chosen['temperature']:g}"]["mean"] == best
+    assert chosen["val_success"]["3"]["n"] == 3 and set(results["metrics"]["recoil"]) == {"test"}
+    assert (out / "runs" / "recoil_t0.5").is_dir() and (out / "runs" / "recoil_t3").is_dir()
     composition = results["data"]["composition"]
     assert [composition[k]["episodes"] for k in ("expert", "noisy", "random")] == [3, 3, 3]
     assert (out / "success.png").stat().st_size > 1000 and "recoil" in (out / "report.md").read_text()

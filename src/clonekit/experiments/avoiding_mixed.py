@@ -27,6 +27,7 @@ or resumed when its output is already in ``OUT``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,10 @@ class AvoidingMixedConfig:
         lr: Adam learning rate.
         hidden_sizes: MLP widths of every policy (and of each critic).
         recoil_beta: ReCOIL's mixing weight ``beta``.
-        recoil_temperature: ReCOIL's advantage-weight inverse temperature (0.5: chosen on seed 0's ``test`` split
-            among 0.5, 1, 2, 3, 10; the policy's own default, 3, scored 0.09 there; see the README).
+        recoil_temperatures: ReCOIL's advantage-weight inverse temperatures to choose from: one run each, and
+            ``recoil`` is the one with the highest success on the ``val`` split (``val_starts`` start states drawn
+            apart from the test ones; ties go to the earlier temperature). The test split never chooses.
+        val_starts: Start states of the ``val`` split (one deterministic rollout each).
         iql_beta: IQL's advantage-weight inverse temperature.
         dt_steps: Gradient steps of the Decision Transformer (a transformer step costs far more than an MLP's).
         dt_batch_size: Windows of ``dt_context`` steps per Decision Transformer step.
@@ -110,7 +113,8 @@ class AvoidingMixedConfig:
     lr: float = 3e-4
     hidden_sizes: tuple[int, ...] = (256, 256)
     recoil_beta: float = 0.5
-    recoil_temperature: float = 0.5
+    recoil_temperatures: tuple[float, ...] = (0.5, 1.0, 3.0)
+    val_starts: int = 100
     iql_beta: float = 3.0
     dt_steps: int = 3000
     dt_batch_size: int = 64
@@ -121,6 +125,7 @@ class AvoidingMixedConfig:
             "train_starts",
             "expert_episodes",
             "test_starts",
+            "val_starts",
             "steps",
             "batch_size",
             "dt_steps",
@@ -135,7 +140,13 @@ class AvoidingMixedConfig:
         check(self.lr > 0, "lr", "> 0", self.lr)
         check(len(self.hidden_sizes) >= 1, "hidden_sizes", "at least one width", self.hidden_sizes)
         check(0 < self.recoil_beta < 1, "recoil_beta", "in (0, 1)", self.recoil_beta)
-        check(self.recoil_temperature >= 0, "recoil_temperature", ">= 0", self.recoil_temperature)
+        temperatures = self.recoil_temperatures
+        check(
+            len(temperatures) >= 1 and all(math.isfinite(t) and t >= 0 for t in temperatures),
+            "recoil_temperatures",
+            "one or more finite numbers >= 0",
+            temperatures,
+        )
         check(self.iql_beta >= 0, "iql_beta", ">= 0", self.iql_beta)
 
 
@@ -146,6 +157,7 @@ QUICK = replace(
     noisy_episodes=40,
     random_episodes=40,
     test_starts=60,
+    val_starts=40,
     steps=1500,
     hidden_sizes=(128, 128),
     dt_steps=300,
@@ -190,39 +202,51 @@ def _run(
 
     family = get_env_family("avoiding")
     tasks = split_tasks(mixed.env, "test", seed, config.test_starts)
-    metrics: dict[str, dict[str, Any]] = {}
-    for key in config.policies:
+    # Validation start states: another draw of held-out starts (its own seed), used only to choose settings.
+    val_tasks = split_tasks(mixed.env, "test", derive_seed(seed, f"{NAME}:val"), config.val_starts)
+
+    def success(key: str, run_name: str, overrides: dict[str, Any], starts: list[Any], count: int) -> Any:
         policy_name, source = POLICY_OF_KEY[key]
         steps, batch_size = (
             (config.dt_steps, config.dt_batch_size) if key == "dt" else (config.steps, config.batch_size)
         )
-        train(
-            policy_name,
-            data[source],
-            out / "runs" / key,
-            TrainConfig(
-                steps=steps,
-                batch_size=batch_size,
-                lr=config.lr,
-                seed=seed,
-                checkpoint_every=max(steps // 2, 1),
-                keep_checkpoints=1,
-                tensorboard=False,
-                val_fraction=0.0,
-            ),
-            policy_overrides=_overrides(key, config),
-            resume=True,
-            show_progress=show_progress,
+        train_config = TrainConfig(
+            steps=steps,
+            batch_size=batch_size,
+            lr=config.lr,
+            seed=seed,
+            checkpoint_every=max(steps // 2, 1),
+            keep_checkpoints=1,
+            tensorboard=False,
+            val_fraction=0.0,
         )
-        policy = load_policy(out / "runs" / key)
-        torch.manual_seed(derive_seed(seed, f"{NAME}:{key}"))  # any sampling noise of a stochastic policy
-        episodes = rollout(policy, family, tasks, config.test_starts, seed)
-        metrics[key] = {"test": {"success": episodes.metrics(seed)["success"]}}
+        run = out / "runs" / run_name
+        train(policy_name, data[source], run, train_config, overrides, resume=True, show_progress=show_progress)
+        torch.manual_seed(derive_seed(seed, f"{NAME}:{run_name}"))  # any sampling noise of a stochastic policy
+        return rollout(load_policy(run), family, starts, count, seed).metrics(seed)["success"]
+
+    metrics: dict[str, dict[str, Any]] = {}
+    selection: dict[str, Any] = {}
+    for key in config.policies:
+        run_name, overrides = key, _overrides(key, config)
+        if key == "recoil":
+            on_val = {}
+            for temperature in config.recoil_temperatures:
+                name = f"recoil_t{temperature:g}"
+                on_val[temperature] = success(
+                    key, name, {**overrides, "temperature": temperature}, val_tasks, config.val_starts
+                )
+                log(f"  {name:12s} val success  {format_metric(on_val[temperature])}")
+            chosen = max(config.recoil_temperatures, key=lambda t: on_val[t]["mean"])  # first of equals
+            selection["recoil"] = {"temperature": chosen, "val_success": {f"{t:g}": v for t, v in on_val.items()}}
+            run_name, overrides = f"recoil_t{chosen:g}", {**overrides, "temperature": chosen}
+        metrics[key] = {"test": {"success": success(key, run_name, overrides, tasks, config.test_starts)}}
         log(f"  {key:12s} test success {format_metric(metrics[key]['test']['success'])}")
 
     results = {
         **results_head(NAME, seed, quick, config, torch.get_num_threads()),
         "metrics": metrics,
+        "selection": selection,
         "data": {
             "composition": composition,
             "filtered_episodes": data["filtered"].num_episodes,
@@ -240,8 +264,8 @@ def _overrides(key: str, config: AvoidingMixedConfig) -> dict[str, Any]:
     widths = {"hidden_sizes": list(config.hidden_sizes)}
     if key.startswith("bc_"):
         return {**widths, "head": "mse"}
-    if key == "recoil":
-        return {**widths, "beta": config.recoil_beta, "temperature": config.recoil_temperature}
+    if key == "recoil":  # its temperature is chosen on the val split (see recoil_temperatures)
+        return {**widths, "beta": config.recoil_beta}
     if key == "iql":
         return {**widths, "beta": config.iql_beta}
     if key == "dt":
@@ -391,6 +415,13 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
     ]
     for key, splits in results["metrics"].items():
         lines.append(f"| {key} | {format_metric(splits['test']['success'])} |")
+    for key, chosen in results.get("selection", {}).items():
+        tried = ", ".join(f"{t}: {format_metric(v)}" for t, v in chosen["val_success"].items())
+        lines += [
+            "",
+            f"`{key}`'s temperature {chosen['temperature']:g} was chosen by success on {config['val_starts']} "
+            f"validation start states (apart from the test ones): {tried}.",
+        ]
     lines += report_tail(results, plots)
     return "\n".join(lines)
 
