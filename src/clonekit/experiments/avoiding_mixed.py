@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from clonekit.checkpoint import load_policy
 from clonekit.config import check
 from clonekit.data import Dataset, DatasetWriter, array_stream
 from clonekit.data.spaces import space_to_json
@@ -44,20 +43,20 @@ from clonekit.envs.avoiding import AvoidingVecEnv
 from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import plot_success_bars
-from clonekit.evaluation.stats import format_metric, summarize
+from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.common import (
+    behaviour_composition,
     check_policy_keys,
     report_tail,
     require_registered,
     results_head,
+    successful_episodes,
     torch_threads,
+    train_offline_key,
 )
 from clonekit.experts.avoiding import AvoidingExpert
 from clonekit.io import atomic_write_json, atomic_write_text
-from clonekit.quality.curate import Filter, curate
-from clonekit.quality.outcomes import episode_outcomes
 from clonekit.seeding import derive_seed
-from clonekit.train import TrainConfig, train
 
 NAME = "avoiding-mixed"
 KEYS = ("bc_expert", "bc_all", "bc_filtered", "iql", "td3bc", "dt", "recoil")
@@ -186,19 +185,7 @@ def _run(
     out.mkdir(parents=True, exist_ok=True)
     data = _datasets(out, config, seed)
     mixed = data["all"]
-    outcomes = episode_outcomes(mixed)
-    behaviour = np.asarray(mixed.episode_info("behaviour"))
-    composition: dict[str, dict[str, Any]] = {
-        kind: {
-            "episodes": int((behaviour == kind).sum()),
-            "steps": int(np.asarray(mixed.episode_lengths)[behaviour == kind].sum()),
-            "success": summarize(outcomes.success[behaviour == kind], seed) if (behaviour == kind).any() else None,
-        }
-        for kind in BEHAVIOURS
-    }
-    for kind, facts in composition.items():
-        rate = format_metric(facts["success"]) if facts["success"] else "-"
-        log(f"{kind:7s} {facts['episodes']:4d} episodes, {facts['steps']:6d} steps, success {rate}")
+    composition = behaviour_composition(mixed, BEHAVIOURS, seed, log)
 
     family = get_env_family("avoiding")
     tasks = split_tasks(mixed.env, "test", seed, config.test_starts)
@@ -207,23 +194,10 @@ def _run(
 
     def success(key: str, run_name: str, overrides: dict[str, Any], starts: list[Any], count: int) -> Any:
         policy_name, source = POLICY_OF_KEY[key]
-        steps, batch_size = (
-            (config.dt_steps, config.dt_batch_size) if key == "dt" else (config.steps, config.batch_size)
-        )
-        train_config = TrainConfig(
-            steps=steps,
-            batch_size=batch_size,
-            lr=config.lr,
-            seed=seed,
-            checkpoint_every=max(steps // 2, 1),
-            keep_checkpoints=1,
-            tensorboard=False,
-            val_fraction=0.0,
-        )
         run = out / "runs" / run_name
-        train(policy_name, data[source], run, train_config, overrides, resume=True, show_progress=show_progress)
+        policy = train_offline_key(config, key, policy_name, data[source], run, seed, overrides, show_progress)
         torch.manual_seed(derive_seed(seed, f"{NAME}:{run_name}"))  # any sampling noise of a stochastic policy
-        return rollout(load_policy(run), family, starts, count, seed).metrics(seed)["success"]
+        return rollout(policy, family, starts, count, seed).metrics(seed)["success"]
 
     metrics: dict[str, dict[str, Any]] = {}
     selection: dict[str, Any] = {}
@@ -297,10 +271,7 @@ def _datasets(out: Path, config: AvoidingMixedConfig, seed: int) -> dict[str, Da
     expert = (
         Dataset.open(root / "expert") if (root / "expert").exists() else _subset(mixed, root / "expert", expert_ids)
     )
-    filtered_path = root / "filtered"
-    filtered = (
-        Dataset.open(filtered_path) if filtered_path.exists() else curate(mixed, filtered_path, [Filter("success")])
-    )
+    filtered = successful_episodes(mixed, root / "filtered")
     return {"all": mixed, "expert": expert, "filtered": filtered}
 
 

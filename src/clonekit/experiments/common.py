@@ -9,12 +9,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from clonekit import __version__
+from clonekit.checkpoint import load_policy
 from clonekit.config import check, config_to_json
+from clonekit.data import Dataset
 from clonekit.errors import ConfigError
+from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.policies import POLICIES, Policy
+from clonekit.quality.curate import Filter, curate
+from clonekit.quality.outcomes import episode_outcomes
 from clonekit.train import TrainConfig, train
 
 
@@ -100,3 +106,57 @@ def require_registered(policies: Sequence[str], policy_of_key: Mapping[str, Sequ
         names = ", ".join(f"{k} (policy {policy_of_key[k][0]!r})" for k in missing)
         keep = ", ".join(f'"{k}"' for k in policies if k not in missing)
         raise ConfigError(f"policies: {names} not registered; run the others with --set policies='[{keep}]'")
+
+
+def behaviour_composition(mixed: Dataset, behaviours: Sequence[str], seed: int, log: Any) -> dict[str, dict[str, Any]]:
+    """Per behaviour of a mixed dataset (episode info ``behaviour``): its episodes, steps and the success of its
+    episodes (an interval, ``None`` without episodes); each line is also logged."""
+    outcomes = episode_outcomes(mixed)
+    behaviour = np.asarray(mixed.episode_info("behaviour"))
+    lengths = np.asarray(mixed.episode_lengths)
+    composition: dict[str, dict[str, Any]] = {
+        kind: {
+            "episodes": int((behaviour == kind).sum()),
+            "steps": int(lengths[behaviour == kind].sum()),
+            "success": summarize(outcomes.success[behaviour == kind], seed) if (behaviour == kind).any() else None,
+        }
+        for kind in behaviours
+    }
+    for kind, facts in composition.items():
+        rate = format_metric(facts["success"]) if facts["success"] else "-"
+        log(f"{kind:7s} {facts['episodes']:4d} episodes, {facts['steps']:6d} steps, success {rate}")
+    return composition
+
+
+def train_offline_key(
+    config: Any,
+    key: str,
+    policy: str,
+    data: Dataset,
+    run: Path,
+    seed: int,
+    overrides: dict[str, Any],
+    show_progress: bool,
+) -> Policy:
+    """Train (or resume, or reuse) one policy key of the offline experiments and load it: ``config.steps`` steps
+    of ``config.batch_size`` (``dt_steps`` of ``dt_batch_size`` for the key ``dt``), ``config.lr``, every episode
+    for training, one checkpoint kept."""
+    steps, batch_size = (config.dt_steps, config.dt_batch_size) if key == "dt" else (config.steps, config.batch_size)
+    train_config = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=config.lr,
+        seed=seed,
+        checkpoint_every=max(steps // 2, 1),
+        keep_checkpoints=1,
+        tensorboard=False,
+        val_fraction=0.0,
+    )
+    train(policy, data, run, train_config, overrides, resume=True, show_progress=show_progress)
+    return load_policy(run)
+
+
+def successful_episodes(mixed: Dataset, path: Path) -> Dataset:
+    """The successful episodes of ``mixed`` as a curated dataset at ``path`` (opened as it is when it exists)."""
+
+    return Dataset.open(path) if path.exists() else curate(mixed, path, [Filter("success")])

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from clonekit.checkpoint import load_policy
 from clonekit.config import check
 from clonekit.data import Dataset, DatasetWriter, array_stream
 from clonekit.data.spaces import space_to_json
@@ -46,20 +45,20 @@ from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.rollout import EpisodeResults
-from clonekit.evaluation.stats import CONFIDENCE, format_metric, resample_weights, summarize, weighted_mean
+from clonekit.evaluation.stats import CONFIDENCE, format_metric, resample_weights, weighted_mean
 from clonekit.experiments.common import (
+    behaviour_composition,
     check_policy_keys,
     report_tail,
     require_registered,
     results_head,
+    successful_episodes,
     torch_threads,
+    train_offline_key,
 )
 from clonekit.experts.bfs import BFSExpert
 from clonekit.io import atomic_write_json, atomic_write_text
-from clonekit.quality.curate import Filter, curate
-from clonekit.quality.outcomes import episode_outcomes
 from clonekit.seeding import derive_seed
-from clonekit.train import TrainConfig, train
 
 NAME = "offline-gap"
 KEYS = ("bc", "bc_filtered", "iql", "recoil", "dt")
@@ -180,20 +179,7 @@ def _run(out: Path, seed: int, quick: bool, show_progress: bool, log: Any, confi
     out.mkdir(parents=True, exist_ok=True)
     data = _datasets(out, config, seed)
     mixed = data["all"]
-    outcomes = episode_outcomes(mixed)
-    behaviour = np.asarray(mixed.episode_info("behaviour"))
-    lengths = np.asarray(mixed.episode_lengths)
-    composition: dict[str, dict[str, Any]] = {
-        kind: {
-            "episodes": int((behaviour == kind).sum()),
-            "steps": int(lengths[behaviour == kind].sum()),
-            "success": summarize(outcomes.success[behaviour == kind], seed) if (behaviour == kind).any() else None,
-        }
-        for kind in BEHAVIOURS
-    }
-    for kind, facts in composition.items():
-        rate = format_metric(facts["success"]) if facts["success"] else "-"
-        log(f"{kind:7s} {facts['episodes']:4d} episodes, {facts['steps']:6d} steps, success {rate}")
+    composition = behaviour_composition(mixed, BEHAVIOURS, seed, log)
 
     family = get_env_family("maze")
     env_kwargs = dict(mixed.env["kwargs"])
@@ -201,28 +187,10 @@ def _run(out: Path, seed: int, quick: bool, show_progress: bool, log: Any, confi
     metrics: dict[str, dict[str, Any]] = {}
     for key in config.policies:
         policy_name, source = POLICY_OF_KEY[key]
-        steps, batch_size = (
-            (config.dt_steps, config.dt_batch_size) if key == "dt" else (config.steps, config.batch_size)
+        run = out / "runs" / key
+        policy = train_offline_key(
+            config, key, policy_name, data[source], run, seed, _overrides(key, config), show_progress
         )
-        train(
-            policy_name,
-            data[source],
-            out / "runs" / key,
-            TrainConfig(
-                steps=steps,
-                batch_size=batch_size,
-                lr=config.lr,
-                seed=seed,
-                checkpoint_every=max(steps // 2, 1),
-                keep_checkpoints=1,
-                tensorboard=False,
-                val_fraction=0.0,
-            ),
-            policy_overrides=_overrides(key, config),
-            resume=True,
-            show_progress=show_progress,
-        )
-        policy = load_policy(out / "runs" / key)
         episodes: dict[str, EpisodeResults] = {}
         for split in SPLITS:
             torch.manual_seed(derive_seed(seed, f"{NAME}:{key}:{split}"))  # any sampling noise of a policy
@@ -299,10 +267,7 @@ def _datasets(out: Path, config: OfflineGapConfig, seed: int) -> dict[str, Datas
             raise DatasetError(f"{path}: exists but was written with other settings; use a fresh --out")
     else:
         mixed = write_maze_mixture(path, seed, config.maze_size, config.train_mazes, counts, config.noise_prob)
-    filtered_path = root / "filtered"
-    filtered = (
-        Dataset.open(filtered_path) if filtered_path.exists() else curate(mixed, filtered_path, [Filter("success")])
-    )
+    filtered = successful_episodes(mixed, root / "filtered")
     return {"all": mixed, "filtered": filtered}
 
 
