@@ -206,16 +206,18 @@ class TextColumn:
 def group_by_chunk(starts: np.ndarray, index: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Split step indices by chunk: yields ``(chunk, positions in index, row indices within the chunk)``.
 
-    One argsort groups all indices, so the work per call is vectorized and the Python loop runs once per
-    chunk touched, never once per index.
+    One argsort groups all indices and one bincount sizes the groups, so the work per call is vectorized and
+    the Python loop runs once per chunk touched, never once per index.
     """
     chunk_of = np.searchsorted(starts, index, side="right") - 1
     order = np.argsort(chunk_of, kind="stable")
-    chunks, first = np.unique(chunk_of[order], return_index=True)
-    bounds = np.append(first, len(order))
-    for chunk, lo, hi in zip(chunks.tolist(), bounds[:-1], bounds[1:], strict=True):
+    counts = np.bincount(chunk_of, minlength=len(starts) - 1)
+    touched = np.flatnonzero(counts)
+    stop = np.cumsum(counts)[touched]
+    local = index - starts[chunk_of]
+    for chunk, lo, hi in zip(touched.tolist(), (stop - counts[touched]).tolist(), stop.tolist(), strict=True):
         positions = order[lo:hi]
-        yield chunk, positions, index[positions] - starts[chunk]
+        yield chunk, positions, local[positions]
 
 
 def chunk_ranges(starts: np.ndarray, start: int, stop: int) -> Iterator[tuple[int, int, int]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -21,7 +22,8 @@ class CategoricalHead(nn.Module):
         logits = self(features)
         loss = F.cross_entropy(logits, actions.long())
         accuracy = (logits.argmax(-1) == actions).float().mean()
-        return loss, {"nll": float(loss.detach()), "action_accuracy": float(accuracy)}
+        nll, accuracy_value = torch.stack([loss.detach(), accuracy]).tolist()  # one host transfer, not two
+        return loss, {"nll": nll, "action_accuracy": accuracy_value}
 
     def mode(self, features: Tensor) -> Tensor:
         """Most likely action ``(B,)`` int64."""
