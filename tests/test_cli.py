@@ -154,3 +154,21 @@ def test_existing_run_needs_resume(small_data: Path, tmp_path: Path, capsys: pyt
     assert tree_hash(run) == before
     code, _, err = _run(capsys, "train", "procedure_cloning", "--data", small_data, "--out", run, "--resume")
     assert_one_error_line(code, err, "'bc'")
+
+
+def test_resume_with_changed_settings_is_refused(
+    small_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rerun into a finished run with other settings must not silently reuse (or extend) it."""
+    run = tmp_path / "run"
+    args = ["train", "bc", "--data", small_data, "--out", run, "--batch-size", 8, "--quiet", "--resume"]
+    assert _run(capsys, *args, "--steps", 3, "--set", "hidden_sizes=[16]")[0] == 0
+    before = tree_hash(run)
+    code, _, err = _run(capsys, *args, "--steps", 3, "--lr", "0.01", "--set", "hidden_sizes=[16]")
+    assert_one_error_line(code, err, "lr=0.001")
+    code, _, err = _run(capsys, *args, "--steps", 3, "--set", "hidden_sizes=[32]")
+    assert_one_error_line(code, err, "hidden_sizes=[16]")
+    assert tree_hash(run) == before
+    # The run's own settings continue it (more steps), and policy settings left out continue as recorded.
+    assert _run(capsys, *args, "--steps", 5)[0] == 0
+    assert json.loads((run / "config.json").read_text())["policy_config"]["hidden_sizes"] == [16]

@@ -234,7 +234,13 @@ def train(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue an interrupted run from its last checkpoint, asked for with its own settings (--steps "
+            "may grow); changed settings are an error."
+        ),
+    ] = False,
     action_labels: Annotated[
         str,
         typer.Option(
@@ -285,6 +291,7 @@ def train(
             policy_overrides=overrides,
             resume=resume,
             show_progress=not quiet,
+            same_settings=True,
         )
     finally:
         shutdown_distributed()

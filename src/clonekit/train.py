@@ -151,6 +151,24 @@ def policy_config_for(name: str, dataset: Dataset, overrides: dict[str, Any] | N
     return config
 
 
+def _require_same_settings(
+    run_dir: Path, run_config: dict[str, Any], stored: TrainConfig, asked: TrainConfig, overrides: dict[str, Any]
+) -> None:
+    """Raise :class:`CheckpointError` unless ``asked`` (``steps`` aside) equals the run's recorded training
+    settings and every policy setting in ``overrides`` equals the recorded one."""
+    recorded_policy = run_config["policy_config"]
+    asked_policy = json.loads(json.dumps(overrides))  # tuples as lists, as recorded
+    pairs = [("policy setting", {k: recorded_policy.get(k) for k in overrides}, asked_policy)]
+    pairs.append(("train setting", config_to_json(stored), config_to_json(replace(asked, steps=stored.steps))))
+    for kind, before, now in pairs:
+        for field, value in before.items():
+            if now[field] != value:
+                raise CheckpointError(
+                    f"{run_dir / CONFIG_FILE}: run was trained with {kind} {field}={value!r}, asked for "
+                    f"{now[field]!r}; resume with the run's settings or choose another output directory"
+                )
+
+
 def _resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -215,12 +233,17 @@ def train(
     resume: bool = False,
     show_progress: bool = True,
     init_from: str | Path | None = None,
+    same_settings: bool = False,
 ) -> Policy:
     """Train policy ``policy`` on ``data``; write the run directory ``out``; return the trained policy.
 
     With ``resume=True`` an existing run continues from its newest checkpoint with its recorded settings
     (``config.steps`` may raise the step count). Without it, an existing non-empty ``out`` is an error, so a
-    run is never overwritten by accident.
+    run is never overwritten by accident. With ``same_settings`` (the CLI's ``--resume``, and the experiments,
+    which rerun into finished runs) a resumed run must be asked for with its recorded training settings
+    (``steps`` aside) and, for each policy setting in ``policy_overrides``, its recorded value: a rerun whose
+    settings changed is a one-line :class:`CheckpointError` naming the first differing field, never a silent
+    reuse of a run trained otherwise (policy settings left out of ``policy_overrides`` continue as recorded).
 
     ``init_from`` (fine-tuning, e.g. :mod:`clonekit.continual`): a finished run directory whose final weights,
     normalization included, replace the fresh initialization of a new run (its policy config must build the
@@ -253,6 +276,8 @@ def train(
             # A run recorded before val_fraction existed trained on every episode; it continues so.
             recorded_train = {**recorded_train, "val_fraction": 0.0}
         stored = config_from_json(TrainConfig, recorded_train, f"{run_dir / CONFIG_FILE} train_config")
+        if same_settings:
+            _require_same_settings(run_dir, run_config, stored, config, policy_overrides or {})
         config = replace(stored, steps=max(stored.steps, config.steps))
         policy_config = run_config["policy_config"]
     else:

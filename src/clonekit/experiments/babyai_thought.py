@@ -175,7 +175,14 @@ def _run(
         if key == "tc":
             overrides["thought_weight"] = config.thought_weight
         policy = train(
-            policy_name, demos, out / "runs" / key, train_config, overrides, resume=True, show_progress=show_progress
+            policy_name,
+            demos,
+            out / "runs" / key,
+            train_config,
+            overrides,
+            resume=True,
+            same_settings=True,
+            show_progress=show_progress,
         )
         metrics[key] = {}
         for split, (tasks, env_kwargs) in splits.items():

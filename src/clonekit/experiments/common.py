@@ -67,6 +67,7 @@ def train_head(dataset: Any, out: Path, config: Any, seed: int, name: str, show_
         train_config,
         policy_overrides=overrides,
         resume=True,
+        same_settings=True,
         show_progress=show_progress,
     )
 
@@ -152,7 +153,7 @@ def train_offline_key(
         tensorboard=False,
         val_fraction=0.0,
     )
-    train(policy, data, run, train_config, overrides, resume=True, show_progress=show_progress)
+    train(policy, data, run, train_config, overrides, resume=True, same_settings=True, show_progress=show_progress)
     return load_policy(run)
 
 

@@ -126,6 +126,7 @@ def compare(
         train_config,
         policy_overrides=overrides,
         resume=True,
+        same_settings=True,
         show_progress=show_progress,
     )
     metrics: dict[str, dict[str, Any]] = {"bc": cell(bc, bc_data.num_steps)}

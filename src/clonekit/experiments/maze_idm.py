@@ -150,6 +150,7 @@ def run(
         out / "runs" / "idm",
         train_config(config.idm_steps),
         resume=True,
+        same_settings=True,
         show_progress=show_progress,
     )
     assert isinstance(idm, InverseDynamicsModel)
@@ -173,6 +174,7 @@ def run(
             train_config(config.bc_steps),
             policy_overrides={"hidden_sizes": list(config.hidden_sizes)},
             resume=True,
+            same_settings=True,
             show_progress=show_progress,
         )
         policy = load_policy(out / "runs" / key)

@@ -109,7 +109,13 @@ def run_cell(
     steps = config.bc_steps if cell.key == "bc" else config.pc_steps
     train_config = TrainConfig(steps=steps, batch_size=config.batch_size, lr=config.lr, seed=seed, checkpoint_every=500)
     policy = train(
-        cell.policy, dataset, out / "runs" / cell.name, train_config, resume=True, show_progress=show_progress
+        cell.policy,
+        dataset,
+        out / "runs" / cell.name,
+        train_config,
+        resume=True,
+        same_settings=True,
+        show_progress=show_progress,
     )
     family = get_env_family("maze")
     metrics: dict[str, Any] = {}

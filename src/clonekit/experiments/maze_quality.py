@@ -251,7 +251,9 @@ def run(
             val_fraction=0.0,
             sample_weights=weights,
         )
-        policy: Policy = train("bc", dataset, out / "runs" / key, settings, resume=True, show_progress=show_progress)
+        policy: Policy = train(
+            "bc", dataset, out / "runs" / key, settings, resume=True, same_settings=True, show_progress=show_progress
+        )
         clean = rollout(policy, family, tasks, config.eval_episodes, seed, env_kwargs)
         shaken = RandomActionPolicy(policy, action_space, config.eval_rate, seed)
         perturbed = rollout(shaken, family, tasks, config.eval_episodes, seed, env_kwargs)

@@ -222,6 +222,7 @@ def _run(
             config.train_config(key, seed),
             policy_overrides=overrides,
             resume=True,
+            same_settings=True,
             show_progress=show_progress,
         )
         metrics[key] = {split: _evaluate(out, key, split, policies[key], tasks, config, seed) for split in SPLITS}

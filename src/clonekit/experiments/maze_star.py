@@ -137,6 +137,7 @@ def run(
         ),
         policy_overrides={"hidden_sizes": list(config.hidden_sizes)},
         resume=True,
+        same_settings=True,
         show_progress=show_progress,
     )
     improve_config = ImproveConfig(
