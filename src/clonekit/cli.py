@@ -895,7 +895,7 @@ def serve(
 
 
 rl_app = typer.Typer(
-    help="Online reinforcement learning (PPO), optionally pulled towards a BC prior.", no_args_is_help=True
+    help="Online reinforcement learning (PPO, SAC), optionally pulled towards a BC prior.", no_args_is_help=True
 )
 app.add_typer(rl_app, name="rl")
 

@@ -17,12 +17,15 @@ from clonekit.nn.gaussian import GaussianHead
 from clonekit.policies.continuous_bc import ContinuousBCPolicy
 from clonekit.rl.agent import Actor, ActorCritic, check_actor
 from clonekit.rl.config import PPOConfig
+from clonekit.rl.sac_config import SACConfig
 
 
 class DemoPrior:
     """The frozen prior of ``config.prior`` and its schedule (see the module docstring)."""
 
-    def __init__(self, config: PPOConfig, obs_space: gymnasium.spaces.Box, action_space: gymnasium.Space) -> None:
+    def __init__(
+        self, config: PPOConfig | SACConfig, obs_space: gymnasium.spaces.Box, action_space: gymnasium.Space
+    ) -> None:
         assert config.prior is not None
         self.policy: Actor = check_actor(load_policy(config.prior), obs_space, action_space, f"prior {config.prior}")
         self.policy.requires_grad_(False)
