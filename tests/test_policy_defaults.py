@@ -120,7 +120,8 @@ VECTOR_POLICIES = ("bc", "continuous_bc", "goal_bc", "transformer_bc", "transfor
 
 
 def test_every_registered_policy_is_covered_here() -> None:
-    assert set(ACTIONS) == set(POLICIES)
+    # residual is trained by PPO on a base run (`clonekit finetune residual`), not from data: test_residual.py
+    assert set(ACTIONS) == set(POLICIES) - {"residual"}
 
 
 @pytest.mark.parametrize("kind", ["Discrete", "Box"])

@@ -926,6 +926,70 @@ def rl_ppo(
     out_console.print(f"trained ppo on {config.env} for {config.num_iterations * config.batch_size} env steps: {out}")
 
 
+@rl_app.command(name="sac")
+def rl_sac(
+    env: Annotated[str, typer.Option(help="Gymnasium id with Box actions, e.g. Pendulum-v1 (or gym:ID).")],
+    steps: Annotated[int, typer.Option(help="Env steps to train for (summed over the envs).")],
+    out: Annotated[Path, typer.Option(help="Run directory to create (or continue with --resume).")],
+    seed: Annotated[int, typer.Option(help="Seed for the networks, the actions drawn and the env resets.")] = 0,
+    prior: Annotated[
+        Path | None, typer.Option(help="A continuous_bc run to pull the actor towards (demo-regularized SAC).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="SAC config override KEY=VALUE (JSON value), e.g. lr=0.001; repeatable."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train SAC on a gymnasium env with continuous actions; the run's actor loads as a clonekit policy
+    (`clonekit eval RUN`)."""
+    from clonekit.config import config_from_json
+    from clonekit.rl import SACConfig, train_sac
+
+    given = {"env": env, "total_steps": steps, "seed": seed} | ({"prior": str(prior)} if prior else {})
+    config = config_from_json(SACConfig, given | _parse_overrides(set_ or []), "rl sac")
+    train_sac(config, out, resume=resume, show_progress=not quiet)
+    out_console.print(f"trained sac on {config.env} for {config.num_iterations * config.num_envs} env steps: {out}")
+
+
+finetune_app = typer.Typer(
+    help="Refine a trained policy online: a residual policy on a frozen one.", no_args_is_help=True
+)
+app.add_typer(finetune_app, name="finetune")
+
+
+@finetune_app.command(name="residual")
+def finetune_residual(
+    base: Annotated[Path, typer.Option(help="A continuous_bc run (e.g. chunked diffusion) kept frozen.")],
+    env: Annotated[str, typer.Option(help="The base run's env family, e.g. avoiding (its training tasks are used).")],
+    steps: Annotated[int, typer.Option(help="PPO env steps (summed over the envs).")],
+    out: Annotated[Path, typer.Option(help="Run directory to create (or continue with --resume).")],
+    seed: Annotated[int, typer.Option(help="Seed of the residual, PPO's draws, the base's noise and the resets.")] = 0,
+    env_kwargs: Annotated[
+        str, typer.Option(help="Env options as JSON, e.g. '{\"finish_gate\": 0.03}' for precision avoiding.")
+    ] = "{}",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Residual/PPO setting KEY=VALUE (JSON value), e.g. scale=0.1; repeatable."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train a residual policy by PPO on sparse reward on top of a frozen base run (ResiP); `clonekit eval OUT`
+    then plays base + residual."""
+    from clonekit.config import config_from_json
+    from clonekit.rl.residual import ResidualRLConfig, train_residual
+
+    given = {"base": str(base), "env": env, "total_steps": steps, "seed": seed}
+    given["env_kwargs"] = _json_option("--env-kwargs", env_kwargs)
+    config = config_from_json(ResidualRLConfig, given | _parse_overrides(set_ or []), "finetune residual")
+    train_residual(config, out, resume=resume, show_progress=not quiet)
+    out_console.print(
+        f"trained a residual on {base} for {config.ppo().num_iterations * config.ppo().batch_size} env steps: {out}"
+    )
+
+
 @app.command(name="list")
 def list_names() -> None:
     """List envs, experts, policies and experiments."""

@@ -31,6 +31,13 @@ Goal-reaching variant (env family ``avoiding-goal``): a task also names a goal, 
 ``EXITS`` on the finish line (the x of the last row's gaps); success is crossing the finish line within
 ``GOAL_TOLERANCE`` of it, and crossing elsewhere ends the episode with reward 0. The policy gets the goal
 as a second input, ``goal`` ``(2,)`` (see :meth:`AvoidingVecEnv.policy_inputs`).
+
+Precision variant (env kwarg ``finish_gate``, a half-width): the finish line is open only through gates of
+that half-width centred on the ``EXITS``; crossing it elsewhere ends the episode with reward 0. The expert's
+exits scatter by ``WAYPOINT_NOISE`` (0.03) around the gates' centres, so a gate of a few hundredths asks for
+corrections that cloned behaviour lacks (the ``avoiding-residual`` experiment). ``None`` (the default): the
+whole line counts, as before. Env kwarg ``drift``: a side wind that moves the agent by that much along ``x``
+every step (0, the default: none).
 """
 
 from __future__ import annotations
@@ -128,11 +135,23 @@ class AvoidingVecEnv:
 
     When the tasks have goals, crossing the finish line counts only within ``GOAL_TOLERANCE`` of the goal
     (elsewhere the episode ends with reward 0), and :meth:`policy_inputs` gives the goals to the policy.
+    ``finish_gate``: the precision variant's gate half-width, ``drift``: its side wind per step (see the module
+    docstring); ``None`` and 0: neither.
     """
 
-    def __init__(self, tasks: list[AvoidingTask], max_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        tasks: list[AvoidingTask],
+        max_steps: int | None = None,
+        finish_gate: float | None = None,
+        drift: float = 0.0,
+    ) -> None:
         if not tasks:
             raise ValueError("AvoidingVecEnv needs at least one task")
+        check(finish_gate is None or finish_gate > 0, "finish_gate", "a half-width > 0 or None", finish_gate)
+        check(abs(drift) <= MAX_STEP, "drift", f"in [-{MAX_STEP}, {MAX_STEP}]", drift)
+        self.finish_gate = finish_gate
+        self.drift = float(drift)
         self.tasks = list(tasks)
         self.num_envs = len(tasks)
         self.max_steps = max_steps if max_steps is not None else DEFAULT_MAX_STEPS
@@ -179,6 +198,8 @@ class AvoidingVecEnv:
             raise ValueError(f"actions: expected finite values of shape ({self.num_envs}, 2), got {actions.shape}")
         active = ~self.done
         target = self.agents + np.clip(actions, -1.0, 1.0) * MAX_STEP
+        if self.drift:  # the precision variant's side wind, which the demonstrations never felt
+            target[:, 0] += self.drift
         target[:, 0] = target[:, 0].clip(*ARENA_X)
         target[:, 1] = target[:, 1].clip(*ARENA_Y)
         self.agents[active] = target[active]
@@ -187,6 +208,9 @@ class AvoidingVecEnv:
         finished = self.agents[:, 1] >= FINISH_Y
         on_target = np.abs(self.agents[:, 0] - self.goals[:, 0]) <= GOAL_TOLERANCE
         success = active & finished & ~hit & (on_target | ~self.goal_reaching)
+        if self.finish_gate is not None:  # the precision variant: only through a gate around an exit
+            off_gate = np.abs(self.agents[:, 0, None] - np.asarray(EXITS)[None]).min(axis=1)
+            success &= off_gate <= self.finish_gate
         crash = active & hit
         terminated = (active & finished) | crash
         truncated = active & ~terminated & (self.steps >= self.max_steps)

@@ -130,12 +130,14 @@ class AvoidingFamily:
 
     See :mod:`clonekit.envs.avoiding`.
 
-    Env kwargs: ``max_steps`` (int, default 80). ``obs="pixels"`` (default ``"state"``) observes an
-    ``image_size`` x ``image_size`` RGB picture (default 64) instead (see :mod:`clonekit.envs.pixels`).
+    Env kwargs: ``max_steps`` (int, default 80); ``finish_gate`` (float, default none: the precision variant,
+    success only through gates of that half-width around the exits) and ``drift`` (float, default 0: a side
+    wind moving the agent that much along x per step). ``obs="pixels"`` (default ``"state"``)
+    observes an ``image_size`` x ``image_size`` RGB picture (default 64) instead (see :mod:`clonekit.envs.pixels`).
     """
 
     name = "avoiding"
-    KWARGS = ("max_steps", *pixels.AVOIDING_OPTIONS)
+    KWARGS = ("max_steps", "finish_gate", "drift", *pixels.AVOIDING_OPTIONS)
     deterministic_tasks = True  # the start state is the task; the dynamics have no noise
 
     def _check(self, kwargs: dict[str, Any]) -> None:
@@ -184,7 +186,9 @@ class AvoidingFamily:
         self, tasks: list[avoiding.AvoidingTask], **kwargs: Any
     ) -> avoiding.AvoidingVecEnv | pixels.PixelVecEnv:
         self._check(kwargs)
-        vec = avoiding.AvoidingVecEnv(tasks, max_steps=kwargs.get("max_steps"))
+        vec = avoiding.AvoidingVecEnv(
+            tasks, kwargs.get("max_steps"), kwargs.get("finish_gate"), float(kwargs.get("drift", 0.0))
+        )
         return pixels.avoiding_pixels(vec, kwargs) if pixels.wants_pixels(kwargs) else vec
 
 

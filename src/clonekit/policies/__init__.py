@@ -16,6 +16,7 @@ from clonekit.policies.idm import IDMConfig, InverseDynamicsModel
 from clonekit.policies.iql import IQLConfig, IQLPolicy
 from clonekit.policies.procedure_cloning import ProcedureCloningConfig, ProcedureCloningPolicy
 from clonekit.policies.recoil import RecoilConfig, RecoilPolicy
+from clonekit.policies.residual import ResidualConfig, ResidualPolicy
 from clonekit.policies.td3bc import TD3BCConfig, TD3BCPolicy
 from clonekit.policies.thought_cloning import (
     RecurrentBCConfig,
@@ -41,6 +42,7 @@ POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
     "procedure_cloning": (ProcedureCloningConfig, ProcedureCloningPolicy),
     "recoil": (RecoilConfig, RecoilPolicy),
     "recurrent_bc": (RecurrentBCConfig, RecurrentBCPolicy),
+    "residual": (ResidualConfig, ResidualPolicy),  # trained by PPO on a base run (clonekit.rl.residual)
     "td3bc": (TD3BCConfig, TD3BCPolicy),
     "thought_cloning": (ThoughtCloningConfig, ThoughtCloningPolicy),
     "transformer_bc": (TransformerBCConfig, TransformerBCPolicy),

@@ -84,8 +84,15 @@ def train_ppo(
     env_factories: list[EnvFactory] | None = None,
     env_block: dict[str, Any] | None = None,
     on_update: UpdateHook | None = None,
+    init_actor: Callable[[Actor], None] | None = None,
+    make_envs: Callable[[], VectorEnv] | None = None,
 ) -> Actor:
     """Train PPO as ``config`` says into run directory ``out``; return the trained actor (a clonekit policy).
+
+    ``init_actor`` changes the freshly initialized actor in place before training (e.g. a residual policy zeroes
+    its last layer, :mod:`clonekit.rl.residual`); a resumed run's checkpoint overwrites it anyway. ``make_envs``
+    builds the vector env instead of ``env_factories`` (a :class:`VectorEnv` that steps its envs its own way, e.g.
+    as one batch), with ``env_block`` as there.
 
     ``env_factories`` (one per env, ``config.num_envs`` of them) replaces the envs ``config.env`` names, with
     ``env_block`` the env block the run records for evaluation (e.g. a ``maze`` block with its tasks); both
@@ -101,15 +108,19 @@ def train_ppo(
         if recorded.get("algorithm") != ALGORITHM:
             raise CheckpointError(f"{run_dir / CONFIG_FILE}: not a PPO run (algorithm {recorded.get('algorithm')!r})")
         check_same_config(config, recorded.get("ppo_config"), str(run_dir / CONFIG_FILE))
-    if env_factories is None:
-        env_factories, block = gym_env_factories(config.env, config.env_kwargs, config.num_envs)
-        obs_keys = block["kwargs"]["obs_keys"]
+    if make_envs is not None:
+        block, envs = env_block or {"id": config.env, "kwargs": dict(config.env_kwargs), "tasks": []}, make_envs()
     else:
-        if len(env_factories) != config.num_envs:
-            raise ConfigError(f"num_envs: expected {len(env_factories)} (one per env factory), got {config.num_envs}")
-        block, obs_keys = env_block or {"id": config.env, "kwargs": dict(config.env_kwargs), "tasks": []}, None
-
-    envs = VectorEnv(env_factories, obs_keys)
+        if env_factories is None:
+            env_factories, block = gym_env_factories(config.env, config.env_kwargs, config.num_envs)
+            obs_keys = block["kwargs"]["obs_keys"]
+        else:
+            if len(env_factories) != config.num_envs:
+                raise ConfigError(
+                    f"num_envs: expected {len(env_factories)} (one per env factory), got {config.num_envs}"
+                )
+            block, obs_keys = env_block or {"id": config.env, "kwargs": dict(config.env_kwargs), "tasks": []}, None
+        envs = VectorEnv(env_factories, obs_keys)
     try:
         torch.manual_seed(config.seed)
         prior = DemoPrior(config, envs.observation_space, envs.action_space) if config.prior is not None else None
@@ -117,6 +128,8 @@ def train_ppo(
             actor = copy.deepcopy(prior.policy).requires_grad_(True)
         else:
             actor = new_actor(envs.observation_space, envs.action_space, config.encoder, config.hidden_sizes)
+        if init_actor is not None:
+            init_actor(actor)
         agent = ActorCritic(actor, config.hidden_sizes, config.init_log_std)
         optimizer = torch.optim.Adam(agent.parameters(), lr=config.lr, eps=1e-5)
         generator = torch.Generator().manual_seed(derive_seed(config.seed, "ppo"))
