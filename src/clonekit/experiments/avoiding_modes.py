@@ -108,7 +108,9 @@ QUICK = replace(
 )
 
 
-def _dataset(out: Path, config: AvoidingModesConfig, seed: int, show_progress: bool, **ray: Any) -> Dataset:
+def paths_dataset(out: Path, config: Any, seed: int, show_progress: bool, **ray: Any) -> Dataset:
+    """The ``paths`` expert's demonstrations in ``out/data`` (``config.episodes`` episodes from
+    ``config.train_starts`` start states), collected or, when already there, checked and opened."""
     path = out / "data"
     if path.exists():
         dataset = Dataset.open(path)
@@ -133,14 +135,17 @@ def _dataset(out: Path, config: AvoidingModesConfig, seed: int, show_progress: b
 
 
 @dataclass
-class _Rollouts:
+class PathRollouts:
+    """Rollouts of one policy: per episode its success, path class (mode) and positions, and task index."""
+
     success: np.ndarray
     modes: np.ndarray
     paths: list[np.ndarray]
     task_index: np.ndarray
 
 
-def _evaluate(policy: Policy, tasks: list[Any], episodes: int, seed: int) -> _Rollouts:
+def evaluate_paths(policy: Policy, tasks: list[Any], episodes: int, seed: int) -> PathRollouts:
+    """``episodes`` rollouts of ``policy`` on the Avoiding ``tasks`` (one wave), with each episode's path class."""
     family = get_env_family("avoiding")
     positions: list[np.ndarray] = []
     results = rollout(
@@ -154,7 +159,7 @@ def _evaluate(policy: Policy, tasks: list[Any], episodes: int, seed: int) -> _Ro
     )
     trajectories = np.stack(positions)  # (T, N, 2): the position before every step
     paths = [trajectories[: results.lengths[i], i] for i in range(len(results.lengths))]
-    return _Rollouts(results.success, classify_paths(trajectories), paths, results.task_index)
+    return PathRollouts(results.success, classify_paths(trajectories), paths, results.task_index)
 
 
 Panel = tuple[list[np.ndarray], np.ndarray, np.ndarray]  # test rollouts plotted: (paths, modes, success)
@@ -175,7 +180,7 @@ def run_cell(
     for split in SPLITS:
         tasks = split_tasks(dataset.env, split, seed, config.test_starts)
         torch.manual_seed(derive_seed(seed, f"{NAME}:{name}:{split}"))  # the heads' sampling noise
-        rollouts = _evaluate(policy, tasks, config.eval_episodes, seed)
+        rollouts = evaluate_paths(policy, tasks, config.eval_episodes, seed)
         metrics[split] = {
             "success": summarize(rollouts.success, seed, groups=rollouts.task_index),
             **diversity_metrics(rollouts.success, rollouts.modes, NUM_MODES, seed, groups=rollouts.task_index),
@@ -230,7 +235,7 @@ def _run(
     ray_options: dict[str, Any],
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    dataset = _dataset(out, config, seed, show_progress, **ray_options)
+    dataset = paths_dataset(out, config, seed, show_progress, **ray_options)
     # The expert's path of every episode (constant within an episode).
     demo_modes = np.asarray(dataset.column("style"))[dataset.episode_starts]
     demo_diversity = diversity_metrics(np.ones(len(demo_modes), dtype=bool), demo_modes, NUM_MODES, seed)
@@ -323,4 +328,15 @@ def modes_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
     ]
 
 
-__all__ = ["FULL", "NAME", "QUICK", "AvoidingModesConfig", "modes_table", "run", "run_cell"]
+__all__ = [
+    "FULL",
+    "NAME",
+    "QUICK",
+    "AvoidingModesConfig",
+    "PathRollouts",
+    "evaluate_paths",
+    "modes_table",
+    "paths_dataset",
+    "run",
+    "run_cell",
+]

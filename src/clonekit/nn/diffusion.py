@@ -99,16 +99,23 @@ class DiffusionHead(nn.Module):
         layers.append(nn.Linear(width, action_dim))
         self.net = nn.Sequential(*layers)
 
-    def denoise(self, features: Tensor, noisy: Tensor, sigma: Tensor) -> Tensor:
-        """``D(noisy; sigma)``: the estimate ``(B, D)`` of the clean action; ``sigma`` is ``(B,)``."""
+    def denoise(self, features: Tensor, noisy: Tensor, sigma: Tensor, step: int | None = None) -> Tensor:
+        """``D(noisy; sigma)``: the estimate ``(B, D)`` of the clean action; ``sigma`` is ``(B,)``.
+
+        ``step`` is the index of ``sigma`` in the sampling schedule when sampling, None in training (a
+        mixture-of-experts denoiser runs the experts it cached for that step; the dense MLP ignores it)."""
         s = sigma[:, None]
         total = s.square() + self.sigma_data**2
         c_skip = self.sigma_data**2 / total
         c_out = s * self.sigma_data / total.sqrt()
         c_in = 1 / total.sqrt()
         c_noise = s.log() / 4
-        out = self.net(torch.cat([features, c_in * noisy, self.noise_embedding(c_noise)], dim=-1))
+        out = self.network(torch.cat([features, c_in * noisy, self.noise_embedding(c_noise)], dim=-1), step)
         return c_skip * noisy + c_out * out
+
+    def network(self, inputs: Tensor, step: int | None) -> Tensor:
+        """``F`` on its inputs ``(B, F + D + 32)`` (features, scaled noisy action, noise embedding): ``(B, D)``."""
+        return self.net(inputs)
 
     def training_sigmas(self, n: int, device: torch.device) -> Tensor:
         """``(n,)`` noise levels from BESO's truncated log-logistic density.
@@ -157,7 +164,7 @@ class DiffusionHead(nn.Module):
         steps = len(sigmas) - 1
         for i in range(steps):
             sigma, sigma_next = sigmas[i], sigmas[i + 1]
-            denoised = self.denoise(features, x, sigma.expand(b))
+            denoised = self.denoise(features, x, sigma.expand(b), step=i)
             slope = (x - denoised) / sigma
             if self.sampler == "euler":
                 x = x + slope * (sigma_next - sigma)

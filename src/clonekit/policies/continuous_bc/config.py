@@ -46,16 +46,23 @@ class ContinuousBCConfig:
 
         head: ``"mse"`` (regression to the mean action), ``"gaussian"`` (diagonal Gaussian, sampled),
             ``"gmm"`` (Gaussian mixture, sampled), ``"binned"`` (a categorical over ``action_bins`` bins per
-            action dimension, sampled) or ``"diffusion"`` (score-based denoising, BESO-style).
+            action dimension, sampled), ``"diffusion"`` (score-based denoising, BESO-style) or ``"mode"`` (the
+            same denoising with a mixture-of-experts denoiser routed by the noise level; MoDE).
         gmm_components: Mixture components of the ``gmm`` head.
         action_bins: Bins per action dimension of the ``binned`` head.
         diffusion_hidden_sizes: Widths of the denoiser MLP of the ``diffusion`` head.
-        diffusion_steps: Denoising steps per action (chunk) at inference.
+        diffusion_steps: Denoising steps per action (chunk) at inference (heads ``diffusion`` and ``mode``).
         diffusion_schedule: Spacing of the sampling noise levels: ``"karras"``, ``"exponential"``, ``"linear"``.
         diffusion_sampler: ``"euler"`` (deterministic ODE steps) or ``"ancestral"`` (stochastic steps).
         sigma_min: Smallest noise level (in normalized action units) for training and sampling.
         sigma_max: Largest noise level; sampling starts from ``N(0, sigma_max^2)``.
         sigma_data: Standard deviation assumed for normalized actions by the denoiser's preconditioning.
+        mode_width: Width of the residual stream of the ``mode`` denoiser.
+        mode_expert_hidden: Hidden width of every expert MLP of the ``mode`` denoiser.
+        mode_layers: Mixture-of-experts layers of the ``mode`` denoiser.
+        mode_experts: Experts per layer of the ``mode`` denoiser.
+        mode_top_k: Experts run per layer and denoising step (1 or 2, at most ``mode_experts``).
+        mode_balance_weight: Weight of the ``mode`` head's load-balancing loss.
 
         chunk: Number ``k`` of future actions predicted per call (1: no chunking). Training reads the action
             stream as windows of ``k`` steps, padded at episode ends with the last action.
@@ -76,7 +83,7 @@ class ContinuousBCConfig:
     random_shift: int = 0
     frame_stack: int = 1
 
-    head: Literal["mse", "gaussian", "gmm", "binned", "diffusion"] = "mse"
+    head: Literal["mse", "gaussian", "gmm", "binned", "diffusion", "mode"] = "mse"
     gmm_components: int = 5
     action_bins: int = 21
     diffusion_hidden_sizes: tuple[int, ...] = (256, 256, 256)
@@ -86,6 +93,12 @@ class ContinuousBCConfig:
     sigma_min: float = 0.001
     sigma_max: float = 80.0
     sigma_data: float = 0.5
+    mode_width: int = 128
+    mode_expert_hidden: int = 96
+    mode_layers: int = 3
+    mode_experts: int = 4
+    mode_top_k: int = 1
+    mode_balance_weight: float = 0.01
 
     chunk: int = 1
     execution: Literal["receding", "ensemble"] = "receding"
@@ -127,9 +140,9 @@ class ContinuousBCConfig:
                 sizes,
             )
         check(
-            self.head in ("mse", "gaussian", "gmm", "binned", "diffusion"),
+            self.head in ("mse", "gaussian", "gmm", "binned", "diffusion", "mode"),
             "head",
-            "mse|gaussian|gmm|binned|diffusion",
+            "mse|gaussian|gmm|binned|diffusion|mode",
             self.head,
         )
         check(1 <= self.gmm_components <= 256, "gmm_components", "in [1, 256]", self.gmm_components)
@@ -155,6 +168,22 @@ class ContinuousBCConfig:
         )
         check(
             self.sigma_data > 0 and math.isfinite(self.sigma_data), "sigma_data", "a finite number > 0", self.sigma_data
+        )
+        for name in ("mode_width", "mode_expert_hidden"):
+            check(1 <= getattr(self, name) <= 65536, name, "in [1, 65536]", getattr(self, name))
+        check(1 <= self.mode_layers <= 16, "mode_layers", "in [1, 16]", self.mode_layers)
+        check(1 <= self.mode_experts <= 64, "mode_experts", "in [1, 64]", self.mode_experts)
+        check(
+            self.mode_top_k in (1, 2) and self.mode_top_k <= self.mode_experts,
+            "mode_top_k",
+            f"1 or 2, at most mode_experts={self.mode_experts}",
+            self.mode_top_k,
+        )
+        check(
+            self.mode_balance_weight >= 0 and math.isfinite(self.mode_balance_weight),
+            "mode_balance_weight",
+            "a finite number >= 0",
+            self.mode_balance_weight,
         )
         check(1 <= self.chunk <= 256, "chunk", "in [1, 256]", self.chunk)
         check(self.execution in ("receding", "ensemble"), "execution", "receding|ensemble", self.execution)

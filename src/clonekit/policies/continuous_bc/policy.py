@@ -29,6 +29,7 @@ from clonekit.nn.diffusion import DiffusionHead
 from clonekit.nn.encoders import CNNEncoder, push_frame, random_shift, stacked_shape
 from clonekit.nn.gaussian import GaussianHead
 from clonekit.nn.gmm import GMMHead
+from clonekit.nn.mode import MoDEHead
 from clonekit.nn.normalize import actions_from_unit, actions_to_unit, feature_range
 from clonekit.policies.base import AttackScores, Policy
 from clonekit.policies.continuous_bc.config import ContinuousBCConfig
@@ -44,6 +45,23 @@ def make_head(config: ContinuousBCConfig, in_dim: int, action_dim: int) -> Conti
         return GMMHead(in_dim, action_dim, config.gmm_components)
     if config.head == "binned":
         return BinnedHead(in_dim, action_dim, config.action_bins)
+    if config.head == "mode":
+        return MoDEHead(
+            in_dim,
+            action_dim,
+            width=config.mode_width,
+            expert_hidden=config.mode_expert_hidden,
+            layers=config.mode_layers,
+            experts=config.mode_experts,
+            top_k=config.mode_top_k,
+            balance_weight=config.mode_balance_weight,
+            sigma_data=config.sigma_data,
+            sigma_min=config.sigma_min,
+            sigma_max=config.sigma_max,
+            sampling_steps=config.diffusion_steps,
+            schedule=config.diffusion_schedule,
+            sampler=config.diffusion_sampler,
+        )
     return DiffusionHead(
         in_dim,
         action_dim,
@@ -60,7 +78,7 @@ def make_head(config: ContinuousBCConfig, in_dim: int, action_dim: int) -> Conti
 class ContinuousBCPolicy(Policy):
     """Behaviour cloning of continuous actions: an encoder and any continuous head, optionally chunked.
 
-    The head (mse, gaussian, gmm, binned, diffusion) and the chunking are chosen by config (see the module
+    The head (mse, gaussian, gmm, binned, diffusion, mode) and the chunking are chosen by config (see the module
     docstring).
     """
 
