@@ -56,13 +56,15 @@ class MazeFamily:
 
     See :mod:`clonekit.envs.maze`.
 
-    Env kwargs: ``size`` (int, default 16), ``loop_fraction`` (float in [0, 1], default 0.2) and
-    ``max_steps`` (int, default size*size/2). ``obs="pixels"`` (default ``"state"``) observes an RGB picture
+    Env kwargs: ``size`` (int, default 16), ``loop_fraction`` (float in [0, 1], default 0.2),
+    ``max_steps`` (int, default size*size/2) and ``canvas`` (int >= size: observe the maze in the top-left of a
+    ``canvas`` x ``canvas`` map padded with wall, so several sizes share one shape).
+    ``obs="pixels"`` (default ``"state"``) observes an RGB picture
     with ``cell_pixels`` (default 4) pixels a cell instead (see :mod:`clonekit.envs.pixels`).
     """
 
     name = "maze"
-    KWARGS = ("size", "loop_fraction", "max_steps", *pixels.MAZE_OPTIONS)
+    KWARGS = ("size", "loop_fraction", "max_steps", "canvas", *pixels.MAZE_OPTIONS)
     deterministic_tasks = False  # the start cell is drawn from the episode's seed
     action_names = maze.ACTION_NAMES  # shown on the live page's controls
 
@@ -71,10 +73,13 @@ class MazeFamily:
         if unknown:
             raise ConfigError(f"env maze: unknown option(s) {sorted(unknown)}; expected some of {list(self.KWARGS)}")
         pixels.check_options(self.name, kwargs)
+        canvas, size = kwargs.get("canvas"), kwargs.get("size", maze.DEFAULT_SIZE)
+        if canvas is not None and (not isinstance(canvas, int) or isinstance(canvas, bool) or canvas < size):
+            raise ConfigError(f"env maze: canvas: expected an integer >= size ({size}), got {canvas!r}")
 
     def spaces(self, **kwargs: Any) -> tuple[gym.Space[Any], gym.Space[Any]]:
         self._check(kwargs)
-        size = int(kwargs.get("size", maze.DEFAULT_SIZE))
+        size = int(kwargs.get("canvas") or kwargs.get("size", maze.DEFAULT_SIZE))
         if pixels.wants_pixels(kwargs):
             cell_pixels = int(kwargs.get("cell_pixels", pixels.DEFAULT_CELL_PIXELS))
             return pixels.maze_pixel_space(size, cell_pixels), gym.spaces.Discrete(maze.NUM_ACTIONS)
@@ -111,7 +116,7 @@ class MazeFamily:
 
     def make_vec(self, tasks: list[maze.MazeTask], **kwargs: Any) -> maze.MazeVecEnv | pixels.PixelVecEnv:
         self._check(kwargs)
-        vec = maze.MazeVecEnv(tasks, max_steps=kwargs.get("max_steps"))
+        vec = maze.MazeVecEnv(tasks, max_steps=kwargs.get("max_steps"), canvas=kwargs.get("canvas"))
         return pixels.maze_pixels(vec, kwargs) if pixels.wants_pixels(kwargs) else vec
 
     def restart(self, vec: Any, first_obs: np.ndarray) -> np.ndarray:

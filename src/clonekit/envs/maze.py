@@ -9,7 +9,10 @@ depth-first search over the odd-indexed cells (a perfect maze), then a fraction 
 remaining inner walls that separate two corridors is knocked down, so there are loops and several routes.
 
 Observation: ``uint8`` array ``(3, size, size)`` with channels ``WALL``, ``AGENT``, ``GOAL`` (1 where the
-thing is). Actions: ``0`` up, ``1`` down, ``2`` left, ``3`` right; a move into a wall leaves the agent in place.
+thing is). With ``canvas=C`` (``C >= size``) the maze sits in the top-left corner of a ``C`` x ``C`` canvas whose
+other cells are wall, so mazes of several sizes share one observation shape (cell coordinates are unchanged;
+see :func:`pad_to_canvas`).
+Actions: ``0`` up, ``1`` down, ``2`` left, ``3`` right; a move into a wall leaves the agent in place.
 Reward 1 and ``terminated`` on reaching the goal, otherwise 0; ``truncated`` after ``max_steps`` steps.
 """
 
@@ -164,16 +167,29 @@ def sample_train_test_tasks(
     return train, test
 
 
+def pad_to_canvas(obs: np.ndarray, canvas: int) -> np.ndarray:
+    """Observations ``(..., 3, H, W)`` placed in the top-left corner of a ``canvas`` x ``canvas`` map whose other
+    cells are wall: ``(..., 3, canvas, canvas)``, same dtype. Row and column indices of every cell are unchanged."""
+    h, w = obs.shape[-2:]
+    if canvas < max(h, w):
+        raise ValueError(f"canvas: expected >= the maze size {max(h, w)}, got {canvas}")
+    out = np.zeros((*obs.shape[:-2], canvas, canvas), dtype=obs.dtype)
+    out[..., WALL, :, :] = 1
+    out[..., :h, :w] = obs
+    return out
+
+
 class MazeVecEnv:
     """Many mazes stepped together with numpy.
 
     Each of the ``num_envs`` slots plays one episode on its own task; ``reset`` takes the task of every slot
     and draws start cells. Slots whose episode has ended keep their last observation and report
     ``done``; callers stop reading them. This episode-per-slot design keeps recurrent and chunking policies
-    simple: the batch of slots never changes order during a rollout.
+    simple: the batch of slots never changes order during a rollout. ``canvas``: observe every maze in the
+    top-left corner of a ``canvas`` x ``canvas`` map padded with wall (:func:`pad_to_canvas`); ``None``: as is.
     """
 
-    def __init__(self, tasks: list[MazeTask], max_steps: int | None = None) -> None:
+    def __init__(self, tasks: list[MazeTask], max_steps: int | None = None, canvas: int | None = None) -> None:
         if not tasks:
             raise ValueError("MazeVecEnv needs at least one task")
         shapes = {t.walls.shape for t in tasks}
@@ -182,7 +198,10 @@ class MazeVecEnv:
         self.tasks = list(tasks)
         self.num_envs = len(tasks)
         h, w = tasks[0].walls.shape
+        if canvas is not None and canvas < max(h, w):
+            raise ValueError(f"canvas: expected >= the maze size {max(h, w)}, got {canvas}")
         self.size = (h, w)
+        self.canvas = canvas
         self.max_steps = max_steps if max_steps is not None else h * w // 2
         self.walls = np.stack([t.walls for t in tasks])
         self.goals = np.array([t.goal for t in tasks], dtype=np.int64)
@@ -216,7 +235,7 @@ class MazeVecEnv:
         obs[:, WALL] = self.walls
         obs[self._rows, AGENT, self.agents[:, 0], self.agents[:, 1]] = 1
         obs[self._rows, GOAL, self.goals[:, 0], self.goals[:, 1]] = 1
-        return obs
+        return obs if self.canvas is None else pad_to_canvas(obs, self.canvas)
 
     def halt(self, mask: np.ndarray) -> None:
         """End the slots in ``mask`` now: the next :meth:`step` leaves them unchanged (their action never runs)."""
@@ -253,6 +272,7 @@ class MazeEnv(gym.Env[np.ndarray, np.int64]):
     """Gymnasium env for one maze (a one-slot :class:`MazeVecEnv`).
 
     ``maze_seed`` fixes the maze; without it, every ``reset(seed=...)`` draws a new maze from the seed.
+    ``canvas``: observe the maze in a ``canvas`` x ``canvas`` map padded with wall (see :class:`MazeVecEnv`).
     ``render_mode="rgb_array"``: ``render()`` draws the maze as an ``(8H, 8W, 3)`` uint8 frame (numpy, no GL).
     """
 
@@ -265,14 +285,18 @@ class MazeEnv(gym.Env[np.ndarray, np.int64]):
         loop_fraction: float = DEFAULT_LOOP_FRACTION,
         max_steps: int | None = None,
         render_mode: str | None = None,
+        canvas: int | None = None,
     ) -> None:
         check(render_mode in (None, "rgb_array"), "render_mode", "None or 'rgb_array'", render_mode)
+        check(canvas is None or canvas >= size, "canvas", f"None or >= size ({size})", canvas)
         self.maze_seed = maze_seed
         self.size = size
         self.loop_fraction = loop_fraction
         self.max_steps = max_steps
         self.render_mode = render_mode
-        self.observation_space = gym.spaces.Box(0, 1, (NUM_CHANNELS, size, size), dtype=np.uint8)
+        self.canvas = canvas
+        side = canvas if canvas is not None else size
+        self.observation_space = gym.spaces.Box(0, 1, (NUM_CHANNELS, side, side), dtype=np.uint8)
         self.action_space = gym.spaces.Discrete(NUM_ACTIONS)
         self._vec: MazeVecEnv | None = None
 
@@ -282,7 +306,7 @@ class MazeEnv(gym.Env[np.ndarray, np.int64]):
         super().reset(seed=seed)
         maze_seed = self.maze_seed if self.maze_seed is not None else int(self.np_random.integers(0, 2**62))
         task = generate_maze(maze_seed, size=self.size, loop_fraction=self.loop_fraction)
-        self._vec = MazeVecEnv([task], max_steps=self.max_steps)
+        self._vec = MazeVecEnv([task], max_steps=self.max_steps, canvas=self.canvas)
         obs = self._vec.reset(seed=int(self.np_random.integers(0, 2**62)))
         return obs[0], {"maze_seed": maze_seed}
 

@@ -63,6 +63,12 @@ class BFSExpert:
         results = [bfs_from_goal(task) for task in env.tasks]
         self._distance = np.stack([d for d, _ in results])
         self._direction = np.stack([a for _, a in results])
+        canvas = getattr(env, "canvas", None)
+        if canvas is not None:  # maps the size of the observation: the canvas cells are walls, never reached
+            h, w = self._distance.shape[1:]
+            pad = ((0, 0), (0, canvas - h), (0, canvas - w))
+            self._distance = np.pad(self._distance, pad, constant_values=-1)
+            self._direction = np.pad(self._direction, pad, constant_values=-1)
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Actions ``(B,)`` and annotations ``{"procedure": (B, 2, H, W)}`` for observations ``(B, 3, H, W)``."""
