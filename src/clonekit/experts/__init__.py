@@ -8,6 +8,7 @@ from clonekit.errors import unknown_name
 from clonekit.experts.avoiding import AvoidingExpert, AvoidingGoalExpert
 from clonekit.experts.babyai_bot import BabyAIBotExpert
 from clonekit.experts.bfs import BFSExpert
+from clonekit.experts.maze_strategies import MazeStrategyExpert, strategy_expert
 from clonekit.experts.metaworld import MetaWorldScriptedExpert
 from clonekit.experts.outside import Expert, OutsideExpert, is_outside_spec, make_outside_expert
 from clonekit.registry import load_plugins
@@ -15,6 +16,8 @@ from clonekit.registry import load_plugins
 # (env family or "gym:ID", expert name) -> expert class or factory
 EXPERTS: dict[tuple[str, str], Any] = {
     ("maze", "bfs"): BFSExpert,
+    ("maze", "strategies"): MazeStrategyExpert,  # --expert-kwargs '{"strategy": "dfs"}'
+    **{("maze", f"{s}-thoughts"): strategy_expert(s) for s in ("bfs", "dfs", "wall", "greedy", "choose")},
     ("avoiding", "paths"): AvoidingExpert,
     ("avoiding-goal", "paths"): AvoidingGoalExpert,
     ("babyai", "bot"): BabyAIBotExpert,
@@ -48,6 +51,7 @@ __all__ = [
     "BFSExpert",
     "BabyAIBotExpert",
     "Expert",
+    "MazeStrategyExpert",
     "MetaWorldScriptedExpert",
     "OutsideExpert",
     "make_expert",

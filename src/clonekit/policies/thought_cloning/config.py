@@ -19,7 +19,9 @@ class ThoughtCloningConfig:
     Every training sample is one episode from its first step (``window`` steps, the rest masked).
 
     Args:
-        obs_shape: ``(OBS_SIZE,)``: BabyAI observations of :mod:`clonekit.envs.babyai`. Filled in from the data.
+        obs_shape: ``(OBS_SIZE,)``: BabyAI observations of :mod:`clonekit.envs.babyai` (encoded by
+            ``BabyAIEncoder``), or ``(C, H, W)``: grid observations such as the maze's (encoded by
+            ``GridEncoder``, a small CNN). Filled in from the data.
         num_actions: Number of discrete actions. Filled in from the data.
         thought_vocab: Thought words (ids from 3 on, see ``tokenizer``). Built from the data's
             ``thought`` stream by ``clonekit train``, so the checkpoint carries it.
@@ -50,8 +52,12 @@ class ThoughtCloningConfig:
     entropy_weight: float = 0.01
 
     def __post_init__(self) -> None:
+        shape = tuple(self.obs_shape)
         check(
-            tuple(self.obs_shape) == (OBS_SIZE,), "obs_shape", f"({OBS_SIZE},) (a babyai observation)", self.obs_shape
+            shape == (OBS_SIZE,) or (len(shape) == 3 and all(isinstance(n, int) and n >= 1 for n in shape)),
+            "obs_shape",
+            f"({OBS_SIZE},) (a babyai observation) or (C, H, W) (a grid, e.g. a maze)",
+            self.obs_shape,
         )
         check(self.num_actions >= 2, "num_actions", ">= 2", self.num_actions)
         if self.use_thoughts:

@@ -1,4 +1,5 @@
-"""Thought Cloning on BabyAI: generate the expert's thought as text, then act on it.
+"""Thought Cloning on BabyAI (and on grid observations such as the maze's): generate the expert's thought as
+text, then act on it.
 
 Per step ``t`` of an episode::
 
@@ -32,6 +33,7 @@ from clonekit.data import Dataset
 from clonekit.envs.babyai import MISSION_LEN, MISSION_WORDS, NUM_COLORS, NUM_OBJECT_TYPES, NUM_STATES, VIEW, VIEW_SIZE
 from clonekit.policies.base import Policy
 from clonekit.policies.thought_cloning.config import RecurrentBCConfig, ThoughtCloningConfig
+from clonekit.policies.thought_cloning.grid_encoder import GridEncoder
 from clonekit.policies.thought_cloning.tokenizer import EOS, PAD, SPECIAL, ThoughtTokenizer, build_vocab
 
 State = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
@@ -112,7 +114,10 @@ class ThoughtCloningPolicy(Policy):
         super().__init__()
         self.config = config
         h, e = config.hidden_size, config.embed_dim
-        self.encoder = BabyAIEncoder(e, h)
+        # The observation shape picks the encoder: BabyAI's vector, or a grid (C, H, W) such as the maze's.
+        self.encoder: nn.Module = (
+            BabyAIEncoder(e, h) if len(config.obs_shape) == 1 else GridEncoder(tuple(config.obs_shape), h)
+        )
         self.tokenizer = ThoughtTokenizer(config.thought_vocab, config.max_thought_len)
         thought_features = 0
         if config.use_thoughts:
@@ -142,7 +147,7 @@ class ThoughtCloningPolicy(Policy):
     def compute_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """``batch``: ``obs (B, k, D)``, ``action/terminated/truncated (B, k)``, ``thought (B, k, L)`` ids."""
         obs, actions = batch["obs"], batch["action"].long()
-        if obs.dim() == 2:  # one step per sample (window 1)
+        if actions.dim() == 1:  # one step per sample (window 1)
             obs, actions = obs[:, None], actions[:, None]
         b = actions.shape[0]
         done = (batch["terminated"] | batch["truncated"]).reshape(b, -1)
