@@ -329,6 +329,13 @@ def evaluate(
     halt_on: Annotated[
         list[str] | None, typer.Option(help="With --show-thoughts: halt an episode when its thought has this phrase.")
     ] = None,
+    thought_control: Annotated[
+        str | None,
+        typer.Option(
+            help="thought_cloning: choose the thought acted on per step: greedy, sticky:MARGIN, rerank:K[:LAMBDA] "
+            "or patience:K[:M] (see clonekit.policies.thought_cloning.control); reports thought metrics and cost."
+        ),
+    ] = None,
     backend: Annotated[
         str,
         typer.Option(
@@ -368,11 +375,24 @@ def evaluate(
             run, split, episodes, seed, attack_config, tasks, batch_size, env, show_progress=not quiet
         )
         attacked = {"config": config_to_json(attack_config), "metrics": attack_metrics(played, seed)}
-    if show_thoughts:
+    if show_thoughts or thought_control is not None:
+        from clonekit.policies.thought_cloning.control import parse_thought_control
+
+        control = parse_thought_control(thought_control) if thought_control is not None else None
         if backend != "torch":
             raise ConfigError("--show-thoughts: needs --backend torch (thoughts come from the torch policy's memory)")
         _evaluate_thoughts(
-            run, split, episodes, seed, 25 if tasks is None else tasks, batch_size, halt_on or [], as_json, not quiet
+            run,
+            split,
+            episodes,
+            seed,
+            25 if tasks is None else tasks,
+            batch_size,
+            halt_on or [],
+            as_json,
+            not quiet,
+            control=control,
+            print_episodes=show_thoughts,
         )
         return
     results = evaluate_run(
@@ -410,8 +430,11 @@ def _evaluate_thoughts(
     halt_on: list[str],
     as_json: bool,
     show_progress: bool,
+    control: Any = None,
+    print_episodes: bool = True,
 ) -> None:
-    """``clonekit eval --show-thoughts``: play with the thoughts recorded, printed and saved."""
+    """``clonekit eval --show-thoughts`` (or ``--thought-control``): play with the thoughts recorded, printed (with
+    ``print_episodes``) and saved; with ``control`` (a ``ThoughtControl``) the thought per step is chosen by it."""
     from clonekit.checkpoint import load_policy, load_run_config
     from clonekit.envs import get_env_family
     from clonekit.evaluation import episodes_to_play, format_metric, split_tasks, summarize
@@ -422,6 +445,11 @@ def _evaluate_thoughts(
 
     env = load_run_config(run).get("dataset", {}).get("env", {})
     policy = load_policy(run)
+    controlled = None
+    if control is not None:
+        from clonekit.policies.thought_cloning.control import ControlledThoughtPolicy
+
+        policy = controlled = ControlledThoughtPolicy(policy, control)
     family = get_env_family(env.get("id", ""))
     task_list = split_tasks(env, split, seed, tasks)
     total = episodes_to_play(policy, family, task_list, episodes)
@@ -448,10 +476,11 @@ def _evaluate_thoughts(
     metrics = {**played.results.metrics(seed)}
     metrics |= {name: summarize(v, seed) for name, v in overthinking(played.thoughts).items()}
     metrics["halted"] = summarize(played.halted.astype(bool), seed, groups=played.results.task_index)
+    cost = {"thought_control": control.spec, **controlled.cost()} if controlled is not None else {}
     if as_json:
-        _print_json({"run": str(run), "split": split, "seed": seed, "metrics": metrics})
+        _print_json({"run": str(run), "split": split, "seed": seed, "metrics": metrics, **cost})
         return
-    for record in records:
+    for record in records if print_episodes else []:
         spans: list[str] = []
         for thought in record["thoughts"]:
             if not spans or spans[-1].rsplit(" ×", 1)[0] != thought:
@@ -465,6 +494,11 @@ def _evaluate_thoughts(
     for name, value in metrics.items():
         table.add_row(name, format_metric(value))
     out_console.print(table)
+    if cost:
+        out_console.print(
+            f"thought control {cost['thought_control']}: {cost['decoder_sequences_per_step']:.2f} decoder sequences "
+            f"and {cost['ms_per_step']:.3f} ms of policy time per env step"
+        )
 
 
 def _json_option(flag: str, text: str) -> dict[str, Any]:

@@ -224,8 +224,9 @@ class ThoughtCloningPolicy(Policy):
         ids = torch.full((batch_size, self.config.max_thought_len), PAD, dtype=torch.long, device=device)
         return (zeros, zeros.clone(), zeros.clone(), zeros.clone(), ids)
 
-    def generate_thought(self, upper_h: Tensor) -> Tensor:
-        """Greedy thought ids ``(B, L)`` from the thinker's memory ``(B, H)``; padding after the end id."""
+    def generate_thought(self, upper_h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Greedy thought ids ``(B, L)`` from the thinker's memory ``(B, H)``; padding after the end id. With
+        ``generator``, each word is sampled from the decoder's distribution instead."""
         b, length = upper_h.shape[0], self.config.max_thought_len
         hidden = torch.tanh(self.decoder_init(upper_h))[None]
         word = torch.full((b,), EOS, dtype=torch.long, device=upper_h.device)
@@ -238,23 +239,41 @@ class ThoughtCloningPolicy(Policy):
             if i == length - 1:
                 logits[:, SPECIAL - 1 :] = -torch.inf  # the last position can only end the thought
                 logits[:, EOS] = 0.0
-            word = logits.argmax(-1)
+            if generator is None:
+                word = logits.argmax(-1)
+            else:
+                word = torch.multinomial(F.softmax(logits, -1), 1, generator=generator)[:, 0]
             ids.append(torch.where(ended, torch.full_like(word, PAD), word))
             ended = ended | (word == EOS)
         return torch.stack(ids, 1)
 
     def _step(self, obs: Tensor, state: State) -> tuple[Tensor, State]:
-        upper_h, upper_c, lower_h, lower_c, thought = state
+        features, upper = self.think(obs, state)
+        thought = self.generate_thought(upper[0]) if self.config.use_thoughts else state[4]
+        return self.act_on_thought(features, upper, thought, state)
+
+    def think(self, obs: Tensor, state: State) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """The first half of a step: observation features ``(B, H)`` and the thinker's memory ``(h, c)``
+        after ``obs`` (unchanged without thoughts). ``generate_thought(h)`` then decodes the thought."""
+        upper_h, upper_c = state[0], state[1]
         features = self.encoder(obs)
-        lower_in = features
         if self.config.use_thoughts:
             _, (upper_h, upper_c) = self.upper(features[:, None], (upper_h[None], upper_c[None]))
             upper_h, upper_c = upper_h[0], upper_c[0]
-            thought = self.generate_thought(upper_h)
+        return features, (upper_h, upper_c)
+
+    def act_on_thought(
+        self, features: Tensor, upper: tuple[Tensor, Tensor], thought: Tensor, state: State
+    ) -> tuple[Tensor, State]:
+        """The second half of a step: action logits ``(B, A)`` acting on ``thought`` ``(B, L)`` ids (any
+        thought, e.g. one chosen by :mod:`~clonekit.policies.thought_cloning.control`), and the new state."""
+        lower_h, lower_c = state[2], state[3]
+        lower_in = features
+        if self.config.use_thoughts:
             lower_in = torch.cat([features, self._thought_features(thought)], 1)
         _, (lower_h, lower_c) = self.lower(lower_in[:, None], (lower_h[None], lower_c[None]))
         lower_h, lower_c = lower_h[0], lower_c[0]
-        return self.action_head(lower_h), (upper_h, upper_c, lower_h, lower_c, thought)
+        return self.action_head(lower_h), (upper[0], upper[1], lower_h, lower_c, thought)
 
     def act(self, obs: dict[str, Tensor], state: Any | None = None) -> tuple[Tensor, State]:
         """Greedy actions ``(B,)`` for ``obs["obs"]`` ``(B, D)``; the new state holds the thought acted on."""
