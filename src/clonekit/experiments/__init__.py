@@ -10,7 +10,10 @@ from clonekit.config import config_from_json, config_to_json
 from clonekit.errors import unknown_name
 from clonekit.experiments import (
     avoiding_mixed,
+    avoiding_mode,
     avoiding_modes,
+    avoiding_residual,
+    babyai_overthinking,
     babyai_thought,
     continuous_interactive,
     demo_rl,
@@ -19,9 +22,11 @@ from clonekit.experiments import (
     maze_idm,
     maze_interactive,
     maze_procedure,
+    maze_procedure_size,
     maze_quality,
     maze_robustness,
     maze_star,
+    maze_strategies,
     metaworld_mt,
     offline_gap,
 )
@@ -56,6 +61,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         full=maze_procedure.FULL,
         quick=maze_procedure.QUICK,
     ),
+    maze_procedure_size.NAME: ExperimentSpec(
+        name=maze_procedure_size.NAME,
+        description="BC vs procedure cloning trained on 16x16 mazes, evaluated on unseen 16x16, 24x24 and 32x32 mazes",
+        run=maze_procedure_size.run,
+        table_columns=("policy", "train [95% CI]", "test16 [95% CI]", "test24 [95% CI]", "test32 [95% CI]"),
+        table=maze_procedure_size.success_table,
+        full=maze_procedure_size.FULL,
+        quick=maze_procedure_size.QUICK,
+    ),
     avoiding_modes.NAME: ExperimentSpec(
         name=avoiding_modes.NAME,
         description="MSE vs GMM vs diffusion (and chunked diffusion) BC on multimodal Avoiding demonstrations",
@@ -64,6 +78,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=avoiding_modes.modes_table,
         full=avoiding_modes.FULL,
         quick=avoiding_modes.QUICK,
+    ),
+    avoiding_mode.NAME: ExperimentSpec(
+        name=avoiding_mode.NAME,
+        description="Dense diffusion vs MoDE (noise-routed mixture-of-experts denoiser) BC on multimodal Avoiding",
+        run=avoiding_mode.run,
+        table_columns=("policy", "test success [95% CI]", "test entropy [95% CI]", "inference FLOPs / action"),
+        table=avoiding_mode.mode_table,
+        full=avoiding_mode.FULL,
+        quick=avoiding_mode.QUICK,
     ),
     avoiding_mixed.NAME: ExperimentSpec(
         name=avoiding_mixed.NAME,
@@ -82,6 +105,21 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=babyai_thought.success_table,
         full=babyai_thought.FULL,
         quick=babyai_thought.QUICK,
+    ),
+    babyai_overthinking.NAME: ExperimentSpec(
+        name=babyai_overthinking.NAME,
+        description="Thought cloning under decision-time overthinking control (sticky, rerank, patience) vs greedy",
+        run=babyai_overthinking.run,
+        table_columns=(
+            "setting",
+            "test success [95% CI]",
+            "ood success [95% CI]",
+            "test thought changes / step",
+            "decoder / step",
+        ),
+        table=babyai_overthinking.tradeoff_table,
+        full=babyai_overthinking.FULL,
+        quick=babyai_overthinking.QUICK,
     ),
     maze_robustness.NAME: ExperimentSpec(
         name=maze_robustness.NAME,
@@ -156,6 +194,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         full=maze_star.FULL,
         quick=maze_star.QUICK,
     ),
+    avoiding_residual.NAME: ExperimentSpec(
+        name=avoiding_residual.NAME,
+        description="Residual PPO on a frozen chunked diffusion BC policy, on precision Avoiding (narrow gates)",
+        run=avoiding_residual.run,
+        table_columns=("policy", "test (unseen starts) success [95% CI]", "train success [95% CI]"),
+        table=avoiding_residual.success_table,
+        full=avoiding_residual.FULL,
+        quick=avoiding_residual.QUICK,
+    ),
     demo_rl.NAME: ExperimentSpec(
         name=demo_rl.NAME,
         description="PPO from scratch vs PPO pulled towards a BC prior (KL, decaying) on a few sparse-reward mazes",
@@ -173,6 +220,21 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=offline_gap.success_table,
         full=offline_gap.FULL,
         quick=offline_gap.QUICK,
+    ),
+    maze_strategies.NAME: ExperimentSpec(
+        name=maze_strategies.NAME,
+        description="Thought cloning that names its own maze strategy (prompt erasure) vs unlabelled mixture vs bfs",
+        run=maze_strategies.run,
+        table_columns=(
+            "policy",
+            "test success [95% CI]",
+            "ood success [95% CI]",
+            "test strategy accuracy",
+            "ood strategy accuracy",
+        ),
+        table=maze_strategies.success_table,
+        full=maze_strategies.FULL,
+        quick=maze_strategies.QUICK,
     ),
 }
 
