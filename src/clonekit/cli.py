@@ -697,6 +697,30 @@ def label(
     )
 
 
+@app.command(name="transfer-weights")
+def transfer_weights(
+    data: Annotated[Path, typer.Argument(help="Demonstrations, maybe from other dynamics (only read).")],
+    target: Annotated[Path, typer.Option(help="A few episodes of the target dynamics (only read).")],
+    out: Annotated[Path, typer.Option(help="Where to write DATA with the 'weight' stream.")],
+    temperature: Annotated[float, typer.Option(help="Excess error (x the target's own) per e-fold of weight.")] = 1.0,
+    steps: Annotated[int, typer.Option(help="Gradient steps of the forward-dynamics model.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the forward model and its hold-out draw.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
+) -> None:
+    """Weight DATA's episodes by how well they fit TARGET's dynamics (clonekit.quality.transfer); train with
+    --set sample_weights='"weight"'."""
+    from clonekit.data import Dataset
+    from clonekit.quality.transfer import TransferConfig, write_transfer_weights
+
+    config = TransferConfig(steps=steps, temperature=temperature, seed=seed)
+    new, scores = write_transfer_weights(Dataset.open(data), Dataset.open(target), out, config, overwrite=overwrite)
+    out_console.print(
+        f"wrote {new.path}: {new.num_episodes} episodes, weight {scores.weight.min():.3g}-{scores.weight.max():.3g} "
+        f"(mean {scores.weight.mean():.3g}); episodes with weight < 0.5: {int((scores.weight < 0.5).sum())}",
+        soft_wrap=True,
+    )
+
+
 @app.command()
 def export(
     run: Annotated[Path, typer.Argument(help="Run directory written by `clonekit train`.")],
