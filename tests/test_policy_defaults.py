@@ -114,6 +114,7 @@ ACTIONS = {
     "iql": "Discrete|Box",
     "td3bc": "Box",
     "recoil": "Discrete|Box",  # needs an expert-marking stream, which the plain vector data lacks
+    "style_bc": "Box",  # needs a style stream, which the plain vector data lacks
 }
 # Policies that read plain vectors (the others need maps with a procedure, or BabyAI observations).
 VECTOR_POLICIES = ("bc", "continuous_bc", "goal_bc", "transformer_bc", "transformer_goal_bc", "dt", "iql", "td3bc")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,7 @@ def rollout(
     first_episode: int = 0,
     watcher: RolloutWatcher | None = None,
     on_episodes_end: Callable[[int], None] | None = None,
+    episode_inputs: Mapping[str, np.ndarray] | None = None,
 ) -> EpisodeResults:
     """Play ``episodes`` episodes (episode ``k`` on ``tasks[k % len(tasks)]``), ``max_parallel`` at a time.
 
@@ -101,9 +102,20 @@ def rollout(
 
     ``on_episodes_end(n)`` is called after each env step at which ``n > 0`` episodes ended (e.g. to advance
     a progress bar): once per step of the batch, not per env.
+
+    ``episode_inputs`` (``{name: (episodes, ...) array}``): inputs the caller gives the policy per episode
+    besides ``obs`` and the env's own (e.g. the style asked of each episode); episode ``k`` gets row ``k`` of
+    each, every step. Episodes then differ by more than their task, so none is skipped as a repeat.
     """
     env_kwargs = env_kwargs or {}
-    episodes = episodes_to_play(policy, family, tasks, episodes)
+    if episode_inputs is None:
+        episodes = episodes_to_play(policy, family, tasks, episodes)
+    else:
+        for name, values in episode_inputs.items():
+            if len(values) < episodes:
+                raise ConfigError(
+                    f"episode_inputs[{name!r}]: expected one row per episode ({episodes}), got {len(values)}"
+                )
     parts = []
     policy.eval()
     for first in range(first_episode, episodes, max_parallel):
@@ -114,6 +126,8 @@ def rollout(
         if watcher is not None:
             watcher.start_wave(first, vec)
         extra = _policy_inputs(vec, device)  # e.g. the goals of goal-reaching tasks (fixed for an episode)
+        for name, values in (episode_inputs or {}).items():  # e.g. the style asked of each episode
+            extra[name] = torch.from_numpy(np.ascontiguousarray(values[ids])).to(device)
         n = len(ids)
         state = policy.initial_state(n)
         active = np.ones(n, dtype=bool)

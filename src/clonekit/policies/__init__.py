@@ -17,6 +17,7 @@ from clonekit.policies.iql import IQLConfig, IQLPolicy
 from clonekit.policies.procedure_cloning import ProcedureCloningConfig, ProcedureCloningPolicy
 from clonekit.policies.recoil import RecoilConfig, RecoilPolicy
 from clonekit.policies.residual import ResidualConfig, ResidualPolicy
+from clonekit.policies.style_bc import StyleBCConfig, StyleBCPolicy
 from clonekit.policies.td3bc import TD3BCConfig, TD3BCPolicy
 from clonekit.policies.thought_cloning import (
     RecurrentBCConfig,
@@ -43,6 +44,7 @@ POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
     "recoil": (RecoilConfig, RecoilPolicy),
     "recurrent_bc": (RecurrentBCConfig, RecurrentBCPolicy),
     "residual": (ResidualConfig, ResidualPolicy),  # trained by PPO on a base run (clonekit.rl.residual)
+    "style_bc": (StyleBCConfig, StyleBCPolicy),
     "td3bc": (TD3BCConfig, TD3BCPolicy),
     "thought_cloning": (ThoughtCloningConfig, ThoughtCloningPolicy),
     "transformer_bc": (TransformerBCConfig, TransformerBCPolicy),
