@@ -12,10 +12,13 @@ training mazes and start cells we train three thought cloning agents:
 * ``tc_single``: the same number of episodes, all by the ``bfs`` expert (the procedure that is always
   shortest, so the best single strategy by episode length).
 
-Splits: ``test`` (unseen mazes of the training generator) and ``ood`` (unseen mazes with many more loops,
-``ood_loop_fraction``). Metrics: ``success`` (cluster bootstrap over mazes) and, for ``tc_strategy``,
-``strategy_accuracy``: on the teacher's own episodes of the split's mazes, the share whose first generated
-thought names the teacher's choice (the agent's choice is made at the first step, from the maze alone).
+Splits: ``test`` (unseen mazes of the training generator) and ``ood`` (unseen perfect mazes, loop fraction
+``ood_loop_fraction`` 0: one route, so a wrong turn costs a dead end; chosen from the experts alone by the rule
+in ``benchmarks/maze_strategies_ood.py``: of the 9x9 settings, the one where per-step mixing of the strategies
+loses most success while the teacher's choices still vary). Metrics: ``success`` (cluster bootstrap over
+mazes) and, for ``tc_strategy``, ``strategy_accuracy``: on the teacher's own episodes of the split's mazes,
+the share whose first generated thought names the teacher's choice (the agent's choice is made at the first
+step, from the maze alone).
 Everything derives from ``--seed``; nothing is tuned on ``test`` or ``ood``.
 """
 
@@ -61,7 +64,7 @@ class MazeStrategiesConfig:
         size: Maze side (9: 7x7 inside the outer wall; BFS episodes are at most ~21 steps, so whole episodes
             fit one short window and three policies train within the time budget).
         loop_fraction: Loop fraction of the training and ``test`` mazes.
-        ood_loop_fraction: Loop fraction of the ``ood`` mazes.
+        ood_loop_fraction: Loop fraction of the ``ood`` mazes (0: perfect mazes; see the module docstring).
         train_mazes: Training mazes.
         episodes: Demonstrations per policy (episode ``k`` on maze ``k % train_mazes``, random start).
         test_mazes: Mazes of each evaluation split.
@@ -76,7 +79,7 @@ class MazeStrategiesConfig:
 
     size: int = 9
     loop_fraction: float = 0.2
-    ood_loop_fraction: float = 0.9
+    ood_loop_fraction: float = 0.0
     train_mazes: int = 500
     episodes: int = 2000
     test_mazes: int = 200
