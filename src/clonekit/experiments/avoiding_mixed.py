@@ -47,6 +47,7 @@ from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.common import (
     behaviour_composition,
     check_policy_keys,
+    play_episodes,
     report_tail,
     require_registered,
     results_head,
@@ -338,23 +339,15 @@ def _play(tasks: list[Any], kind: str, noise_prob: float, seed: int, max_steps: 
     expert = AvoidingExpert()
     obs = vec.reset()
     expert.reset(vec, seed=seed)
-    steps: dict[str, list[np.ndarray]] = {}
-    active = np.ones(len(tasks), dtype=bool)
-    length = np.zeros(len(tasks), dtype=np.int64)
-    while active.any():
+
+    def decide(obs: np.ndarray) -> dict[str, np.ndarray]:
         action, _ = expert.act(obs)
         random_action = rng.uniform(-1.0, 1.0, action.shape).astype(np.float32)
         take_random = np.full(len(tasks), kind == "random") | (kind == "noisy") & (rng.random(len(tasks)) < noise_prob)
         action = np.where(take_random[:, None], random_action, action)
-        record = {"obs": obs, "action": action, "expert": np.full(len(tasks), kind == "expert")}
-        obs, reward, terminated, truncated = vec.step(action)
-        record |= {"reward": reward, "terminated": terminated, "truncated": truncated}
-        for name, value in record.items():
-            steps.setdefault(name, []).append(value)
-        length += active
-        active &= ~(terminated | truncated)
-    stacked = {name: np.stack(values, axis=1) for name, values in steps.items()}  # (B, T, ...)
-    return [{name: values[slot, : length[slot]] for name, values in stacked.items()} for slot in range(len(tasks))]
+        return {"action": action, "expert": np.full(len(tasks), kind == "expert")}
+
+    return play_episodes(vec, obs, decide)
 
 
 def _report(results: dict[str, Any], plots: list[str]) -> str:

@@ -42,7 +42,7 @@ from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric
-from clonekit.experiments.common import check_policy_keys, report_tail, results_head, torch_threads
+from clonekit.experiments.common import check_policy_keys, play_episodes, report_tail, results_head, torch_threads
 from clonekit.experts.avoiding import AvoidingExpert
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.quality.transfer import TransferConfig, separation_auc, write_transfer_weights
@@ -302,20 +302,12 @@ def _play(tasks: list[AvoidingTask], drift: float, seed: int) -> list[dict[str, 
     expert = CounterSteeringExpert(drift)
     obs = vec.reset()
     expert.reset(vec, seed=seed)
-    steps: dict[str, list[np.ndarray]] = {}
-    active = np.ones(len(tasks), dtype=bool)
-    length = np.zeros(len(tasks), dtype=np.int64)
-    while active.any():
+
+    def decide(obs: np.ndarray) -> dict[str, np.ndarray]:
         action, _ = expert.act(obs)
-        record = {"obs": obs, "action": action}
-        obs, reward, terminated, truncated = vec.step(action)
-        record |= {"reward": reward, "terminated": terminated, "truncated": truncated}
-        for name, value in record.items():
-            steps.setdefault(name, []).append(value)
-        length += active
-        active &= ~(terminated | truncated)
-    stacked = {name: np.stack(values, axis=1) for name, values in steps.items()}  # (B, T, ...)
-    return [{name: values[slot, : length[slot]] for name, values in stacked.items()} for slot in range(len(tasks))]
+        return {"action": action}
+
+    return play_episodes(vec, obs, decide)
 
 
 def _report(results: dict[str, Any], plots: list[str]) -> str:

@@ -4,7 +4,7 @@ of ``report.md``."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -161,3 +161,27 @@ def successful_episodes(mixed: Dataset, path: Path) -> Dataset:
     """The successful episodes of ``mixed`` as a curated dataset at ``path`` (opened as it is when it exists)."""
 
     return Dataset.open(path) if path.exists() else curate(mixed, path, [Filter("success")])
+
+
+def play_episodes(
+    vec: Any, obs: np.ndarray, decide: Callable[[np.ndarray], dict[str, np.ndarray]]
+) -> list[dict[str, np.ndarray]]:
+    """Play one episode per slot of the batched env ``vec`` (just reset, observing ``obs``) until every slot ended.
+
+    Each step ``decide(obs)`` gives the step's ``action`` (and any other per-step streams, one row per slot) for
+    every slot. Returns one dict per slot: its ``obs``, ``decide``'s streams, ``reward``, ``terminated`` and
+    ``truncated``, cut at the slot's last step.
+    """
+    steps: dict[str, list[np.ndarray]] = {}
+    active = np.ones(len(obs), dtype=bool)
+    length = np.zeros(len(obs), dtype=np.int64)
+    while active.any():
+        record = {"obs": obs, **decide(obs)}
+        obs, reward, terminated, truncated = vec.step(record["action"])
+        record |= {"reward": reward, "terminated": terminated, "truncated": truncated}
+        for name, value in record.items():
+            steps.setdefault(name, []).append(value)
+        length += active
+        active &= ~(terminated | truncated)
+    stacked = {name: np.stack(values, axis=1) for name, values in steps.items()}  # (B, T, ...)
+    return [{name: values[slot, : length[slot]] for name, values in stacked.items()} for slot in range(len(obs))]
