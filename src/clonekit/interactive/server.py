@@ -129,12 +129,17 @@ async def _play(socket: Any, live: Any, step_interval: float, disconnect: type[E
     async def send(state: dict[str, Any]) -> None:
         await socket.send_json({"type": "state", **state})
 
+    # One change of the session at a time, its state sent before the next: the policy's step (in a worker
+    # thread) and a message from the page (a take-over, the person's action) would otherwise step the same
+    # env at once, or a policy step begun just before a take-over would run while the person is in control.
+    turn = asyncio.Lock()
+
     async def ticker() -> None:
         while True:
             await asyncio.sleep(step_interval)
-            if live.human:
-                continue
-            await send(await asyncio.to_thread(live.step))
+            async with turn:
+                if not live.human:
+                    await send(await asyncio.to_thread(live.step))
 
     await send(live.state())
     ticking = asyncio.create_task(ticker())
@@ -142,21 +147,22 @@ async def _play(socket: Any, live: Any, step_interval: float, disconnect: type[E
         while True:
             message = await socket.receive_json()
             kind = message.get("type") if isinstance(message, dict) else None
-            try:
-                if kind == "takeover":
-                    state = live.set_control(True)
-                elif kind == "release":
-                    state = live.set_control(False)
-                elif kind == "end":
-                    state = await asyncio.to_thread(live.end_episode)
-                elif kind == "action" and live.human:
-                    state = await asyncio.to_thread(live.step, message.get("action"))
-                else:
-                    raise ConfigError(f"live: unexpected message {message!r} (control: {live.state()['control']})")
-            except ConfigError as err:
-                await socket.send_json({"type": "error", "error": str(err)})
-                continue
-            await send(state)
+            async with turn:
+                try:
+                    if kind == "takeover":
+                        state = live.set_control(True)
+                    elif kind == "release":
+                        state = live.set_control(False)
+                    elif kind == "end":
+                        state = await asyncio.to_thread(live.end_episode)
+                    elif kind == "action" and live.human:
+                        state = await asyncio.to_thread(live.step, message.get("action"))
+                    else:
+                        raise ConfigError(f"live: unexpected message {message!r} (control: {live.state()['control']})")
+                except ConfigError as err:
+                    await socket.send_json({"type": "error", "error": str(err)})
+                    continue
+                await send(state)
     except disconnect:
         pass
     finally:
