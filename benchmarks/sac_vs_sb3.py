@@ -26,6 +26,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 import torch
+from ppo_vs_sb3 import evaluate  # same episodes and reset seeds as the PPO comparison
 from stable_baselines3 import SAC
 
 from clonekit.evaluation.stats import summarize
@@ -33,8 +34,6 @@ from clonekit.rl import SACConfig, train_sac
 
 ENV = "Pendulum-v1"
 SEEDS = (0, 1, 2)
-EVAL_EPISODES = 20
-EVAL_SEED = 10_000
 SETTINGS: dict[str, Any] = {
     "lr": 1e-3,
     "buffer_size": 1_000_000,
@@ -44,22 +43,6 @@ SETTINGS: dict[str, Any] = {
     "gamma": 0.99,
     "hidden_sizes": (256, 256),
 }
-
-
-def evaluate(act: Any) -> float:
-    """Mean return of ``act(obs (1, D)) -> action (1, A)`` over ``EVAL_EPISODES`` episodes with fixed reset seeds."""
-    env = gymnasium.make(ENV)
-    returns = []
-    for episode in range(EVAL_EPISODES):
-        obs, _ = env.reset(seed=EVAL_SEED + episode)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(act(np.asarray(obs, np.float32)[None])[0])
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    env.close()
-    return float(np.mean(returns))
 
 
 def run_clonekit(budget: int, seed: int) -> tuple[float, float]:
@@ -86,7 +69,7 @@ def run_clonekit(budget: int, seed: int) -> tuple[float, float]:
         with torch.no_grad():
             return actor.act({"obs": torch.from_numpy(obs)})[0].numpy()
 
-    return evaluate(act), config.num_iterations * config.num_envs / seconds
+    return evaluate(act, ENV), config.num_iterations * config.num_envs / seconds
 
 
 def run_sb3(budget: int, seed: int) -> tuple[float, float]:
@@ -114,7 +97,7 @@ def run_sb3(budget: int, seed: int) -> tuple[float, float]:
     def act(obs: np.ndarray) -> np.ndarray:
         return model.predict(obs, deterministic=True)[0]
 
-    return evaluate(act), model.num_timesteps / seconds
+    return evaluate(act, ENV), model.num_timesteps / seconds
 
 
 def main() -> None:

@@ -28,12 +28,11 @@ from clonekit.checkpoint import MODEL_FILE, load_policy
 from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
-from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import _pyplot, plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
+from clonekit.experiments.avoiding_modes import paths_dataset
 from clonekit.experiments.common import report_tail, results_head, torch_threads
-from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.policies.continuous_bc import ContinuousBCPolicy
@@ -149,24 +148,6 @@ QUICK = replace(
 )
 
 
-def _dataset(out: Path, config: AvoidingResidualConfig, seed: int, show_progress: bool) -> Dataset:
-    path = out / "data"
-    if path.exists():
-        dataset = Dataset.open(path)
-        if dataset.env.get("seed") != seed or dataset.num_episodes != config.episodes:
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return dataset
-    return collect(
-        "avoiding",
-        "paths",
-        episodes=config.episodes,
-        seed=seed,
-        out=path,
-        num_tasks=config.train_starts,
-        show_progress=show_progress,
-    )
-
-
 def _train_bc(dataset: Dataset, run: Path, config: AvoidingResidualConfig, seed: int, show_progress: bool) -> Policy:
     overrides = {
         "hidden_sizes": list(config.hidden_sizes),
@@ -222,7 +203,7 @@ def _run(
     out: Path, seed: int, quick: bool, show_progress: bool, log: Any, config: AvoidingResidualConfig
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    dataset = _dataset(out, config, seed, show_progress)
+    dataset = paths_dataset(out, config, seed, show_progress)
     bc = _train_bc(dataset, out / "runs" / "bc", config, seed, show_progress)
     env_block = {**dataset.env, "id": "avoiding", "kwargs": config.env_kwargs()}
     tasks = {split: split_tasks(env_block, split, seed, config.test_starts) for split in SPLITS}
