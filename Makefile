@@ -33,7 +33,7 @@ quick: $(STAMP)
 
 test: $(STAMP)
 	# Two worker processes (one torch thread each), a whole test file per worker so session fixtures are built once per file group.
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard benchmarks/*.py)

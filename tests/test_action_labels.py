@@ -32,7 +32,7 @@ def noisy_maze(maze_data: Dataset, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def _accuracy_against_the_expert(labels: str, data: Dataset, out: Path) -> float:
     config = TrainConfig(
-        steps=400, batch_size=64, seed=0, checkpoint_every=400, tensorboard=False, action_labels=labels
+        steps=200, batch_size=64, seed=0, checkpoint_every=200, tensorboard=False, action_labels=labels
     )
     policy = train("bc", data, out, config, show_progress=False)
     everything = data.gather(np.arange(data.num_steps), ["obs", "expert_action"])

@@ -131,7 +131,8 @@ def _success(policy: torch.nn.Module, data: Dataset, split: str) -> float:
 
 
 def test_bc_learns_the_training_mazes(maze_data: Dataset, tmp_path: Path) -> None:
-    config = TrainConfig(steps=600, batch_size=64, seed=0, checkpoint_every=600, tensorboard=False)
+    # 300 steps: action accuracy 0.999-1.0 and train success 0.70-0.73 over training seeds 0-2 (200 steps: 0.60-0.72).
+    config = TrainConfig(steps=300, batch_size=64, seed=0, checkpoint_every=300, tensorboard=False)
     policy = train("bc", maze_data, tmp_path / "bc", config, show_progress=False)
     everything = maze_data.gather(np.arange(maze_data.num_steps), ["obs", "action"])
     with torch.inference_mode():
@@ -143,6 +144,7 @@ def test_bc_learns_the_training_mazes(maze_data: Dataset, tmp_path: Path) -> Non
 
 
 def test_procedure_cloning_learns_a_search_that_transfers(maze_data: Dataset, tmp_path: Path) -> None:
-    config = TrainConfig(steps=600, batch_size=64, seed=0, checkpoint_every=600, tensorboard=False)
+    # Unseen-maze success is 1.00 for training seeds 0-2 already after 150 steps.
+    config = TrainConfig(steps=200, batch_size=64, seed=0, checkpoint_every=200, tensorboard=False)
     policy = train("procedure_cloning", maze_data, tmp_path / "pc", config, show_progress=False)
     assert _success(policy, maze_data, "test") >= 0.8
