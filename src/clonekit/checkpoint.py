@@ -192,7 +192,7 @@ def write_checkpoint(
     try:
         atomic_save_tensors(model, tmp / MODEL_FILE)
         atomic_save_tensors(optimizer, tmp / OPTIMIZER_FILE)
-        atomic_write_json(tmp / TRAINER_FILE, trainer)
+        atomic_write_json(tmp / TRAINER_FILE, trainer, compact=True)  # RNG states: thousands of ints
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
