@@ -1011,6 +1011,39 @@ def rl_sac(
     out_console.print(f"trained sac on {config.env} for {config.num_iterations * config.num_envs} env steps: {out}")
 
 
+pretrain_app = typer.Typer(
+    help="Pretrain representations on a dataset (no reward needed), for policies to load.", no_args_is_help=True
+)
+app.add_typer(pretrain_app, name="pretrain")
+# `clonekit pretrain <method>` commands follow, one per method.
+
+
+@pretrain_app.command(name="dynamo")
+def pretrain_dynamo_command(
+    data: Annotated[Path, typer.Option(help="Dataset whose image stream `obs` (C, H, W) is pretrained on.")],
+    out: Annotated[Path, typer.Option(help="Encoder directory to create (policies load it with encoder_weights).")],
+    steps: Annotated[int | None, typer.Option(help="Gradient steps (default: the config's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for initialization and batch sampling.")] = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="DynaMo setting KEY=VALUE (JSON value), e.g. latent_action_dim=4; repeatable."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """DynaMo: pretrain a CNN encoder on the demonstrations' frames alone (latent inverse + forward dynamics);
+    train a policy on it with `--set encoder_weights='"ENC"'` (and `freeze_encoder=true` to keep it fixed)."""
+    from clonekit.config import config_from_json
+    from clonekit.pretrain.dynamo import DynamoConfig, pretrain_dynamo
+
+    given: dict[str, Any] = {"seed": seed} | ({"steps": steps} if steps is not None else {})
+    config = config_from_json(DynamoConfig, given | _parse_overrides(set_ or []), "pretrain dynamo")
+    done = pretrain_dynamo(config, data, out, show_progress=not quiet)
+    out_console.print(
+        f"pretrained a dynamo encoder ({done['out_dim']} features) on {done['frames']} frames: loss "
+        f"{done['first_loss']:.3f} -> {done['final_loss']:.3f}: {out}"
+    )
+
+
 finetune_app = typer.Typer(
     help="Refine a trained policy online: a residual policy on a frozen one.", no_args_is_help=True
 )

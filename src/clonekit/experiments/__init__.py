@@ -31,6 +31,7 @@ from clonekit.experiments import (
     maze_strategies,
     metaworld_mt,
     offline_gap,
+    pixels_dynamo,
 )
 
 
@@ -255,6 +256,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=maze_strategies.success_table,
         full=maze_strategies.FULL,
         quick=maze_strategies.QUICK,
+    ),
+    pixels_dynamo.NAME: ExperimentSpec(
+        name=pixels_dynamo.NAME,
+        description="Few-demo pixel BC: scratch CNN vs DynaMo-pretrained (fine-tuned) vs frozen random encoder",
+        run=pixels_dynamo.run,
+        table_columns=("policy", "test success per demo count [95% CI]"),
+        table=pixels_dynamo.success_table,
+        full=pixels_dynamo.FULL,
+        quick=pixels_dynamo.QUICK,
     ),
 }
 

@@ -33,6 +33,12 @@ class BCConfig:
         frame_stack: Number ``k`` of most recent observations the policy sees, stacked along the channels
             (or features). ``act`` keeps them in its state (the first observation fills the places before
             an episode's start); training reads windows of ``k`` steps and predicts the last one's action.
+        encoder_weights: A pretrained encoder directory (e.g. from ``clonekit pretrain dynamo``) whose weights and
+            input normalization replace the fresh encoder when training starts; its architecture must equal
+            this config's (``encoder``, the stacked input shape, ``conv_channels``, ``hidden_sizes``,
+            ``normalize_obs``). Read once: the run's own checkpoints hold the weights afterwards.
+        freeze_encoder: Keep the encoder's parameters fixed (no gradient; the optimizer never changes them),
+            pretrained or, without ``encoder_weights``, at their random initialization.
     """
 
     obs_shape: tuple[int, ...]
@@ -44,6 +50,8 @@ class BCConfig:
     normalize_obs: Literal["auto", "none", "per_feature", "per_channel"] = "auto"
     random_shift: int = 0
     frame_stack: int = 1
+    encoder_weights: str | None = None
+    freeze_encoder: bool = False
 
     def __post_init__(self) -> None:
         check(
@@ -81,3 +89,5 @@ class BCConfig:
         if self.random_shift:
             check(len(self.obs_shape) == 3, "obs_shape", "(C, H, W) pictures for random_shift", self.obs_shape)
         check(1 <= self.frame_stack <= 64, "frame_stack", "in [1, 64]", self.frame_stack)
+        weights = self.encoder_weights
+        check(weights is None or weights.strip() != "", "encoder_weights", "null or a directory path", weights)

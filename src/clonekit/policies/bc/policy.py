@@ -14,6 +14,7 @@ from clonekit.nn import CategoricalHead, ConvEncoder, MLPEncoder, Normalizer
 from clonekit.nn.encoders import CNNEncoder, push_frame, random_shift, stacked_shape
 from clonekit.policies.base import AttackScores, Policy
 from clonekit.policies.bc.config import BCConfig
+from clonekit.pretrain.encoder_file import freeze, load_pretrained_encoder, policy_architecture
 
 
 class BCPolicy(Policy):
@@ -48,6 +49,8 @@ class BCPolicy(Policy):
             self.encoder = CNNEncoder(encoder_shape, config.conv_channels, config.hidden_sizes)
         else:
             self.encoder = MLPEncoder(encoder_shape, config.hidden_sizes)
+        if config.freeze_encoder:
+            freeze(self.encoder)
         self.head = CategoricalHead(self.encoder.out_dim, config.num_actions)
         # ``act`` runs the same modules as ``head.mode(features(obs))``, flattened into one sequence: at batch 1
         # the nesting (Python calls, module dispatch, attribute look-ups) cost a third of a small MLP's time.
@@ -61,6 +64,10 @@ class BCPolicy(Policy):
 
     def prepare(self, dataset: Dataset) -> None:
         self.normalizer.fit(dataset.column_chunks("obs"))  # streamed: a large column is not copied
+        if self.config.encoder_weights is not None:  # replaces the statistics too: the weights were fitted to them
+            input_shape = stacked_shape(self.config.obs_shape, self.config.frame_stack)
+            architecture = policy_architecture(self.config, input_shape)
+            load_pretrained_encoder(self.config.encoder_weights, self.encoder, self.normalizer, architecture)
 
     def features(self, obs: Tensor) -> Tensor:
         """Encoded observations ``(B, F)`` of ``(B, *obs_shape)``, or of ``(B, k, *obs_shape)`` frame stacks."""

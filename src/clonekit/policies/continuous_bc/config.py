@@ -43,6 +43,12 @@ class ContinuousBCConfig:
         frame_stack: Number ``k`` of most recent observations the policy sees, stacked along the channels
             (or features). ``act`` keeps them in its state (the first observation fills the places before
             an episode's start); training reads windows of ``k`` steps and acts at the last one.
+        encoder_weights: A pretrained encoder directory (e.g. from ``clonekit pretrain dynamo``) whose weights and
+            input normalization replace the fresh encoder when training starts; its architecture must equal
+            this config's (``encoder``, the stacked input shape, ``conv_channels``, ``hidden_sizes``,
+            ``normalize_obs``). Read once: the run's own checkpoints hold the weights afterwards.
+        freeze_encoder: Keep the encoder's parameters fixed (no gradient; the optimizer never changes them),
+            pretrained or, without ``encoder_weights``, at their random initialization.
 
         head: ``"mse"`` (regression to the mean action), ``"gaussian"`` (diagonal Gaussian, sampled),
             ``"gmm"`` (Gaussian mixture, sampled), ``"binned"`` (a categorical over ``action_bins`` bins per
@@ -82,6 +88,8 @@ class ContinuousBCConfig:
     normalize_obs: Literal["auto", "none", "per_feature", "per_channel"] = "auto"
     random_shift: int = 0
     frame_stack: int = 1
+    encoder_weights: str | None = None
+    freeze_encoder: bool = False
 
     head: Literal["mse", "gaussian", "gmm", "binned", "diffusion", "mode"] = "mse"
     gmm_components: int = 5
@@ -131,6 +139,8 @@ class ContinuousBCConfig:
             check(image, "obs_shape", "(C, H, W) pictures for random_shift", self.obs_shape)
         check(0 <= self.random_shift <= 64, "random_shift", "in [0, 64] pixels", self.random_shift)
         check(1 <= self.frame_stack <= 64, "frame_stack", "in [1, 64]", self.frame_stack)
+        weights = self.encoder_weights
+        check(weights is None or weights.strip() != "", "encoder_weights", "null or a directory path", weights)
         for name in ("conv_channels", "hidden_sizes", "diffusion_hidden_sizes"):
             sizes = getattr(self, name)
             check(

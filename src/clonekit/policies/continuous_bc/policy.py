@@ -33,6 +33,7 @@ from clonekit.nn.mode import MoDEHead
 from clonekit.nn.normalize import actions_from_unit, actions_to_unit, feature_range
 from clonekit.policies.base import AttackScores, Policy
 from clonekit.policies.continuous_bc.config import ContinuousBCConfig
+from clonekit.pretrain.encoder_file import freeze, load_pretrained_encoder, policy_architecture
 
 ContinuousHead = GaussianHead | GMMHead | DiffusionHead | BinnedHead
 
@@ -111,6 +112,8 @@ class ContinuousBCPolicy(Policy):
         else:
             width = math.prod(encoder_shape) + (math.prod(config.goal_shape) if config.goal_shape else 0)
             self.encoder = MLPEncoder((width,), config.hidden_sizes)
+        if config.freeze_encoder:
+            freeze(self.encoder)
         self.head: ContinuousHead = make_head(config, self.encoder.out_dim, config.chunk * self.action_dim)
         self.register_buffer("action_low", -torch.ones(self.action_dim))
         self.register_buffer("action_high", torch.ones(self.action_dim))
@@ -122,6 +125,10 @@ class ContinuousBCPolicy(Policy):
     def prepare(self, dataset: Dataset) -> None:
         # Streamed over the file's chunks: a large column is not copied.
         self.normalizer.fit(dataset.column_chunks("obs"))
+        if self.config.encoder_weights is not None:  # replaces the statistics too: the weights were fitted to them
+            input_shape = stacked_shape(self.config.obs_shape, self.config.frame_stack)
+            architecture = policy_architecture(self.config, input_shape)
+            load_pretrained_encoder(self.config.encoder_weights, self.encoder, self.normalizer, architecture)
         if self.config.goal_shape:
             self.goal_normalizer.fit(dataset.column_chunks("goal"))
         low, high = feature_range(dataset.column_chunks("action"), (self.action_dim,))
