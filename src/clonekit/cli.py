@@ -1044,6 +1044,33 @@ def pretrain_dynamo_command(
     )
 
 
+@pretrain_app.command(name="pasta")
+def pretrain_pasta_command(
+    data: Annotated[Path, typer.Option(help="Dataset of vector states (and continuous actions, when labelled).")],
+    out: Annotated[Path, typer.Option(help="Directory to create (transformer_bc loads it with pretrained).")],
+    steps: Annotated[int | None, typer.Option(help="Gradient steps (default: the config's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for initialization, windows and masks.")] = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="PASTA setting KEY=VALUE (JSON value), e.g. window=8; repeatable."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """PASTA: pretrain a transformer over per-component state-action tokens by masked prediction on every
+    trajectory; fine-tune it with `clonekit train transformer_bc --set tokenization='"component"'
+    --set pretrained='"OUT"'` (same d_model, num_heads, num_layers, feedforward)."""
+    from clonekit.config import config_from_json
+    from clonekit.pretrain.pasta import PastaConfig, pretrain_pasta
+
+    given: dict[str, Any] = {"seed": seed} | ({"steps": steps} if steps is not None else {})
+    config = config_from_json(PastaConfig, given | _parse_overrides(set_ or []), "pretrain pasta")
+    done = pretrain_pasta(config, data, out, show_progress=not quiet)
+    out_console.print(
+        f"pretrained pasta on {done['num_episodes']} episodes ({done['num_steps']} steps): held-out masked loss "
+        f"{done['eval_loss_start']:.3f} -> {done['eval_loss_end']:.3f}: {out}"
+    )
+
+
 finetune_app = typer.Typer(
     help="Refine a trained policy online: a residual policy on a frozen one.", no_args_is_help=True
 )

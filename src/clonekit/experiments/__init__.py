@@ -31,6 +31,7 @@ from clonekit.experiments import (
     maze_strategies,
     metaworld_mt,
     offline_gap,
+    pasta,
     pixels_dynamo,
 )
 
@@ -265,6 +266,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=pixels_dynamo.success_table,
         full=pixels_dynamo.FULL,
         quick=pixels_dynamo.QUICK,
+    ),
+    pasta.NAME: ExperimentSpec(
+        name=pasta.NAME,
+        description="Transformer BC from few Avoiding demos: from scratch vs PASTA-pretrained on a noisy pool",
+        run=pasta.run,
+        table_columns=("policy", "test success per expert budget [95% CI]"),
+        table=pasta.success_table,
+        full=pasta.FULL,
+        quick=pasta.QUICK,
     ),
 }
 

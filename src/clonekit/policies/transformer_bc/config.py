@@ -65,6 +65,24 @@ class TransformerBCConfig:
         execute_steps: Actions run per chunk with ``"receding"``; 0 means the whole chunk.
         ensemble_decay: ``m`` in the temporal-ensembling weights ``exp(-m * i)`` (``i``: 0 for the oldest
             prediction; ACT uses 0.01).
+
+        cvae: ACT's conditional VAE: in training a small transformer encoder over ``[CLS, history tokens, action
+            chunk]`` infers a style latent ``z`` (mean and log-variance), ``z`` becomes one more token of the
+            policy's sequence and a KL term pulls it to ``N(0, I)``; ``act`` uses ``z = 0``, the prior mean, so it
+            stays deterministic. Frame tokenization only.
+        latent_dim: Size of ``z``.
+        kl_weight: Weight of the KL term against the action loss (ACT uses 10).
+        cvae_layers: Layers of the latent encoder (same width, heads and feed-forward as the policy's).
+
+        tokenization: ``"frame"`` (one token per observation, as above) or ``"component"`` (PASTA: one token per
+            scalar of each state and action over ``history + chunk - 1`` time slots, the history's states visible
+            and every action hidden, the chunk read at the hidden action tokens; see
+            :mod:`clonekit.pretrain.pasta`). ``"component"`` needs vector observations, continuous actions, no
+            goal, no ``random_shift`` and no ``cvae``; the encoder fields are then unused.
+        pretrained: Directory written by ``clonekit pretrain pasta`` whose transformer (and normalization) start
+            training instead of a fresh initialization; needs ``tokenization="component"`` and the same
+            ``d_model``, ``num_heads``, ``num_layers`` and ``feedforward``. Read once, when training starts; a
+            trained checkpoint no longer needs it.
     """
 
     obs_shape: tuple[int, ...]
@@ -90,6 +108,14 @@ class TransformerBCConfig:
     execution: Literal["ensemble", "receding"] = "ensemble"
     execute_steps: int = 0
     ensemble_decay: float = 0.01
+
+    cvae: bool = False
+    latent_dim: int = 32
+    kl_weight: float = 10.0
+    cvae_layers: int = 1
+
+    tokenization: Literal["frame", "component"] = "frame"
+    pretrained: str | None = None
 
     def __post_init__(self) -> None:
         check(
@@ -144,6 +170,41 @@ class TransformerBCConfig:
             "a finite number >= 0",
             self.ensemble_decay,
         )
+        check(1 <= self.latent_dim <= 1024, "latent_dim", "in [1, 1024]", self.latent_dim)
+        check(
+            math.isfinite(self.kl_weight) and self.kl_weight >= 0, "kl_weight", "a finite number >= 0", self.kl_weight
+        )
+        check(1 <= self.cvae_layers <= 32, "cvae_layers", "in [1, 32]", self.cvae_layers)
+        check(self.tokenization in ("frame", "component"), "tokenization", "'frame' or 'component'", self.tokenization)
+        if self.tokenization == "component":
+            check(len(self.obs_shape) == 1, "obs_shape", "a vector (D,) for tokenization='component'", self.obs_shape)
+            check(
+                self.num_actions == 0,
+                "num_actions",
+                "0 (continuous actions) for tokenization='component'",
+                self.num_actions,
+            )
+            check(not self.goal_shape, "goal_shape", "() for tokenization='component'", self.goal_shape)
+            check(not self.cvae, "cvae", "False for tokenization='component' (frame tokens only)", self.cvae)
+        check(
+            self.pretrained is None or (isinstance(self.pretrained, str) and self.pretrained != ""),
+            "pretrained",
+            "None or a directory written by `clonekit pretrain pasta`",
+            self.pretrained,
+        )
+        if self.pretrained is not None:
+            check(
+                self.tokenization == "component",
+                "tokenization",
+                "'component' with pretrained (PASTA weights are per-component tokens)",
+                self.tokenization,
+            )
+            check(
+                self.normalize_obs == "per_feature",
+                "normalize_obs",
+                "'per_feature' with pretrained (the pretrained normalization is per feature)",
+                self.normalize_obs,
+            )
 
 
 @dataclass(frozen=True)
