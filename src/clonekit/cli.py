@@ -1011,6 +1011,77 @@ def rl_sac(
     out_console.print(f"trained sac on {config.env} for {config.num_iterations * config.num_envs} env steps: {out}")
 
 
+def _rl_adversarial(
+    method: str, env: str, demos: Path, steps: int, out: Path, seed: int, resume: bool, set_: list[str], quiet: bool
+) -> None:
+    """`clonekit rl gail|airl|gaifo`: build the config, train, print where the run is."""
+    from clonekit.config import config_from_json
+    from clonekit.rl.adversarial import AdversarialConfig, train_adversarial
+
+    given = {"method": method, "env": env, "demos": str(demos), "total_steps": steps, "seed": seed}
+    config = config_from_json(AdversarialConfig, given | _parse_overrides(set_), f"rl {method}")
+    train_adversarial(config, out, resume=resume, show_progress=not quiet)
+    ppo = config.ppo()
+    out_console.print(f"trained {method} on {config.env} for {ppo.num_iterations * ppo.batch_size} env steps: {out}")
+
+
+AdversarialEnv = Annotated[str, typer.Option(help="Gymnasium id the demos were recorded in, e.g. CartPole-v1.")]
+AdversarialSteps = Annotated[int, typer.Option(help="PPO env steps (summed over the envs).")]
+AdversarialOut = Annotated[Path, typer.Option(help="Run directory to create (or continue with --resume).")]
+AdversarialSeed = Annotated[int, typer.Option(help="Seed of PPO, the discriminator and the subsampling.")]
+AdversarialResume = Annotated[bool, typer.Option(help="Continue an interrupted run from its last checkpoint.")]
+AdversarialSet = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Setting KEY=VALUE (JSON value), e.g. subsample=20 or disc_updates=8; repeatable."),
+]
+AdversarialQuiet = Annotated[bool, typer.Option(help="No progress bar.")]
+
+
+@rl_app.command(name="gail")
+def rl_gail(
+    env: AdversarialEnv,
+    demos: Annotated[Path, typer.Option(help="Expert dataset with obs and action streams.")],
+    steps: AdversarialSteps,
+    out: AdversarialOut,
+    seed: AdversarialSeed = 0,
+    resume: AdversarialResume = False,
+    set_: AdversarialSet = None,
+    quiet: AdversarialQuiet = False,
+) -> None:
+    """GAIL: PPO on the reward of a discriminator D(s, a) of expert vs policy transitions (never the env's)."""
+    _rl_adversarial("gail", env, demos, steps, out, seed, resume, set_ or [], quiet)
+
+
+@rl_app.command(name="airl")
+def rl_airl(
+    env: AdversarialEnv,
+    demos: Annotated[Path, typer.Option(help="Expert dataset with obs and action streams.")],
+    steps: AdversarialSteps,
+    out: AdversarialOut,
+    seed: AdversarialSeed = 0,
+    resume: AdversarialResume = False,
+    set_: AdversarialSet = None,
+    quiet: AdversarialQuiet = False,
+) -> None:
+    """AIRL: the discriminator's logit is g(s, a) + gamma h(s') - h(s) - log pi(a|s); PPO on its reward."""
+    _rl_adversarial("airl", env, demos, steps, out, seed, resume, set_ or [], quiet)
+
+
+@rl_app.command(name="gaifo")
+def rl_gaifo(
+    env: AdversarialEnv,
+    demos: Annotated[Path, typer.Option(help="Expert dataset with an obs stream (actions not needed).")],
+    steps: AdversarialSteps,
+    out: AdversarialOut,
+    seed: AdversarialSeed = 0,
+    resume: AdversarialResume = False,
+    set_: AdversarialSet = None,
+    quiet: AdversarialQuiet = False,
+) -> None:
+    """GAIfO: imitation from observation, a discriminator D(s, s') on observation pairs; PPO on its reward."""
+    _rl_adversarial("gaifo", env, demos, steps, out, seed, resume, set_ or [], quiet)
+
+
 pretrain_app = typer.Typer(
     help="Pretrain representations on a dataset (no reward needed), for policies to load.", no_args_is_help=True
 )

@@ -9,6 +9,7 @@ from typing import Any
 from clonekit.config import config_from_json, config_to_json
 from clonekit.errors import unknown_name
 from clonekit.experiments import (
+    adversarial_il,
     avoiding_mixed,
     avoiding_mode,
     avoiding_modes,
@@ -224,6 +225,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=avoiding_residual.success_table,
         full=avoiding_residual.FULL,
         quick=avoiding_residual.QUICK,
+    ),
+    adversarial_il.NAME: ExperimentSpec(
+        name=adversarial_il.NAME,
+        description="BC vs GAIL, AIRL and GAIfO (adversarial IL with PPO) from a few subsampled CartPole demos",
+        run=adversarial_il.run,
+        table_columns=("policy", "test return [95% CI]", "test success [95% CI]"),
+        table=adversarial_il.results_table,
+        full=adversarial_il.FULL,
+        quick=adversarial_il.QUICK,
     ),
     demo_rl.NAME: ExperimentSpec(
         name=demo_rl.NAME,

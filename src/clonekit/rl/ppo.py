@@ -7,7 +7,10 @@ GAE advantages, then ``update_epochs`` passes of minibatch updates. Differences 
   limit) is bootstrapped: its last reward gets ``gamma * V(final observation)`` added, as Stable-Baselines3 does;
 * continuous actions are drawn in the actor's [-1, 1] units and clipped and scaled to the env's bounds when
   executed (the log-probability is of the unclipped draw);
-* with ``config.prior`` the loss adds the demonstration-regularization term of :mod:`clonekit.rl.prior`.
+* with ``config.prior`` the loss adds the demonstration-regularization term of :mod:`clonekit.rl.prior`;
+* with a ``reward_model`` (:class:`RewardModel`, e.g. a discriminator of :mod:`clonekit.rl.adversarial`) each
+  rollout's rewards are the model's instead of the env's (the env's still make the logged ``episode_return``);
+  the model may train on the rollout first, and its state is checkpointed with the run's.
 
 The run directory is clonekit's (:mod:`clonekit.checkpoint`): ``config.json`` names the actor's policy
 (``bc`` or ``continuous_bc``) and its config, so ``load_policy(RUN)`` returns the trained actor;
@@ -28,8 +31,9 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -69,6 +73,42 @@ ALGORITHM = "ppo"
 # on_update(env_steps, actor): called after every update (and with 0 before the first one of a fresh run), e.g.
 # to evaluate the actor every N env steps.
 UpdateHook = Callable[[int, Actor], None]
+# Checkpoint tensors of a reward model are stored in the checkpoint's model file under this prefix.
+REWARD_MODEL_PREFIX = "reward_model."
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One rollout as a reward model sees it (``T = num_steps``, ``N = num_envs``).
+
+    ``obs`` ``(T, N, *obs_shape)``; ``actions`` ``(T, N)`` int64 or ``(T, N, A)`` in the actor's [-1, 1] units
+    (unclipped draws); ``log_prob`` ``(T, N)`` of the actions under the policy that drew them; ``next_obs``
+    ``(T, N, *obs_shape)`` the observation each step led to (an ended episode's own last one, not the next
+    episode's first); ``terminated`` ``(T, N)`` bool (a real end, not a time limit).
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    log_prob: torch.Tensor
+    next_obs: torch.Tensor
+    terminated: torch.Tensor
+
+
+class RewardModel(Protocol):
+    """A learned reward that replaces the env's in PPO (``train_ppo(..., reward_model=...)``)."""
+
+    def rewards(self, rollout: Rollout, agent: ActorCritic) -> tuple[torch.Tensor, dict[str, float]]:
+        """Rewards ``(T, N)`` for ``rollout`` and scalars to log; may first train the model on the rollout.
+        Must draw its randomness from its own generator (PPO's and torch's global one stay untouched)."""
+        ...
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Everything needed to resume the model exactly: tensors and a JSON-able rest."""
+        ...
+
+    def load_state(self, tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> None:
+        """Inverse of :meth:`state`."""
+        ...
 
 
 def env_reset_seed(seed: int, env_steps: int) -> int:
@@ -86,13 +126,15 @@ def train_ppo(
     on_update: UpdateHook | None = None,
     init_actor: Callable[[Actor], None] | None = None,
     make_envs: Callable[[], VectorEnv] | None = None,
+    reward_model: RewardModel | None = None,
 ) -> Actor:
     """Train PPO as ``config`` says into run directory ``out``; return the trained actor (a clonekit policy).
 
     ``init_actor`` changes the freshly initialized actor in place before training (e.g. a residual policy zeroes
     its last layer, :mod:`clonekit.rl.residual`); a resumed run's checkpoint overwrites it anyway. ``make_envs``
     builds the vector env instead of ``env_factories`` (a :class:`VectorEnv` that steps its envs its own way, e.g.
-    as one batch), with ``env_block`` as there.
+    as one batch), with ``env_block`` as there. ``reward_model`` replaces the env's rewards by learned ones (see
+    :class:`RewardModel`); a resumed run restores its checkpointed state.
 
     ``env_factories`` (one per env, ``config.num_envs`` of them) replaces the envs ``config.env`` names, with
     ``env_block`` the env block the run records for evaluation (e.g. a ``maze`` block with its tasks); both
@@ -147,13 +189,13 @@ def train_ppo(
         start = 0
         checkpoints = checkpoint_dirs(run_dir)
         if checkpoints:
-            start = _restore(checkpoints[-1], agent, optimizer, generator)
+            start = _restore(checkpoints[-1], agent, optimizer, generator, reward_model)
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(run_dir)
         atomic_write_json(run_dir / CONFIG_FILE, run_config)
         if start >= config.num_iterations and (run_dir / MODEL_FILE).is_file():
             return load_policy(run_dir)  # type: ignore[return-value]
-        _loop(config, run_dir, envs, agent, optimizer, generator, prior, start, show_progress, on_update)
+        _loop(config, run_dir, envs, agent, optimizer, generator, prior, start, show_progress, on_update, reward_model)
     finally:
         envs.close()
     atomic_save_tensors(dict(actor.state_dict()), run_dir / MODEL_FILE)
@@ -172,6 +214,7 @@ def _loop(
     start: int,
     show_progress: bool,
     on_update: UpdateHook | None,
+    reward_model: RewardModel | None = None,
 ) -> None:
     """Iterations ``start + 1 .. num_iterations``: rollout, GAE, update, log, checkpoint."""
     n, t_len, batch = config.num_envs, config.num_steps, config.batch_size
@@ -181,6 +224,10 @@ def _loop(
     action_shape = (agent.actor.action_dim,) if isinstance(agent.actor, ContinuousBCPolicy) else ()
     buf_actions = torch.zeros((t_len, n, *action_shape), dtype=torch.float32 if agent.continuous else torch.int64)
     buf_logp, buf_values, buf_rewards, buf_ended = (torch.zeros((t_len, n)) for _ in range(4))
+    if reward_model is not None:  # what a learned reward needs besides: true next observations, real ends
+        buf_next_obs = torch.zeros((t_len, n, *obs_shape), dtype=obs_dtype)
+        buf_terminated = torch.zeros((t_len, n), dtype=torch.bool)
+        buf_bootstrap = torch.zeros((t_len, n))
     env_steps = start * batch
     next_obs = envs.reset(env_reset_seed(config.seed, env_steps))
     episode_return, episode_length = np.zeros(n), np.zeros(n, dtype=np.int64)
@@ -205,9 +252,18 @@ def _loop(
                         episode_return += reward
                         episode_length += 1
                         cut = [i for i in final if truncated[i] and not terminated[i]]
+                        bootstrap: np.ndarray = np.zeros(0, dtype=np.float32)
                         if cut:  # time limit, not a real end: bootstrap from where the episode stood
                             last = torch.from_numpy(np.stack([final[i] for i in cut]))
-                            reward[cut] += config.gamma * agent.value(last).numpy()
+                            bootstrap = config.gamma * agent.value(last).numpy()
+                            reward[cut] += bootstrap
+                        if reward_model is not None:
+                            buf_bootstrap[t] = 0.0
+                            buf_bootstrap[t, cut] = torch.from_numpy(bootstrap)
+                            buf_next_obs[t] = torch.from_numpy(next_obs)
+                            for slot, last_obs in final.items():
+                                buf_next_obs[t, slot] = torch.from_numpy(last_obs)
+                            buf_terminated[t] = torch.from_numpy(terminated)
                         ended = terminated | truncated
                         for i in np.flatnonzero(ended):
                             finished.append((float(episode_return[i]), int(episode_length[i])))
@@ -215,6 +271,13 @@ def _loop(
                         buf_obs[t], buf_actions[t], buf_logp[t], buf_values[t] = obs, actions, log_prob, value
                         buf_rewards[t] = torch.from_numpy(reward)
                         buf_ended[t] = torch.from_numpy(ended.astype(np.float32))
+                    reward_info: dict[str, float] = {}
+                    if reward_model is not None:
+                        learned, reward_info = reward_model.rewards(
+                            Rollout(buf_obs, buf_actions, buf_logp, buf_next_obs, buf_terminated), agent
+                        )
+                        # A truncated episode's bootstrap stays on top of the learned reward, as on the env's.
+                        buf_rewards.copy_(learned + buf_bootstrap)
                     advantages = _gae(
                         buf_rewards, buf_values, buf_ended, agent.value(torch.from_numpy(next_obs)), config
                     )
@@ -240,6 +303,7 @@ def _loop(
                     info["episode_return"] = float(np.mean([r for r, _ in finished]))
                     info["episode_length"] = float(np.mean([length for _, length in finished]))
                     info["episodes"] = float(len(finished))
+                info.update(reward_info)
                 info["env_steps_per_s"] = batch / max(rollout_s, 1e-9)
                 info["lr"] = float(optimizer.param_groups[0]["lr"])
                 scalars.log(env_steps, info)
@@ -249,7 +313,16 @@ def _loop(
                 if env_steps // config.checkpoint_every > (env_steps - batch) // config.checkpoint_every or (
                     iteration == config.num_iterations
                 ):
-                    _checkpoint(run_dir, iteration, env_steps, agent, optimizer, generator, config.keep_checkpoints)
+                    _checkpoint(
+                        run_dir,
+                        iteration,
+                        env_steps,
+                        agent,
+                        optimizer,
+                        generator,
+                        config.keep_checkpoints,
+                        reward_model,
+                    )
                     # The envs start afresh here, as they do in a run resumed from this checkpoint.
                     next_obs = envs.reset(env_reset_seed(config.seed, env_steps))
                     episode_return[:], episode_length[:] = 0.0, 0
@@ -355,21 +428,42 @@ def _checkpoint(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     keep: int,
+    reward_model: RewardModel | None = None,
 ) -> None:
     tensors, rest = optimizer_to_tensors(optimizer.state_dict())
-    trainer = {
+    trainer: dict[str, Any] = {
         "iteration": iteration,
         "env_steps": env_steps,
         "optimizer": rest,
         "rng": {"torch": torch.get_rng_state().tolist(), "generator": generator.get_state().tolist()},
     }
-    write_checkpoint(run_dir, env_steps, dict(agent.state_dict()), tensors, trainer, keep)
+    model = dict(agent.state_dict())
+    if reward_model is not None:
+        reward_tensors, trainer["reward_model"] = reward_model.state()
+        model.update({REWARD_MODEL_PREFIX + k: v for k, v in reward_tensors.items()})
+    write_checkpoint(run_dir, env_steps, model, tensors, trainer, keep)
 
 
-def _restore(directory: Path, agent: ActorCritic, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
-    """Load checkpoint ``directory`` into the agent, optimizer and generator; returns its iteration."""
-    load_state_into(agent, load_tensors(directory / MODEL_FILE), directory / MODEL_FILE)
+def _restore(
+    directory: Path,
+    agent: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    reward_model: RewardModel | None = None,
+) -> int:
+    """Load checkpoint ``directory`` into the agent, optimizer, generator (and reward model); returns its
+    iteration."""
+    tensors = load_tensors(directory / MODEL_FILE)
+    reward_tensors = {
+        k.removeprefix(REWARD_MODEL_PREFIX): v for k, v in tensors.items() if k.startswith(REWARD_MODEL_PREFIX)
+    }
+    agent_tensors = {k: v for k, v in tensors.items() if not k.startswith(REWARD_MODEL_PREFIX)}
+    load_state_into(agent, agent_tensors, directory / MODEL_FILE)
     trainer = read_json(directory / TRAINER_FILE, "trainer state")
+    if reward_model is not None:
+        if "reward_model" not in trainer:
+            raise CheckpointError(f"{directory / TRAINER_FILE}: expected a reward model's state, found none")
+        reward_model.load_state(reward_tensors, trainer["reward_model"])
     try:
         optimizer.load_state_dict(
             optimizer_from_tensors(load_tensors(directory / OPTIMIZER_FILE), trainer["optimizer"])
