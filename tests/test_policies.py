@@ -40,14 +40,16 @@ def _obs_batch(data: Dataset, n: int = 7) -> dict[str, torch.Tensor]:
 def test_every_policy_is_covered() -> None:
     # continuous_bc and goal_bc act in Box action spaces, so their contracts run per action head, on
     # Avoiding data, in test_continuous_policies.py; thought_cloning and recurrent_bc train on episodes
-    # with a thought stream (BabyAI's bot here), so theirs run in test_thought_cloning.py; transformer_bc and transformer_goal_bc (state
-    # across steps, both action kinds, goals) run theirs in test_transformer_bc.py; dt (both action kinds,
-    # state across steps, returns-to-go) in test_decision_transformer.py.
+    # with a thought stream (BabyAI's bot here), so theirs run in test_thought_cloning.py; transformer_bc
+    # and transformer_goal_bc (state across steps, both action kinds, goals) run theirs in
+    # test_transformer_bc.py; dt (both action kinds, state across steps, returns-to-go) in
+    # test_decision_transformer.py.
     others = {"continuous_bc", "goal_bc", "thought_cloning", "recurrent_bc", "transformer_bc", "transformer_goal_bc"}
     others |= {"dt"}
     others |= {"iql", "td3bc"}  # offline RL (rewards, next observations): test_offline_rl.py
     others |= {"recoil"}  # expert-marked steps among other data: test_recoil.py
     others |= {"residual"}  # trained by PPO on a base run, not from data: test_residual.py
+    others |= {"relic"}  # trained by PPO over multi-trial episodes, not from data: test_incontext.py
     others |= {"style_bc"}  # a Box policy that reads a style stream (Avoiding): test_style.py
     assert set(SMALL) == set(POLICIES) - others
 

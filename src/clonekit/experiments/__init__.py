@@ -20,6 +20,7 @@ from clonekit.experiments import (
     babyai_thought,
     continuous_interactive,
     demo_rl,
+    incontext,
     interactive_compare,
     maze_continual,
     maze_idm,
@@ -276,6 +277,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=pixels_dynamo.success_table,
         full=pixels_dynamo.FULL,
         quick=pixels_dynamo.QUICK,
+    ),
+    incontext.NAME: ExperimentSpec(
+        name=incontext.NAME,
+        description="In-context RL (ReLIC-lite): a transformer over several trials of one unseen hidden-goal task",
+        run=incontext.run,
+        table_columns=("policy", "trial 1 success [95% CI]", "last trial success [95% CI]", "gain last - first"),
+        table=incontext.success_table,
+        full=incontext.FULL,
+        quick=incontext.QUICK,
     ),
     pasta.NAME: ExperimentSpec(
         name=pasta.NAME,

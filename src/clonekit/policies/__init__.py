@@ -16,6 +16,7 @@ from clonekit.policies.idm import IDMConfig, InverseDynamicsModel
 from clonekit.policies.iql import IQLConfig, IQLPolicy
 from clonekit.policies.procedure_cloning import ProcedureCloningConfig, ProcedureCloningPolicy
 from clonekit.policies.recoil import RecoilConfig, RecoilPolicy
+from clonekit.policies.relic import RelicConfig, RelicPolicy
 from clonekit.policies.residual import ResidualConfig, ResidualPolicy
 from clonekit.policies.style_bc import StyleBCConfig, StyleBCPolicy
 from clonekit.policies.td3bc import TD3BCConfig, TD3BCPolicy
@@ -43,6 +44,7 @@ POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
     "procedure_cloning": (ProcedureCloningConfig, ProcedureCloningPolicy),
     "recoil": (RecoilConfig, RecoilPolicy),
     "recurrent_bc": (RecurrentBCConfig, RecurrentBCPolicy),
+    "relic": (RelicConfig, RelicPolicy),  # trained by PPO over multi-trial episodes (clonekit.rl.incontext)
     "residual": (ResidualConfig, ResidualPolicy),  # trained by PPO on a base run (clonekit.rl.residual)
     "style_bc": (StyleBCConfig, StyleBCPolicy),
     "td3bc": (TD3BCConfig, TD3BCPolicy),
