@@ -697,6 +697,33 @@ def label(
     )
 
 
+@app.command()
+def retarget(
+    data: Annotated[Path, typer.Argument(help="Dataset of the source embodiment (only read).")],
+    to: Annotated[str, typer.Option("--to", help="Env family of the target embodiment, e.g. arm.")],
+    out: Annotated[Path, typer.Option(help="Where to write the retargeted dataset.")],
+    env_kwargs: Annotated[
+        str, typer.Option("--env-kwargs", help="Target env options as JSON, e.g. '{\"links\": 3}'.")
+    ] = "{}",
+    seed: Annotated[int, typer.Option(help="Seed of the target start poses' inverse kinematics.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset at --out.")] = False,
+) -> None:
+    """Map DATA's episodes to another embodiment by kinematics (e.g. a 2-link arm's to a 3-link arm)."""
+    from clonekit.data import Dataset
+    from clonekit.quality.retarget import retarget as retarget_dataset
+
+    summary = retarget_dataset(
+        Dataset.open(data), to, _json_option("--env-kwargs", env_kwargs), out, seed=seed, overwrite=overwrite
+    )
+    errors = summary.path_errors
+    worst = f"{errors.max():.4f}" if errors.size else "-"
+    out_console.print(
+        f"wrote {summary.dataset.path}: {summary.dataset.num_episodes} episodes, {summary.dataset.num_steps} steps "
+        f"({summary.dropped} dropped: target not reached); largest end-effector distance from a source path {worst}",
+        soft_wrap=True,
+    )
+
+
 @app.command(name="transfer-weights")
 def transfer_weights(
     data: Annotated[Path, typer.Argument(help="Demonstrations, maybe from other dynamics (only read).")],

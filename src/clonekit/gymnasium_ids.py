@@ -17,6 +17,7 @@ GYMNASIUM_IDS: dict[str, str] = {
     "clonekit/Avoiding-v0": "clonekit.envs.avoiding:AvoidingEnv",
     "clonekit/AvoidingGoal-v0": "clonekit.envs.avoiding:AvoidingGoalEnv",
     "clonekit/AvoidingPixels-v0": "clonekit.envs.pixels:AvoidingPixelsEnv",
+    "clonekit/Arm-v0": "clonekit.envs.arm:ArmEnv",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clonekit.envs.arm import ArmFamily
 from clonekit.envs.family import AvoidingFamily, AvoidingGoalFamily, BabyAIFamily, EnvFamily, MazeFamily
 from clonekit.envs.gym import GymFamily, env_block_for_gym_id
 from clonekit.envs.metaworld import MetaWorldFamily
@@ -22,6 +23,7 @@ ENVS: dict[str, EnvFamily] = {
     "babyai": BabyAIFamily(),
     "gym": GymFamily(),
     "metaworld": MetaWorldFamily(),
+    "arm": ArmFamily(),
 }
 
 
@@ -74,6 +76,7 @@ def env_block_for_eval(env: dict[str, Any], override: str | None = None) -> dict
 
 __all__ = [
     "ENVS",
+    "ArmFamily",
     "AvoidingFamily",
     "AvoidingGoalFamily",
     "BabyAIFamily",

@@ -10,6 +10,7 @@ from clonekit.config import config_from_json, config_to_json
 from clonekit.errors import unknown_name
 from clonekit.experiments import (
     adversarial_il,
+    arm_retarget,
     avoiding_mixed,
     avoiding_mode,
     avoiding_modes,
@@ -268,6 +269,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=maze_strategies.success_table,
         full=maze_strategies.FULL,
         quick=maze_strategies.QUICK,
+    ),
+    arm_retarget.NAME: ExperimentSpec(
+        name=arm_retarget.NAME,
+        description="Cross-embodiment retargeting: BC on few 3-link arm demos vs plus retargeted 2-link demos",
+        run=arm_retarget.run,
+        table_columns=("policy", "test (unseen tasks) success [95% CI]"),
+        table=arm_retarget.success_table,
+        full=arm_retarget.FULL,
+        quick=arm_retarget.QUICK,
     ),
     pixels_dynamo.NAME: ExperimentSpec(
         name=pixels_dynamo.NAME,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from clonekit.errors import unknown_name
+from clonekit.experts.arm import ArmReachExpert
 from clonekit.experts.avoiding import AvoidingExpert, AvoidingGoalExpert
 from clonekit.experts.babyai_bot import BabyAIBotExpert
 from clonekit.experts.bfs import BFSExpert
@@ -22,6 +23,7 @@ EXPERTS: dict[tuple[str, str], Any] = {
     ("avoiding-goal", "paths"): AvoidingGoalExpert,
     ("babyai", "bot"): BabyAIBotExpert,
     ("metaworld", "scripted"): MetaWorldScriptedExpert,
+    ("arm", "reach"): ArmReachExpert,
 }
 
 
@@ -46,6 +48,7 @@ def make_expert(env: str, name: str, **kwargs: Any) -> Expert:
 
 __all__ = [
     "EXPERTS",
+    "ArmReachExpert",
     "AvoidingExpert",
     "AvoidingGoalExpert",
     "BFSExpert",
