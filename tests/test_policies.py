@@ -49,6 +49,7 @@ def test_every_policy_is_covered() -> None:
     others |= {"iql", "td3bc"}  # offline RL (rewards, next observations): test_offline_rl.py
     others |= {"recoil"}  # expert-marked steps among other data: test_recoil.py
     others |= {"residual"}  # trained by PPO on a base run, not from data: test_residual.py
+    others |= {"hilp", "play_lmp"}  # goal reaching from play data (Box actions, a goal): test_hilp_play.py
     others |= {"relic"}  # trained by PPO over multi-trial episodes, not from data: test_incontext.py
     others |= {"style_bc"}  # a Box policy that reads a style stream (Avoiding): test_style.py
     assert set(SMALL) == set(POLICIES) - others

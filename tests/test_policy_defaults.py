@@ -115,9 +115,12 @@ ACTIONS = {
     "td3bc": "Box",
     "recoil": "Discrete|Box",  # needs an expert-marking stream, which the plain vector data lacks
     "style_bc": "Box",  # needs a style stream, which the plain vector data lacks
+    "hilp": "Box",  # goals are states of the same episodes (hindsight), so plain vector data is enough
+    "play_lmp": "Box",
 }
 # Policies that read plain vectors (the others need maps with a procedure, or BabyAI observations).
 VECTOR_POLICIES = ("bc", "continuous_bc", "goal_bc", "transformer_bc", "transformer_goal_bc", "dt", "iql", "td3bc")
+VECTOR_POLICIES += ("hilp", "play_lmp")
 
 
 def test_every_registered_policy_is_covered_here() -> None:
@@ -139,8 +142,11 @@ def test_every_policy_trains_on_vectors_with_no_settings_or_says_why_not_in_one_
     elif name in VECTOR_POLICIES and set(POLICIES[name][1].required_streams) <= set(data.streams):
         assert code == 0, err
         recorded = json.loads((tmp_path / "run" / "config.json").read_text())["policy_config"]
-        # iql and td3bc have no encoder field: their networks are MLPs over the flattened observation.
-        assert (recorded.get("encoder", "mlp"), recorded["normalize_obs"]) == ("mlp", "per_feature")
+        # iql and td3bc have no encoder field: their networks are MLPs over the flattened observation; hilp and
+        # play_lmp have neither field (MLPs over per-feature standardized vectors, always).
+        fields = (recorded.get("encoder", "mlp"), recorded.get("normalize_obs", "per_feature"))
+        assert fields == ("mlp", "per_feature")
+        assert "normalize_obs" in recorded or name in ("hilp", "play_lmp")
     else:  # the actions fit, the data does not: the missing stream or the observation shape is named
         assert_one_error_line(code, err, repr(name))
         assert "needs stream" in err or ("obs_shape" in err and "(4,)" in err), err

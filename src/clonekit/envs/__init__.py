@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from clonekit.envs.arm import ArmFamily
-from clonekit.envs.family import AvoidingFamily, AvoidingGoalFamily, BabyAIFamily, EnvFamily, MazeFamily
+from clonekit.envs.family import (
+    AvoidingFamily,
+    AvoidingGoalFamily,
+    AvoidingReachFamily,
+    BabyAIFamily,
+    EnvFamily,
+    MazeFamily,
+)
 from clonekit.envs.gym import GymFamily, env_block_for_gym_id
 from clonekit.envs.metaworld import MetaWorldFamily
 from clonekit.errors import ConfigError, unknown_name
@@ -20,6 +27,7 @@ ENVS: dict[str, EnvFamily] = {
     "maze": MazeFamily(),
     "avoiding": AvoidingFamily(),
     "avoiding-goal": AvoidingGoalFamily(),
+    "avoiding-reach": AvoidingReachFamily(),
     "babyai": BabyAIFamily(),
     "gym": GymFamily(),
     "metaworld": MetaWorldFamily(),
@@ -79,6 +87,7 @@ __all__ = [
     "ArmFamily",
     "AvoidingFamily",
     "AvoidingGoalFamily",
+    "AvoidingReachFamily",
     "BabyAIFamily",
     "EnvFamily",
     "GymFamily",

@@ -32,6 +32,11 @@ Goal-reaching variant (env family ``avoiding-goal``): a task also names a goal, 
 ``GOAL_TOLERANCE`` of it, and crossing elsewhere ends the episode with reward 0. The policy gets the goal
 as a second input, ``goal`` ``(2,)`` (see :meth:`AvoidingVecEnv.policy_inputs`).
 
+Reaching variant (env family ``avoiding-reach``, :class:`AvoidingReachVecEnv`): a task is a start and a goal
+point anywhere in the free arena (:func:`sample_reach_tasks`); success is coming within ``REACH_TOLERANCE`` of
+the goal before ``max_steps`` (default ``REACH_MAX_STEPS``), touching an obstacle ends the episode with reward 0,
+and the finish line is no border. The goal, a position like the observation, is the policy's ``goal`` input.
+
 Precision variant (env kwarg ``finish_gate``, a half-width): the finish line is open only through gates of
 that half-width centred on the ``EXITS``; crossing it elsewhere ends the episode with reward 0. The expert's
 exits scatter by ``WAYPOINT_NOISE`` (0.03) around the gates' centres, so a gate of a few hundredths asks for
@@ -343,3 +348,80 @@ class AvoidingGoalEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def render(self) -> np.ndarray:
         """The arena with the agent, as :meth:`AvoidingEnv.render`."""
         return self._plain.render()
+
+
+# Goal-reaching anywhere (env family ``avoiding-reach``): a task is a start and a goal point in free space.
+REACH_TOLERANCE = 0.05  # success: within this distance of the goal (a bit more than one full step)
+REACH_MAX_STEPS = 120
+REACH_CLEARANCE = 0.15  # starts and goals keep this distance from every obstacle centre
+REACH_MIN_DISTANCE = 0.5  # a start is at least this far from its goal
+REACH_X = (-0.95, 0.95)
+REACH_Y = (0.02, 1.08)
+
+
+def free_points(rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` points ``(count, 2)`` float64 drawn uniformly from the arena, at least ``REACH_CLEARANCE`` from
+    every obstacle centre (rejection sampling)."""
+    points = np.zeros((0, 2))
+    while len(points) < count:
+        draw = np.stack([rng.uniform(*REACH_X, 4 * count), rng.uniform(*REACH_Y, 4 * count)], axis=1)
+        clear = np.linalg.norm(draw[:, None] - OBSTACLES[None], axis=-1).min(axis=1) >= REACH_CLEARANCE
+        points = np.concatenate([points, draw[clear]])
+    return points[:count]
+
+
+def sample_reach_tasks(
+    seed: int,
+    split: str,
+    goals: int,
+    starts_per_goal: int = 1,
+    exclude: set[str] | frozenset[str] = frozenset(),
+) -> list[AvoidingTask]:
+    """``goals * starts_per_goal`` reaching tasks for ``split``: ``goals`` goal points in free space, each with
+    ``starts_per_goal`` start points at least ``REACH_MIN_DISTANCE`` away (task ``k`` has goal
+    ``k // starts_per_goal``); coordinates rounded to 1e-4, no task key in ``exclude``."""
+    rng = np.random.default_rng(derive_seed(seed, f"avoiding-reach:{split}"))
+    tasks: list[AvoidingTask] = []
+    seen = set(exclude)
+    while len(tasks) < goals * starts_per_goal:
+        goal = tuple(round(float(v), 4) for v in free_points(rng, 1)[0])
+        chosen: list[AvoidingTask] = []
+        while len(chosen) < starts_per_goal:
+            start = tuple(round(float(v), 4) for v in free_points(rng, 1)[0])
+            task = AvoidingTask((start[0], start[1]), (goal[0], goal[1]))
+            if np.hypot(start[0] - goal[0], start[1] - goal[1]) >= REACH_MIN_DISTANCE and task.key not in seen:
+                seen.add(task.key)
+                chosen.append(task)
+        tasks += chosen
+    return tasks
+
+
+class AvoidingReachVecEnv(AvoidingVecEnv):
+    """Goal reaching anywhere in the Avoiding arena: success (reward 1, ``terminated``) within
+    ``REACH_TOLERANCE`` of the task's goal; touching an obstacle ends the episode with reward 0; the finish
+    line is no border here (the arena goes on to ``y = 1.1``). :meth:`policy_inputs` gives the goal, a position
+    like the observation. Same dynamics as :class:`AvoidingVecEnv` (no drift, no gates)."""
+
+    def __init__(self, tasks: list[AvoidingTask], max_steps: int | None = None) -> None:
+        if any(t.goal is None for t in tasks):
+            raise ValueError("AvoidingReachVecEnv: every task needs a goal")
+        super().__init__(tasks, max_steps if max_steps is not None else REACH_MAX_STEPS)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Apply velocities ``(B, 2)`` in [-1, 1]; returns ``(obs, reward, terminated, truncated)``."""
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.shape != (self.num_envs, 2) or not np.isfinite(actions).all():
+            raise ValueError(f"actions: expected finite values of shape ({self.num_envs}, 2), got {actions.shape}")
+        active = ~self.done
+        target = self.agents + np.clip(actions, -1.0, 1.0) * MAX_STEP
+        target[:, 0] = target[:, 0].clip(*ARENA_X)
+        target[:, 1] = target[:, 1].clip(*ARENA_Y)
+        self.agents[active] = target[active]
+        self.steps[active] += 1
+        hit = active & collides(self.agents)
+        reached = active & ~hit & (np.linalg.norm(self.agents - self.goals, axis=1) <= REACH_TOLERANCE)
+        terminated = hit | reached
+        truncated = active & ~terminated & (self.steps >= self.max_steps)
+        self.crashed |= hit
+        self.done |= terminated | truncated
+        return self.observe(), reached.astype(np.float32), terminated, truncated

@@ -142,7 +142,7 @@ class AvoidingFamily:
     """
 
     name = "avoiding"
-    KWARGS = ("max_steps", "finish_gate", "drift", *pixels.AVOIDING_OPTIONS)
+    KWARGS: tuple[str, ...] = ("max_steps", "finish_gate", "drift", *pixels.AVOIDING_OPTIONS)
     deterministic_tasks = True  # the start state is the task; the dynamics have no noise
 
     def _check(self, kwargs: dict[str, Any]) -> None:
@@ -223,8 +223,41 @@ class AvoidingGoalFamily(AvoidingFamily):
             or len(goal) != 2
             or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in goal)
         ):
-            raise ConfigError(f"avoiding-goal task: expected 'goal': [x, y], found {data!r}")
+            raise ConfigError(f"{self.name} task: expected 'goal': [x, y], found {data!r}")
         return avoiding.AvoidingTask(task.start, (float(goal[0]), float(goal[1])))
+
+
+class AvoidingReachFamily(AvoidingGoalFamily):
+    """Goal reaching anywhere in the Avoiding arena: a task is a start and a goal point in free space.
+
+    See :class:`clonekit.envs.avoiding.AvoidingReachVecEnv`. Test tasks come from their own seed stream and
+    share no key with a training task. Env kwargs: ``max_steps`` (int, default 120).
+    """
+
+    name = "avoiding-reach"
+    KWARGS: tuple[str, ...] = ("max_steps",)
+
+    def _check(self, kwargs: dict[str, Any]) -> None:
+        unknown = set(kwargs) - set(self.KWARGS)
+        if unknown:
+            raise ConfigError(
+                f"env avoiding-reach: unknown option(s) {sorted(unknown)}; expected some of {list(self.KWARGS)}"
+            )
+
+    def spaces(self, **kwargs: Any) -> tuple[gym.Space[Any], gym.Space[Any]]:
+        self._check(kwargs)
+        env = avoiding.AvoidingEnv()
+        return env.observation_space, env.action_space
+
+    def sample_tasks(
+        self, seed: int, split: str, count: int, exclude: set[str], **kwargs: Any
+    ) -> list[avoiding.AvoidingTask]:
+        self._check(kwargs)
+        return avoiding.sample_reach_tasks(seed, split, count, 1, exclude)
+
+    def make_vec(self, tasks: list[avoiding.AvoidingTask], **kwargs: Any) -> avoiding.AvoidingReachVecEnv:
+        self._check(kwargs)
+        return avoiding.AvoidingReachVecEnv(tasks, kwargs.get("max_steps"))
 
 
 class BabyAIFamily:

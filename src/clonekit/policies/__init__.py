@@ -12,8 +12,10 @@ from clonekit.policies.continuous_bc import ContinuousBCConfig, ContinuousBCPoli
 from clonekit.policies.decision_transformer import DecisionTransformerConfig, DecisionTransformerPolicy
 from clonekit.policies.dynamics import DynamicsConfig, ForwardDynamicsModel
 from clonekit.policies.goal_bc import GoalBCConfig, GoalBCPolicy
+from clonekit.policies.hilp import HILPConfig, HILPPolicy
 from clonekit.policies.idm import IDMConfig, InverseDynamicsModel
 from clonekit.policies.iql import IQLConfig, IQLPolicy
+from clonekit.policies.play_lmp import PlayLMPConfig, PlayLMPPolicy
 from clonekit.policies.procedure_cloning import ProcedureCloningConfig, ProcedureCloningPolicy
 from clonekit.policies.recoil import RecoilConfig, RecoilPolicy
 from clonekit.policies.relic import RelicConfig, RelicPolicy
@@ -40,7 +42,9 @@ POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
     "continuous_bc": (ContinuousBCConfig, ContinuousBCPolicy),
     "dt": (DecisionTransformerConfig, DecisionTransformerPolicy),
     "goal_bc": (GoalBCConfig, GoalBCPolicy),
+    "hilp": (HILPConfig, HILPPolicy),  # trains its Hilbert representation (clonekit.pretrain.hilp) too
     "iql": (IQLConfig, IQLPolicy),
+    "play_lmp": (PlayLMPConfig, PlayLMPPolicy),
     "procedure_cloning": (ProcedureCloningConfig, ProcedureCloningPolicy),
     "recoil": (RecoilConfig, RecoilPolicy),
     "recurrent_bc": (RecurrentBCConfig, RecurrentBCPolicy),
