@@ -25,6 +25,7 @@ from clonekit.experiments import (
     demo_rl,
     incontext,
     interactive_compare,
+    lfo_ads,
     maze_continual,
     maze_idm,
     maze_interactive,
@@ -256,6 +257,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=adversarial_il.results_table,
         full=adversarial_il.FULL,
         quick=adversarial_il.QUICK,
+    ),
+    lfo_ads.NAME: ExperimentSpec(
+        name=lfo_ads.NAME,
+        description="GAIfO from observation-only Acrobot demos: fixed discount vs automatic discount scheduling (ADS)",
+        run=lfo_ads.run,
+        table_columns=("policy", "test success [95% CI]"),
+        table=lfo_ads.results_table,
+        full=lfo_ads.FULL,
+        quick=lfo_ads.QUICK,
     ),
     demo_rl.NAME: ExperimentSpec(
         name=demo_rl.NAME,

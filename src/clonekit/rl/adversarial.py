@@ -48,6 +48,7 @@ from clonekit.data import Dataset
 from clonekit.errors import CheckpointError, ConfigError
 from clonekit.io import atomic_write_json
 from clonekit.nn import MLPEncoder
+from clonekit.rl.ads import ScheduledDiscount
 from clonekit.rl.agent import Actor, ActorCritic
 from clonekit.rl.config import PPOConfig
 from clonekit.rl.ppo import Rollout, UpdateHook, train_ppo
@@ -82,6 +83,12 @@ class AdversarialConfig:
         disc_batch_size: Expert and policy transitions per discriminator minibatch (each).
         grad_penalty: Weight of the zero-centred gradient penalty on mixed inputs (0: none).
 
+        discount_schedule: ``fixed`` (PPO's ``gamma`` throughout) or ``ads`` (Automatic Discount Scheduling,
+            :mod:`clonekit.rl.ads`: ``alpha ** (1 / progress)``, capped at ``gamma``).
+        ads_alpha: ADS's ``alpha`` in (0, 1): the discount at a progress of one matched expert step.
+        ads_tolerance: ADS's matching distance, in expert-standardized observation units.
+        ads_window: ADS's look-ahead along the expert sequence (1: every expert step must be matched).
+
         num_envs, num_steps, lr, gamma, gae_lambda, update_epochs, num_minibatches, ent_coef, hidden_sizes,
         checkpoint_every: PPO's settings (see :class:`clonekit.rl.PPOConfig`).
     """
@@ -100,6 +107,11 @@ class AdversarialConfig:
     disc_updates: int = 4
     disc_batch_size: int = 256
     grad_penalty: float = 0.0
+
+    discount_schedule: Literal["fixed", "ads"] = "fixed"
+    ads_alpha: float = 0.2
+    ads_tolerance: float = 0.5
+    ads_window: int = 4
 
     num_envs: int = 8
     num_steps: int = 128
@@ -132,6 +144,17 @@ class AdversarialConfig:
             "a finite number >= 0",
             self.grad_penalty,
         )
+        check(self.discount_schedule in ("fixed", "ads"), "discount_schedule", "fixed|ads", self.discount_schedule)
+        check(0 < self.ads_alpha < 1, "ads_alpha", "a number in (0, 1)", self.ads_alpha)
+        check(
+            self.ads_tolerance > 0 and math.isfinite(self.ads_tolerance),
+            "ads_tolerance",
+            "a finite number > 0",
+            self.ads_tolerance,
+        )
+        check(self.ads_window >= 1, "ads_window", ">= 1", self.ads_window)
+        if self.discount_schedule == "ads":
+            check(self.method == "gaifo", "discount_schedule", "ads only with method gaifo", self.method)
         self.ppo()  # PPO's own checks name the field
 
     @property
@@ -434,11 +457,35 @@ def train_adversarial(
     )
     reward = AdversarialReward(config, expert, discriminator)
     reward.provenance = {"adversarial_config": config_to_json(config), "demos_fingerprint": demos.fingerprint}
+    scheduled: ScheduledDiscount | None = None
+    if config.discount_schedule == "ads":
+        obs_all = np.asarray(demos.column("obs"), dtype=np.float32).reshape(demos.num_steps, -1)
+        episodes = [
+            obs_all[start : start + length]
+            for start, length in zip(demos.episode_starts.tolist(), demos.episode_lengths.tolist(), strict=True)
+        ]
+        scheduled = ScheduledDiscount(
+            reward,
+            episodes,
+            discriminator.obs_mean.numpy(),
+            discriminator.obs_std.numpy(),
+            config.num_envs,
+            config.ads_alpha,
+            config.gamma,
+            config.ads_tolerance,
+            config.ads_window,
+        )
     if resume and (run_dir / PROVENANCE_FILE).is_file():
         started = read_json(run_dir / PROVENANCE_FILE, "adversarial provenance")
         check_same_config(config, started.get("adversarial_config"), str(run_dir / PROVENANCE_FILE))
     actor = train_ppo(
-        config.ppo(), run_dir, resume=resume, show_progress=show_progress, on_update=on_update, reward_model=reward
+        config.ppo(),
+        run_dir,
+        resume=resume,
+        show_progress=show_progress,
+        on_update=on_update,
+        reward_model=scheduled if scheduled is not None else reward,
+        discount=scheduled.discount if scheduled is not None else None,
     )
     atomic_save_tensors(dict(discriminator.state_dict()), run_dir / DISCRIMINATOR_FILE)
     atomic_write_json(run_dir / PROVENANCE_FILE, reward.provenance | {"demos": str(config.demos)})

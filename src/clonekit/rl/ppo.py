@@ -73,6 +73,9 @@ ALGORITHM = "ppo"
 # on_update(env_steps, actor): called after every update (and with 0 before the first one of a fresh run), e.g.
 # to evaluate the actor every N env steps.
 UpdateHook = Callable[[int, Actor], None]
+# discount(): the discount of the coming iteration (asked once before each rollout), for a schedule that
+# changes it during training (e.g. clonekit.rl.ads); without one every iteration uses config.gamma.
+DiscountSchedule = Callable[[], float]
 # Checkpoint tensors of a reward model are stored in the checkpoint's model file under this prefix.
 REWARD_MODEL_PREFIX = "reward_model."
 
@@ -84,7 +87,8 @@ class Rollout:
     ``obs`` ``(T, N, *obs_shape)``; ``actions`` ``(T, N)`` int64 or ``(T, N, A)`` in the actor's [-1, 1] units
     (unclipped draws); ``log_prob`` ``(T, N)`` of the actions under the policy that drew them; ``next_obs``
     ``(T, N, *obs_shape)`` the observation each step led to (an ended episode's own last one, not the next
-    episode's first); ``terminated`` ``(T, N)`` bool (a real end, not a time limit).
+    episode's first); ``terminated`` ``(T, N)`` bool (a real end, not a time limit); ``ended`` ``(T, N)`` bool
+    (the episode ended at this step, by either end or a time limit).
     """
 
     obs: torch.Tensor
@@ -92,6 +96,7 @@ class Rollout:
     log_prob: torch.Tensor
     next_obs: torch.Tensor
     terminated: torch.Tensor
+    ended: torch.Tensor | None = None
 
 
 class RewardModel(Protocol):
@@ -127,6 +132,7 @@ def train_ppo(
     init_actor: Callable[[Actor], None] | None = None,
     make_envs: Callable[[], VectorEnv] | None = None,
     reward_model: RewardModel | None = None,
+    discount: DiscountSchedule | None = None,
 ) -> Actor:
     """Train PPO as ``config`` says into run directory ``out``; return the trained actor (a clonekit policy).
 
@@ -134,7 +140,9 @@ def train_ppo(
     its last layer, :mod:`clonekit.rl.residual`); a resumed run's checkpoint overwrites it anyway. ``make_envs``
     builds the vector env instead of ``env_factories`` (a :class:`VectorEnv` that steps its envs its own way, e.g.
     as one batch), with ``env_block`` as there. ``reward_model`` replaces the env's rewards by learned ones (see
-    :class:`RewardModel`); a resumed run restores its checkpointed state.
+    :class:`RewardModel`); a resumed run restores its checkpointed state. ``discount()``, when given, is the
+    discount of each iteration instead of ``config.gamma`` (GAE and the time-limit bootstrap); its owner keeps
+    whatever state it needs (e.g. inside the reward model, which is checkpointed).
 
     ``env_factories`` (one per env, ``config.num_envs`` of them) replaces the envs ``config.env`` names, with
     ``env_block`` the env block the run records for evaluation (e.g. a ``maze`` block with its tasks); both
@@ -195,7 +203,20 @@ def train_ppo(
         atomic_write_json(run_dir / CONFIG_FILE, run_config)
         if start >= config.num_iterations and (run_dir / MODEL_FILE).is_file():
             return load_policy(run_dir)  # type: ignore[return-value]
-        _loop(config, run_dir, envs, agent, optimizer, generator, prior, start, show_progress, on_update, reward_model)
+        _loop(
+            config,
+            run_dir,
+            envs,
+            agent,
+            optimizer,
+            generator,
+            prior,
+            start,
+            show_progress,
+            on_update,
+            reward_model,
+            discount,
+        )
     finally:
         envs.close()
     atomic_save_tensors(dict(actor.state_dict()), run_dir / MODEL_FILE)
@@ -215,6 +236,7 @@ def _loop(
     show_progress: bool,
     on_update: UpdateHook | None,
     reward_model: RewardModel | None = None,
+    discount: DiscountSchedule | None = None,
 ) -> None:
     """Iterations ``start + 1 .. num_iterations``: rollout, GAE, update, log, checkpoint."""
     n, t_len, batch = config.num_envs, config.num_steps, config.batch_size
@@ -243,6 +265,7 @@ def _loop(
                 if config.anneal_lr:
                     optimizer.param_groups[0]["lr"] = config.lr * (1.0 - (iteration - 1) / config.num_iterations)
                 finished: list[tuple[float, int]] = []
+                gamma = config.gamma if discount is None else float(discount())
                 agent.eval()
                 with torch.no_grad():
                     for t in range(t_len):
@@ -255,7 +278,7 @@ def _loop(
                         bootstrap: np.ndarray = np.zeros(0, dtype=np.float32)
                         if cut:  # time limit, not a real end: bootstrap from where the episode stood
                             last = torch.from_numpy(np.stack([final[i] for i in cut]))
-                            bootstrap = config.gamma * agent.value(last).numpy()
+                            bootstrap = gamma * agent.value(last).numpy()
                             reward[cut] += bootstrap
                         if reward_model is not None:
                             buf_bootstrap[t] = 0.0
@@ -274,12 +297,13 @@ def _loop(
                     reward_info: dict[str, float] = {}
                     if reward_model is not None:
                         learned, reward_info = reward_model.rewards(
-                            Rollout(buf_obs, buf_actions, buf_logp, buf_next_obs, buf_terminated), agent
+                            Rollout(buf_obs, buf_actions, buf_logp, buf_next_obs, buf_terminated, buf_ended > 0),
+                            agent,
                         )
                         # A truncated episode's bootstrap stays on top of the learned reward, as on the env's.
                         buf_rewards.copy_(learned + buf_bootstrap)
                     advantages = _gae(
-                        buf_rewards, buf_values, buf_ended, agent.value(torch.from_numpy(next_obs)), config
+                        buf_rewards, buf_values, buf_ended, agent.value(torch.from_numpy(next_obs)), config, gamma
                     )
                 env_steps += batch
                 rollout_s = time.perf_counter() - began
@@ -306,6 +330,8 @@ def _loop(
                 info.update(reward_info)
                 info["env_steps_per_s"] = batch / max(rollout_s, 1e-9)
                 info["lr"] = float(optimizer.param_groups[0]["lr"])
+                if discount is not None:
+                    info["gamma"] = gamma
                 scalars.log(env_steps, info)
                 advance(batch, **{k: info[k] for k in ("episode_return",) if k in info})
                 if on_update is not None:
@@ -331,17 +357,23 @@ def _loop(
 
 
 def _gae(
-    rewards: torch.Tensor, values: torch.Tensor, ended: torch.Tensor, next_value: torch.Tensor, config: PPOConfig
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    ended: torch.Tensor,
+    next_value: torch.Tensor,
+    config: PPOConfig,
+    gamma: float,
 ) -> torch.Tensor:
-    """GAE advantages ``(T, N)``: ``ended[t]`` marks an episode that ended at step ``t`` (no bootstrap past it;
-    a truncated one's reward already holds its bootstrap), ``next_value`` is ``V`` after the last step."""
+    """GAE advantages ``(T, N)`` with discount ``gamma``: ``ended[t]`` marks an episode that ended at step ``t``
+    (no bootstrap past it; a truncated one's reward already holds its bootstrap), ``next_value`` is ``V`` after
+    the last step."""
     advantages = torch.zeros_like(rewards)
     last = torch.zeros_like(next_value)
     for t in reversed(range(len(rewards))):
         following = next_value if t == len(rewards) - 1 else values[t + 1]
         live = 1.0 - ended[t]
-        delta = rewards[t] + config.gamma * following * live - values[t]
-        last = delta + config.gamma * config.gae_lambda * live * last
+        delta = rewards[t] + gamma * following * live - values[t]
+        last = delta + gamma * config.gae_lambda * live * last
         advantages[t] = last
     return advantages
 
