@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -184,10 +185,10 @@ def run(
         if key == "bc":
             policy = _train_bc(kept, out / "runs" / "bc", config, run_seed)
         else:
-            policy, curves[key] = _adversarial_curve(
+            policy, curves[key] = adversarial_curve(
                 out / "runs" / key,
                 config.adversarial(key, str(demos_path), run_seed),
-                config,
+                config.eval_every,
                 mean_return,
                 show_progress,
             )
@@ -254,15 +255,16 @@ def _train_bc(data: Dataset, run_dir: Path, config: AdversarialILConfig, seed: i
     return load_policy(run_dir)
 
 
-def _adversarial_curve(
+def adversarial_curve(
     run_dir: Path,
     adversarial: AdversarialConfig,
-    config: AdversarialILConfig,
-    mean_return: Any,
+    eval_every: int,
+    score: Callable[[Policy], float],
     show_progress: bool,
 ) -> tuple[Policy, list[tuple[int, float]]]:
     """Train one adversarial method (or read a finished run back) and return its actor and its curve
-    ``[(env_steps, greedy mean return), ...]``."""
+    ``[(env_steps, score(greedy actor)), ...]``, scored before training, every ``eval_every`` env steps and at
+    the end (``score``: e.g. the mean return or success on fixed test tasks)."""
     saved = run_dir / "curve.json"
     if saved.is_file():
         points = json.loads(saved.read_text(encoding="utf-8"))
@@ -274,8 +276,8 @@ def _adversarial_curve(
     curve: list[tuple[int, float]] = []
 
     def evaluate(env_steps: int, actor: Policy) -> None:
-        if env_steps in (0, total) or env_steps // config.eval_every > (env_steps - batch) // config.eval_every:
-            curve.append((env_steps, mean_return(actor)))
+        if env_steps in (0, total) or env_steps // eval_every > (env_steps - batch) // eval_every:
+            curve.append((env_steps, score(actor)))
             actor.train()
 
     actor = train_adversarial(adversarial, run_dir, show_progress=show_progress, on_update=evaluate)
@@ -353,4 +355,14 @@ def results_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
     ]
 
 
-__all__ = ["FULL", "KEYS", "NAME", "QUICK", "AdversarialILConfig", "results_table", "run", "subsampled_dataset"]
+__all__ = [
+    "FULL",
+    "KEYS",
+    "NAME",
+    "QUICK",
+    "AdversarialILConfig",
+    "adversarial_curve",
+    "results_table",
+    "run",
+    "subsampled_dataset",
+]

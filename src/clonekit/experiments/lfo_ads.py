@@ -25,7 +25,6 @@ steps; the env's limit is 500) of the final greedy policy on ``final_episodes`` 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from clonekit.checkpoint import load_policy
 from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.data.observation_only import write_observation_only
@@ -42,11 +40,12 @@ from clonekit.envs import get_env_family
 from clonekit.evaluation import rollout
 from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import format_metric
+from clonekit.experiments.adversarial_il import adversarial_curve
 from clonekit.experiments.common import check_policy_keys, report_tail, results_head
 from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
-from clonekit.rl.adversarial import AdversarialConfig, train_adversarial
+from clonekit.rl.adversarial import AdversarialConfig
 from clonekit.seeding import derive_seed
 
 NAME = "lfo-ads"
@@ -191,7 +190,9 @@ def run(
     discounts: dict[str, list[tuple[int, float]]] = {}
     for key in config.policies:
         adversarial = config.adversarial(key, str(demos_path), run_seed)
-        policy, curves[key] = _curve(out / "runs" / key, adversarial, config, curve_success, show_progress)
+        policy, curves[key] = adversarial_curve(
+            out / "runs" / key, adversarial, config.eval_every, curve_success, show_progress
+        )
         discounts[key] = _discounts(out / "runs" / key, adversarial.gamma)
         results = rollout(policy, family, final_tasks, len(final_tasks), test_seed, env_kwargs)
         finals[key] = results.metrics(seed)
@@ -209,30 +210,6 @@ def run(
     plots = [f"{NAME}.png"] if _plot(results_json, out / f"{NAME}.png") else []
     atomic_write_text(out / "report.md", _report(results_json, plots))
     return results_json
-
-
-def _curve(
-    run_dir: Path, adversarial: AdversarialConfig, config: LfoAdsConfig, curve_success: Any, show_progress: bool
-) -> tuple[Policy, list[tuple[int, float]]]:
-    """Train one key (or read a finished run back); returns its actor and ``[(env_steps, success), ...]``."""
-    saved = run_dir / "curve.json"
-    if saved.is_file():
-        points = json.loads(saved.read_text(encoding="utf-8"))
-        return load_policy(run_dir), [(int(s), float(v)) for s, v in points]
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # an unfinished run (no curve.json) starts again
-    batch = adversarial.ppo().batch_size
-    total = adversarial.ppo().num_iterations * batch
-    curve: list[tuple[int, float]] = []
-
-    def evaluate(env_steps: int, actor: Policy) -> None:
-        if env_steps in (0, total) or env_steps // config.eval_every > (env_steps - batch) // config.eval_every:
-            curve.append((env_steps, curve_success(actor)))
-            actor.train()
-
-    actor = train_adversarial(adversarial, run_dir, show_progress=show_progress, on_update=evaluate)
-    atomic_write_json(saved, curve)
-    return actor, curve
 
 
 def _discounts(run_dir: Path, gamma: float) -> list[tuple[int, float]]:
