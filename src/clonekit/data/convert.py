@@ -121,7 +121,7 @@ def _check_destination(src: Path, dst: Path, to: str, overwrite: bool) -> None:
     if not (dst.exists() or dst.is_symlink()):
         return
     if not overwrite:
-        raise DatasetError(f"{dst}: already exists; pass overwrite=True to replace it")
+        raise DatasetError(f"{dst}: already exists; pass overwrite=True (command line: --overwrite) to replace it")
     if not _is_replaceable(dst, to):
         raise DatasetError(f"{dst}: exists and is not a {to} dataset; refusing to replace it with overwrite=True")
 

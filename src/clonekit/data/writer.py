@@ -284,7 +284,7 @@ def _check_target(path: Path, overwrite: bool) -> None:
     if not (path.exists() or path.is_symlink()):
         return
     if not overwrite:
-        raise DatasetError(f"{path}: already exists; pass overwrite=True to replace it")
+        raise DatasetError(f"{path}: already exists; pass overwrite=True (command line: --overwrite) to replace it")
     if not path.is_dir() or not ((path / "meta.json").is_file() or not any(path.iterdir())):
         raise DatasetError(
             f"{path}: exists and is not a clonekit dataset (no meta.json); refusing to replace it with overwrite=True"
