@@ -20,10 +20,10 @@ All resampling is seeded, so the same inputs give the same interval.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 N_RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -33,13 +33,21 @@ _CHUNK = 250
 Statistic = Callable[[np.ndarray], np.ndarray]  # (R, n) resamples (weights or values) -> (R,) statistics
 
 
+def _scipy_stats() -> ModuleType:
+    """``scipy.stats``, imported on first use: it takes longer to import than the rest of clonekit's training
+    path, and every training process (torchrun workers, CLI commands) imports this module."""
+    from scipy import stats
+
+    return stats
+
+
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion ``successes / n``; ``(nan, nan)`` for ``n == 0``."""
     if n <= 0:
         return float("nan"), float("nan")
     if not 0 <= successes <= n:
         raise ValueError(f"successes: expected 0 <= successes <= n = {n}, got {successes}")
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    z = float(_scipy_stats().norm.ppf(0.5 + confidence / 2))
     p = successes / n
     center = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
@@ -51,14 +59,14 @@ def exact_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tu
     """Clopper-Pearson ("exact") interval of ``successes / n``; ``(nan, nan)`` for ``n == 0``."""
     if n <= 0:
         return float("nan"), float("nan")
-    ci = stats.binomtest(int(successes), int(n)).proportion_ci(confidence, method="exact")
+    ci = _scipy_stats().binomtest(int(successes), int(n)).proportion_ci(confidence, method="exact")
     return float(ci.low), float(ci.high)
 
 
 def interquartile_mean(values: np.ndarray | list[float]) -> float:
     """Interquartile mean: the mean of the middle 50% (25% trimmed from each end), as rliable defines it."""
     x = np.asarray(values, dtype=np.float64).ravel()
-    return float(stats.trim_mean(x, 0.25)) if x.size else float("nan")
+    return float(_scipy_stats().trim_mean(x, 0.25)) if x.size else float("nan")
 
 
 def rowwise_mean(rows: np.ndarray) -> np.ndarray:
@@ -68,7 +76,7 @@ def rowwise_mean(rows: np.ndarray) -> np.ndarray:
 
 def rowwise_iqm(rows: np.ndarray) -> np.ndarray:
     """Interquartile mean of each row of ``(R, k)``."""
-    return np.asarray(stats.trim_mean(rows, 0.25, axis=1))
+    return np.asarray(_scipy_stats().trim_mean(rows, 0.25, axis=1))
 
 
 def resample_weights(
