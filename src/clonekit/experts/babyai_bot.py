@@ -6,6 +6,12 @@ sentence ("go to the red ball", "open the blue door", "pick up the yellow key", 
 with probability ``action_noise`` a random action replaces the bot's (the bot then replans from where it
 ended up), and with probability ``thought_noise`` the recorded thought is a random sentence of the same form.
 
+Plan order (``plan_order``, a second procedure for the same missions): ``"bot"`` is minigrid's bot as it is;
+``"reversed"`` carries out the two parts of every "A and B" instruction in the other order (B first), which
+the mission allows ("and" leaves the order free; "then" and "after" fix it, and are kept). On a mission without
+"and" both orders act identically. With ``plan_order`` given, a ``strategy`` stream records it per step (the
+index in :data:`PLAN_ORDERS`), so demonstrations of both orders can be mixed and the order hidden or asked for.
+
 The bot raises ``AssertionError`` on a few seeds of some levels; such an episode is stopped, marked in
 ``failed`` and left out of the dataset by the collector, which counts it.
 """
@@ -23,6 +29,7 @@ from clonekit.errors import ConfigError
 COLORS = ("red", "green", "blue", "purple", "yellow", "grey")
 OBJECTS = ("ball", "box", "key")
 DONE_ACTION = 6
+PLAN_ORDERS = ("bot", "reversed")
 
 
 def subgoal_sentence(bot: Any) -> str:
@@ -76,14 +83,19 @@ class BabyAIBotExpert:
             bot's own action of every step is recorded too, as the ``expert_action`` stream: the label of a
             noise-injected demonstration (DART), which ``TrainConfig(action_labels="expert_action")`` trains on.
         thought_noise: Probability that a step's recorded thought is replaced by a random sentence.
+        plan_order: ``None`` (minigrid's bot, no ``strategy`` stream) or one of :data:`PLAN_ORDERS`: the order in
+            which the parts of an "A and B" instruction are carried out, recorded as the ``strategy`` stream.
     """
 
     name = "bot"
 
-    def __init__(self, action_noise: float = 0.0, thought_noise: float = 0.0) -> None:
+    def __init__(self, action_noise: float = 0.0, thought_noise: float = 0.0, plan_order: str | None = None) -> None:
         for field, value in (("action_noise", action_noise), ("thought_noise", thought_noise)):
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"expert bot: {field}: expected a probability in [0, 1], got {value!r}")
+        if plan_order is not None and plan_order not in PLAN_ORDERS:
+            raise ConfigError(f"expert bot: plan_order: expected one of {list(PLAN_ORDERS)}, got {plan_order!r}")
+        self.plan_order = plan_order
         self.action_noise = float(action_noise)
         self.thought_noise = float(thought_noise)
         self._bots: list[Any] = []
@@ -98,6 +110,8 @@ class BabyAIBotExpert:
         streams = [text_stream("thought", "the BabyAI bot's current subgoal as a sentence, e.g. 'open the red door'")]
         if self.action_noise:
             streams.append(array_stream("expert_action", "int64", (), "the bot's own action (before noise)"))
+        if self.plan_order is not None:
+            streams.append(array_stream("strategy", "int64", (), f"index of the plan order in {list(PLAN_ORDERS)}"))
         return streams
 
     def reset(self, env: BabyAIVecEnv, seed: int | None = None) -> None:
@@ -108,7 +122,8 @@ class BabyAIBotExpert:
         # the bot was after. The episode is dropped and counted.
         self._bot_errors = (AssertionError, DisappearedBoxError)
         self._vec = env
-        self._bots = [BabyAIBot(e) for e in env.envs]
+        bot_class = _reversed_and_bot() if self.plan_order == "reversed" else BabyAIBot
+        self._bots = [bot_class(e) for e in env.envs]
         self._taken = [None] * env.num_envs
         self._rng = np.random.default_rng(seed)
         self.failed = np.zeros(env.num_envs, dtype=bool)
@@ -141,4 +156,23 @@ class BabyAIBotExpert:
         annotations = {"thought": thoughts}
         if self.action_noise:
             annotations["expert_action"] = labels
+        if self.plan_order is not None:
+            annotations["strategy"] = np.full(b, PLAN_ORDERS.index(self.plan_order), dtype=np.int64)
         return actions, annotations
+
+
+def _reversed_and_bot() -> type:
+    """minigrid's bot with the parts of every "A and B" instruction planned B first."""
+    from minigrid.envs.babyai.core.verifier import AndInstr
+    from minigrid.utils.baby_ai_bot import BabyAIBot
+
+    class ReversedAndBot(BabyAIBot):
+        def _process_instr(self, instr: Any) -> None:
+            # The plan is a stack: the part pushed last is carried out first (minigrid pushes B, then A).
+            if isinstance(instr, AndInstr):
+                self._process_instr(instr.instr_a)
+                self._process_instr(instr.instr_b)
+                return
+            super()._process_instr(instr)
+
+    return ReversedAndBot
