@@ -3,6 +3,9 @@
 A real uvicorn server on a free port serves a small dataset written by the test; the page lists its episodes,
 filters them, shows a chosen episode's frames and annotation streams as the scrubber moves, and shows text as
 text (a thought holding HTML markup stays markup, nothing runs). A screenshot goes to the test's tmp dir.
+The live page: a person takes over from a policy (discrete keys on the maze; on Avoiding, the continuous
+pad and arrow keys inside a round of ``clonekit interactive --intervener human``) and the dataset on disk
+has those steps flagged with the actions sent. One browser serves every test of the module.
 """
 
 from __future__ import annotations
@@ -54,6 +57,19 @@ def _chromium() -> str:
             pytrace=False,
         )
     return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module (each test opens its own page)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"], headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 def _episode(k: int, length: int) -> dict[str, Any]:
@@ -138,42 +154,37 @@ def test_the_api_refuses_requests_without_the_token(server: str) -> None:
     assert missing.value.code == 404 and b"episode 99" in missing.value.read()
 
 
-def test_the_page_shows_episodes_frames_and_streams_in_chromium(server: str, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"], headless=True)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(server + "?token=s3cret")
-            page.wait_for_selector("body[data-ready='1']", timeout=15000)
-            assert page.locator("#episodes button").count() == 5
-            page.select_option("#f-success", "1")  # filter: successes only
-            page.wait_for_function("document.querySelectorAll('#episodes button').length === 3")
-            page.click("#episodes button[data-episode='2']")
-            page.wait_for_selector("#episode:not([hidden])")
-            page.fill("#step", "1")  # scrub to step 1 (fires input)
-            thought = page.locator("#streams tr[data-stream='thought'] td").nth(1)
-            assert thought.text_content() == MARKUP  # shown as text
-            assert page.evaluate("window.__injected") is None and page.locator("#streams img").count() == 0
-            assert page.locator("#step-label").text_content() == "step 1 / 5"
-            page.wait_for_function("document.getElementById('frame').complete")
-            size = page.evaluate(
-                "[document.getElementById('frame').naturalWidth, document.getElementById('frame').naturalHeight]"
-            )
-            assert size == [SIZE * 8, SIZE * 8]
-            page.fill("#step", "4")
-            assert (
-                page.locator("#streams tr[data-stream='thought'] td").nth(1).text_content()
-                == "episode 2 step 4: go right"
-            )
-            page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
-            assert (tmp_path / "viewer.png").stat().st_size > 1000
-            assert not errors, errors
-        finally:
-            browser.close()
+def test_the_page_shows_episodes_frames_and_streams_in_chromium(server: str, tmp_path: Path, browser: Any) -> None:
+    page = browser.new_page()
+    try:
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(server + "?token=s3cret")
+        page.wait_for_selector("body[data-ready='1']", timeout=15000)
+        assert page.locator("#episodes button").count() == 5
+        page.select_option("#f-success", "1")  # filter: successes only
+        page.wait_for_function("document.querySelectorAll('#episodes button').length === 3")
+        page.click("#episodes button[data-episode='2']")
+        page.wait_for_selector("#episode:not([hidden])")
+        page.fill("#step", "1")  # scrub to step 1 (fires input)
+        thought = page.locator("#streams tr[data-stream='thought'] td").nth(1)
+        assert thought.text_content() == MARKUP  # shown as text
+        assert page.evaluate("window.__injected") is None and page.locator("#streams img").count() == 0
+        assert page.locator("#step-label").text_content() == "step 1 / 5"
+        page.wait_for_function("document.getElementById('frame').complete")
+        size = page.evaluate(
+            "[document.getElementById('frame').naturalWidth, document.getElementById('frame').naturalHeight]"
+        )
+        assert size == [SIZE * 8, SIZE * 8]
+        page.fill("#step", "4")
+        assert (
+            page.locator("#streams tr[data-stream='thought'] td").nth(1).text_content() == "episode 2 step 4: go right"
+        )
+        page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
+        assert (tmp_path / "viewer.png").stat().st_size > 1000
+        assert not errors, errors
+    finally:
+        page.close()
 
 
 def test_a_non_local_bind_without_a_token_exits_2_with_one_line(
@@ -209,10 +220,6 @@ def _intervention_actions(dataset: Any) -> list[int]:
     return actions[flags].tolist()
 
 
-def _launch(playwright: Any) -> Any:
-    return playwright.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"], headless=True)
-
-
 def _take_over_and_act(page: Any, actions: list[int]) -> None:
     """Take over on the live page, then press each action's number key, waiting for each step's acknowledgement."""
     page.wait_for_function("Number(document.getElementById('counters').dataset.step || 0) >= 2")  # the policy plays
@@ -225,10 +232,9 @@ def _take_over_and_act(page: Any, actions: list[int]) -> None:
 
 
 def test_the_live_page_takes_over_and_the_dataset_records_the_interventions(
-    maze_run: Path, tmp_path: Path, one_torch_thread: None
+    maze_run: Path, tmp_path: Path, one_torch_thread: None, browser: Any
 ) -> None:
     import uvicorn
-    from playwright.sync_api import sync_playwright
 
     from clonekit.interactive.live import live_session_for_run
 
@@ -242,21 +248,19 @@ def test_the_live_page_takes_over_and_the_dataset_records_the_interventions(
         assert thread.is_alive()
         time.sleep(0.05)
     sent = [3, 0, 2]
+    page = browser.new_page()
     try:
-        with sync_playwright() as playwright:
-            browser = _launch(playwright)
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/live")
-            _take_over_and_act(page, sent)
-            assert page.locator("#frame").get_attribute("src").startswith("data:image/png;base64,")
-            page.click("#release")
-            page.wait_for_selector("body[data-control='policy']")
-            saved = int(page.locator("#counters").get_attribute("data-saved"))
-            page.click("#end")
-            page.wait_for_function(f"Number(document.getElementById('counters').dataset.saved) > {saved}")
-            page.screenshot(path=str(tmp_path / "live.png"))
-            browser.close()
+        page.goto(f"http://127.0.0.1:{port}/live")
+        _take_over_and_act(page, sent)
+        assert page.locator("#frame").get_attribute("src").startswith("data:image/png;base64,")
+        page.click("#release")
+        page.wait_for_selector("body[data-control='policy']")
+        saved = int(page.locator("#counters").get_attribute("data-saved"))
+        page.click("#end")
+        page.wait_for_function(f"Number(document.getElementById('counters').dataset.saved) > {saved}")
+        page.screenshot(path=str(tmp_path / "live.png"))
     finally:
+        page.close()
         server.should_exit = True
         thread.join(timeout=10)
         session.close()
@@ -264,9 +268,7 @@ def test_the_live_page_takes_over_and_the_dataset_records_the_interventions(
     assert dataset is not None and _intervention_actions(dataset) == sent
 
 
-def test_a_killed_live_server_loses_no_acknowledged_step(maze_run: Path, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
+def test_a_killed_live_server_loses_no_acknowledged_step(maze_run: Path, tmp_path: Path, browser: Any) -> None:
     from clonekit.interactive.live import live_session_for_run
 
     port = _free_port()
@@ -286,17 +288,15 @@ def test_a_killed_live_server_loses_no_acknowledged_step(maze_run: Path, tmp_pat
                 assert time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.2)
         sent = [1, 1]
-        with sync_playwright() as playwright:
-            browser = _launch(playwright)
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/live")
-            try:
-                _take_over_and_act(page, sent)  # both steps acknowledged on the page
-            except Exception as err:
-                raise AssertionError(f"the live page did not play; server log:\n{log.read_text()}") from err
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
-            browser.close()
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/live")
+        try:
+            _take_over_and_act(page, sent)  # both steps acknowledged on the page
+        except Exception as err:
+            raise AssertionError(f"the live page did not play; server log:\n{log.read_text()}") from err
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        page.close()
     finally:
         if process.poll() is None:
             process.kill()
@@ -307,3 +307,81 @@ def test_a_killed_live_server_loses_no_acknowledged_step(maze_run: Path, tmp_pat
         assert bool(np.asarray(dataset.column("truncated"))[-1])  # the cut episode ends truncated
     finally:
         session.close()
+
+
+# -- a person as the intervener of an interactive round, with continuous actions ---------------------------------
+
+
+def _acknowledged(page: Any, act: Any) -> None:
+    """Do ``act`` on the live page and wait until the server acknowledged a step (the counters change)."""
+    before = page.evaluate("document.getElementById('counters').textContent")
+    act()
+    page.wait_for_function(f"document.getElementById('counters').textContent !== {json.dumps(before)}")
+
+
+def test_a_person_takes_over_a_round_with_continuous_actions(
+    avoiding_data: Any, tmp_path: Path, one_torch_thread: None, browser: Any
+) -> None:
+    from clonekit.interactive import InteractiveConfig
+    from clonekit.interactive.human import run_with_person
+
+    config = InteractiveConfig(
+        train_steps=10,
+        batch_size=32,
+        policy_overrides={"hidden_sizes": [16]},
+        episodes_per_round=2,
+        max_episode_steps=10,
+    )
+    port, out = _free_port(), tmp_path / "run"
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["run"] = run_with_person(
+                "hg_dagger", avoiding_data.path, out, 1, 0, config, port=port, step_interval=0.05
+            )
+        except BaseException as err:  # reported by the asserts below
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/live", timeout=1)
+            break
+        except OSError:
+            assert thread.is_alive() and time.monotonic() < deadline, outcome
+            time.sleep(0.05)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"http://127.0.0.1:{port}/live")
+        page.wait_for_function("Number(document.getElementById('counters').dataset.step || 0) >= 1")  # round 0 plays
+        assert page.locator("#round").text_content() == "interactive round 0"
+        page.click("#takeover")
+        page.wait_for_selector("body[data-control='human']")
+        pad = page.locator("#pad").bounding_box()
+        page.mouse.move(pad["x"] + pad["width"] / 4, pad["y"] + pad["height"] / 4)  # left and up: [-0.5, 0.5]
+        _acknowledged(page, page.mouse.down)  # held: a step now, then one every interval
+        page.mouse.up()
+        on_pad = json.loads(page.locator("#vector").get_attribute("data-action"))
+        assert np.allclose(on_pad, [-0.5, 0.5], atol=0.02), on_pad
+        _acknowledged(page, lambda: page.keyboard.press("ArrowLeft"))  # [-1, 0]
+        _acknowledged(page, lambda: page.keyboard.press("ArrowDown"))  # [0, -1]
+        page.screenshot(path=str(tmp_path / "human-round.png"))
+        page.click("#release")
+        page.wait_for_selector("body[data-control='policy']")
+        thread.join(timeout=60)  # the policy plays the round out; the final policy trains
+        assert not errors, errors
+    finally:
+        page.close()
+    assert not thread.is_alive() and "error" not in outcome, outcome
+    dataset = outcome["run"].dataset
+    played = np.asarray(dataset.column("round")) == 0
+    flags = np.asarray(dataset.column("intervention"))[played]
+    actions = np.asarray(dataset.column("action"))[played][flags]
+    distinct = [a for k, a in enumerate(actions.tolist()) if k == 0 or a != actions[k - 1].tolist()]
+    assert np.allclose(distinct, [on_pad, [-1.0, 0.0], [0.0, -1.0]], atol=1e-6), distinct  # the actions sent, in order
+    assert (~flags).sum() >= 1 and outcome["run"].rounds[0]["expert_labels"] == int(flags.sum())

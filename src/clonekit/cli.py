@@ -584,12 +584,32 @@ def interactive(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    intervener: Annotated[
+        str,
+        typer.Option(help="simulated (the env's simulated intervener) or human (you, on the live page; ui extra)."),
+    ] = "simulated",
+    host: Annotated[
+        str, typer.Option(help="--intervener human: address of the live page; anything but 127.0.0.1 needs --token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="--intervener human: port of the live page.")] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="CLONEKIT_TOKEN", help="--intervener human: required by the page (?token=...)."),
+    ] = None,
+    step_interval: Annotated[
+        float, typer.Option(help="--intervener human: seconds between the policy's steps on the page.")
+    ] = 0.25,
 ) -> None:
-    """Interactive imitation with a simulated intervener: each round trains, plays and appends to RUN's dataset."""
+    """Interactive imitation: each round trains, plays (under a simulated intervener, or you on the live page
+    with --intervener human) and appends to RUN's dataset."""
     from clonekit.config import config_from_json
     from clonekit.interactive import InteractiveConfig, check_method, run_interactive
 
     check_method(method)
+    if intervener not in ("simulated", "human"):
+        raise ConfigError(f"--intervener: expected simulated or human, got {intervener!r}")
+    if intervener == "simulated" and (host != "127.0.0.1" or port != 8765):
+        raise ConfigError("--host/--port: only used with --intervener human (the live page)")
     settings = _parse_overrides(set_ or [])
     if episodes_per_round is not None:
         settings["episodes_per_round"] = episodes_per_round
@@ -598,7 +618,12 @@ def interactive(
     def log(line: str) -> None:
         out_console.print(line, soft_wrap=True)
 
-    run = run_interactive(method, data, out, rounds, seed, config, show_progress=not quiet, log=log)
+    if intervener == "human":
+        from clonekit.interactive.human import run_with_person
+
+        run = run_with_person(method, data, out, rounds, seed, config, host, port, token, step_interval, not quiet, log)
+    else:
+        run = run_interactive(method, data, out, rounds, seed, config, show_progress=not quiet, log=log)
     out_console.print(
         f"{method}: {len(run.rounds)} rounds, {run.expert_labels} expert labels; dataset {run.dataset.path}, "
         f"final policy {run.policy_dir(len(run.rounds))}",

@@ -1,5 +1,6 @@
 """Interactive imitation: simulated interveners, and DAgger, HG-DAgger, Sirius and RLIF runs that grow a dataset
-round by round (see :mod:`clonekit.interactive.loop`)."""
+round by round (see :mod:`clonekit.interactive.loop`); a person as the intervener on the live page in
+:mod:`clonekit.interactive.human`."""
 
 from clonekit.interactive.episodes import RoundPlay, play_round
 from clonekit.interactive.expert_intervener import ExpertIntervener, ExpertIntervenerConfig
@@ -8,6 +9,8 @@ from clonekit.interactive.loop import (
     METHODS,
     InteractiveConfig,
     InteractiveRun,
+    RoundPlayer,
+    RoundToPlay,
     check_method,
     load_round_policy,
     run_interactive,
@@ -27,6 +30,8 @@ __all__ = [
     "IntervenerConfig",
     "MazeIntervener",
     "RoundPlay",
+    "RoundPlayer",
+    "RoundToPlay",
     "SegmentWeights",
     "check_method",
     "load_round_policy",

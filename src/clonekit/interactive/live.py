@@ -12,7 +12,10 @@ for demonstrations). The session's directory holds:
   of journal episodes it holds. Restarting the session on the same directory first moves the journal's
   unfinished episode into the dataset as a truncated episode, then plays on.
 
-Discrete action spaces only (the page offers one control per action).
+Discrete actions come from the page one per step (a button or number key each); continuous (Box, one axis)
+actions come as a vector of numbers, clipped to the space's bounds before they run and are saved. A session
+may be bounded (``max_episodes``, ``label_budget``): it then finishes, sets :attr:`LiveSession.finished` and
+plays no more, which is how an interactive round played by a person ends (:mod:`clonekit.interactive.human`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -32,6 +36,7 @@ from clonekit.data import Dataset, DatasetWriter, array_stream
 from clonekit.errors import ConfigError
 from clonekit.interactive.browse import draw, encode_png
 from clonekit.io import atomic_write_json
+from clonekit.seeding import derive_seed
 
 JOURNAL = "journal.jsonl"
 POINTER = "live.json"
@@ -79,19 +84,44 @@ class StepJournal:
 
 
 class LiveSession:
-    """One env slot played by ``policy`` on ``tasks`` (cycled), with take-over; thread-safe calls."""
+    """One env slot played by ``policy`` on ``tasks`` (cycled), with take-over; thread-safe calls.
+
+    Episode ``j`` of the session plays ``tasks[(first_episode + j) % len(tasks)]``, reset with seed ``j`` (or,
+    given ``seed``, with ``derive_seed(seed, f"live:{first_episode + j}")``). Bounds, all off by default:
+    ``max_episodes`` finishes the session after that many saved episodes; ``max_steps`` cuts every episode after
+    that many steps (truncated); ``label_budget`` caps the person's steps (each one label): the step that spends
+    the last one ends its episode (truncated unless it terminated) and the session.
+    """
 
     def __init__(
-        self, policy: Any, family: Any, env_kwargs: dict[str, Any], tasks: list[Any], directory: str | Path
+        self,
+        policy: Any,
+        family: Any,
+        env_kwargs: dict[str, Any],
+        tasks: list[Any],
+        directory: str | Path,
+        *,
+        max_episodes: int | None = None,
+        max_steps: int | None = None,
+        first_episode: int = 0,
+        seed: int | None = None,
+        label_budget: int | None = None,
     ) -> None:
         if not tasks:
             raise ConfigError("live session: no tasks to play")
         self.policy, self.family, self.env_kwargs, self.tasks = policy, family, env_kwargs, tasks
         obs_space, action_space = family.spaces(**env_kwargs)
-        if not hasattr(action_space, "n"):
-            raise ConfigError(f"live session: expected a Discrete action space, found {action_space}")
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        if not hasattr(action_space, "n") and not (self.continuous and len(action_space.shape) == 1):
+            raise ConfigError(f"live session: expected a Discrete or a one-axis Box action space, found {action_space}")
         self.obs_space, self.action_space = obs_space, action_space
-        self.action_names = list(getattr(family, "action_names", None) or [str(a) for a in range(action_space.n)])
+        if self.continuous:
+            self.action_names = [f"a{i}" for i in range(action_space.shape[0])]
+        else:
+            self.action_names = list(getattr(family, "action_names", None) or [str(a) for a in range(action_space.n)])
+        self.max_episodes, self.max_steps, self.label_budget = max_episodes, max_steps, label_budget
+        self.first_episode, self.seed = first_episode, seed
+        self.finished = threading.Event()
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -99,8 +129,15 @@ class LiveSession:
         self.committed = int(pointer.get("episodes", 0))
         self.journal = StepJournal(self.directory / JOURNAL)
         self._recover()
+        saved = self.dataset()
+        self.labels_used = 0 if saved is None else int(np.asarray(saved.column("intervention"), dtype=bool).sum())
         self.human = False
-        self._start_episode()
+        self.steps: list[dict[str, np.ndarray]] = []
+        self.last: dict[str, Any] = {}
+        if self._bound_reached():
+            self.finished.set()
+        else:
+            self._start_episode()
 
     # -- storage ---------------------------------------------------------------------------------------------
     def _pointer(self) -> dict[str, Any]:
@@ -124,14 +161,15 @@ class LiveSession:
     def _commit(self, steps: dict[str, np.ndarray]) -> None:
         old = self.dataset()
         name = f"data-{self.committed + 1:04d}"
+        action_dtype, action_shape = self._action_layout()
         streams = [
             array_stream("obs", self.obs_space.dtype, tuple(self.obs_space.shape)),
-            array_stream("action", "int64"),
+            array_stream("action", action_dtype, action_shape),
             array_stream("reward", "float32"),
             array_stream("terminated", "bool"),
             array_stream("truncated", "bool"),
             array_stream("intervention", "bool", (), "a person was in control"),
-            array_stream("expert_action", "int64", (), "the person's action on intervention steps"),
+            array_stream("expert_action", action_dtype, action_shape, "the person's action on intervention steps"),
         ]
         spaces = {"observation": self.obs_space, "action": self.action_space}
         env = {"id": self.family.name, "kwargs": self.env_kwargs}
@@ -145,45 +183,88 @@ class LiveSession:
         if old is not None and old.path.name != name:
             shutil.rmtree(old.path)
 
+    def _action_layout(self) -> tuple[str, tuple[int, ...]]:
+        """The dtype and per-step shape of saved actions: int64 scalars, or the Box's dtype and shape."""
+        if self.continuous:
+            return np.dtype(self.action_space.dtype).str, tuple(self.action_space.shape)
+        return "int64", ()
+
+    def _bound_reached(self) -> bool:
+        episodes_done = self.max_episodes is not None and self.committed >= self.max_episodes
+        return episodes_done or self.labels_left == 0
+
+    @property
+    def labels_left(self) -> int | None:
+        """Steps the person may still take (None: no limit)."""
+        return None if self.label_budget is None else max(0, self.label_budget - self.labels_used)
+
     # -- playing ---------------------------------------------------------------------------------------------
     def _start_episode(self) -> None:
-        task = self.tasks[self.committed % len(self.tasks)]
+        number = self.first_episode + self.committed
+        task = self.tasks[number % len(self.tasks)]
         self.vec = self.family.make_vec([task], **self.env_kwargs)
-        self.obs = self.vec.reset(seed=self.committed)
+        reset_seed = self.committed if self.seed is None else derive_seed(self.seed, f"live:{number}")
+        self.obs = self.vec.reset(seed=reset_seed)
         self.policy_state = self.policy.initial_state(1)
-        self.steps: list[dict[str, np.ndarray]] = []
-        self.last: dict[str, Any] = {}
+        self.steps = []
+        self.last = {}
 
-    def _policy_action(self) -> tuple[int, Any]:
+    def _policy_action(self) -> tuple[np.ndarray, Any]:
         with torch.inference_mode():
             action, state = self.policy.act({"obs": torch.as_tensor(self.obs)}, self.policy_state)
-        return int(np.asarray(action)[0]), state
+        dtype, _ = self._action_layout()
+        return np.asarray(action)[0].astype(dtype), state
 
-    def step(self, human_action: int | None = None) -> dict[str, Any]:
-        """One step: the person's action when given (they are in control), else the policy's."""
-        with self._lock:
-            if human_action is not None and not 0 <= human_action < self.action_space.n:
+    def _checked(self, human_action: Any) -> np.ndarray:
+        """The person's action as the env takes it; continuous ones are clipped to the bounds."""
+        if not self.continuous:
+            integer = isinstance(human_action, int | np.integer) and not isinstance(human_action, bool)
+            if not integer or not 0 <= human_action < self.action_space.n:
                 raise ConfigError(f"action: expected an integer in [0, {self.action_space.n}), got {human_action}")
+            return np.asarray(human_action, dtype=np.int64)
+        size = self.action_space.shape[0]
+        numbers = isinstance(human_action, list) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in human_action
+        )
+        values = np.asarray(human_action if numbers else [], dtype=np.float64)
+        if not numbers or values.shape != (size,) or not np.isfinite(values).all():
+            raise ConfigError(f"action: expected a list of {size} finite numbers, got {str(human_action)[:80]}")
+        low, high = self.action_space.low, self.action_space.high
+        return np.clip(values, low, high).astype(self.action_space.dtype)
+
+    def step(self, human_action: Any = None) -> dict[str, Any]:
+        """One step: the person's action when given (they are in control), else the policy's. A number for a
+        Discrete space, a list of numbers for a Box (clipped to its bounds). After the session finished, a
+        policy step does nothing and a person's step is refused."""
+        with self._lock:
+            if self.finished.is_set():
+                if human_action is not None:
+                    raise ConfigError("live: this session has finished; there is no episode to act in")
+                return self.state()
+            chosen = None if human_action is None else self._checked(human_action)
             proposed, state = self._policy_action()
-            action = proposed if human_action is None else human_action
+            action = proposed if chosen is None else chosen
             obs = self.obs
-            self.obs, reward, terminated, truncated = self.vec.step(np.array([action]))
+            self.obs, reward, terminated, truncated = self.vec.step(action[None])
             self.policy_state = state
+            if chosen is not None:
+                self.labels_used += 1
+            cut = (self.max_steps is not None and len(self.steps) + 1 >= self.max_steps) or self.labels_left == 0
             row = {
                 "obs": obs[0],
-                "action": np.int64(action),
+                "action": action,
                 "reward": np.float32(reward[0]),
                 "terminated": np.bool_(terminated[0]),
-                "truncated": np.bool_(truncated[0]),
-                "intervention": np.bool_(human_action is not None),
-                "expert_action": np.int64(action),
+                "truncated": np.bool_(truncated[0] or (cut and not terminated[0])),
+                "intervention": np.bool_(chosen is not None),
+                "expert_action": action,
             }
             self.journal.append(
                 {"episode": self.committed, "t": len(self.steps), **{k: _encode(np.asarray(v)) for k, v in row.items()}}
             )
             self.steps.append({k: np.asarray(v) for k, v in row.items()})
-            self.last = {"action": action, "proposed": proposed, "reward": float(reward[0])}
-            if terminated[0] or truncated[0]:
+            self.last = {"action": _shown(action), "proposed": _shown(proposed), "reward": float(reward[0])}
+            if row["terminated"] or row["truncated"]:
                 self._finish()
             return self.state()
 
@@ -191,12 +272,16 @@ class LiveSession:
         steps = {key: np.stack([s[key] for s in self.steps]) for key in STEP_KEYS}
         self._commit(steps)
         self.journal.clear()
-        self._start_episode()
+        if self._bound_reached():
+            self.steps = []
+            self.finished.set()
+        else:
+            self._start_episode()
 
     def end_episode(self) -> dict[str, Any]:
         """End the current episode now (truncated) and start the next one; nothing happens before a step."""
         with self._lock:
-            if self.steps:
+            if self.steps and not self.finished.is_set():
                 self.steps[-1]["truncated"] = np.asarray(not bool(self.steps[-1]["terminated"]))
                 self._finish()
             return self.state()
@@ -208,11 +293,12 @@ class LiveSession:
 
     def state(self) -> dict[str, Any]:
         """What the page shows: the frame, who is in control, counters, the last step."""
-        rgb = draw(np.asarray(self.obs), self.family)
+        done = self.finished.is_set()
+        rgb = None if done else draw(np.asarray(self.obs), self.family)
         frame = None if rgb is None else "data:image/png;base64," + base64.b64encode(encode_png(rgb[0])).decode()
-        return {
+        state = {
             "frame": frame,
-            "obs": None if rgb is not None else np.asarray(self.obs)[0].round(4).tolist(),
+            "obs": None if rgb is not None or done else np.asarray(self.obs, dtype=np.float64)[0].round(4).tolist(),
             "control": "human" if self.human else "policy",
             "episode": self.committed,
             "step": len(self.steps),
@@ -221,9 +307,20 @@ class LiveSession:
             "action_names": self.action_names,
             "last": self.last,
         }
+        if self.continuous:  # an unbounded side goes as null (JSON has no infinity)
+            state["action_low"] = [float(v) if np.isfinite(v) else None for v in self.action_space.low]
+            state["action_high"] = [float(v) if np.isfinite(v) else None for v in self.action_space.high]
+        if done:
+            state["finished"] = True
+        return state
 
     def close(self) -> None:
         self.journal.close()
+
+
+def _shown(action: np.ndarray) -> int | list[float]:
+    """An action as the page shows it: an integer, or the vector's values rounded."""
+    return int(action) if action.ndim == 0 else [round(float(v), 4) for v in action]
 
 
 def live_session_for_run(

@@ -18,6 +18,11 @@ Methods (``METHODS``), all on the same dataset layout:
   advantage weight ``exp(temperature * (Q - V))`` (:mod:`.rlif`; ``rlif_*`` settings), and the policy is
   trained by weighted behaviour cloning on all steps (IQL's policy extraction).
 
+A :class:`RoundPlayer` may play the rounds instead of the simulated intervener: a person on the live page
+(:mod:`.human`, ``--intervener human``) plays each round's episodes, and the steps they took over are the
+round's intervention steps; everything else is the same. ``run.json`` then records ``"intervener"`` (absent for
+simulated runs), and the run continues only with the same kind of intervener.
+
 The run's dataset (``RUN/<dataset>``, named in ``RUN/run.json``) holds the demonstrations' ``obs``,
 ``action``, ``reward``, ``terminated``, ``truncated`` (other streams are not carried over) plus
 ``intervention``, ``expert_action`` (a demonstration's own action), ``round`` (-1 for the demonstrations)
@@ -34,7 +39,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -83,6 +88,47 @@ INTERVENERS: dict[str, Callable[[InteractiveConfig, gym.spaces.Space[Any]], Inte
 }
 # HG-DAgger learns from the demonstrations and the intervention steps only.
 HG_DAGGER_WEIGHTS = SegmentWeights(demo=1.0, autonomous=0.0, intervention=1.0, pre_intervention=0.0, pre_window=0)
+
+
+@dataclass(frozen=True)
+class RoundToPlay:
+    """One round's episodes, as a :class:`RoundPlayer` is asked to play them.
+
+    Episode ``k`` of ``episode_ids`` plays ``tasks[k % len(tasks)]``; ``seed`` is the round's; ``max_steps``
+    cuts an episode (truncated); ``labels_left`` is what the run's label budget still allows (None: no limit).
+    """
+
+    index: int
+    policy: Policy
+    family: Any
+    tasks: list[Any]
+    episode_ids: np.ndarray
+    seed: int
+    env_kwargs: dict[str, Any]
+    max_steps: int | None
+    labels_left: int | None
+
+
+class RoundPlayer(Protocol):
+    """Plays the rounds' episodes in place of the simulated intervener, gated: the policy acts and the player
+    takes over (each step it controls is one label); ``name`` is recorded in ``run.json``."""
+
+    name: str
+
+    def play(self, round_to_play: RoundToPlay) -> RoundPlay:
+        """The round's episodes with their task indices (streams as :func:`.episodes.play_round` returns)."""
+        ...
+
+
+def check_player_method(method: str) -> None:
+    """``ConfigError`` for ``dagger`` with a :class:`RoundPlayer`: DAgger needs a label at every visited state,
+    which taking over does not give."""
+    if method == "dagger":
+        raise ConfigError(
+            "dagger: the expert labels every visited state, which an intervener who takes over does not give; "
+            "use hg_dagger, sirius or rlif with this intervener"
+        )
+
 
 # hook(round, stage) is called at "trained", "collected" and "appended" of every round (tests kill runs there).
 RoundHook = Callable[[int, str], None]
@@ -252,39 +298,48 @@ def run_interactive(
     show_progress: bool = False,
     log: Callable[[str], None] | None = None,
     hook: RoundHook | None = None,
+    player: RoundPlayer | None = None,
 ) -> InteractiveRun:
     """Run (or continue) ``method`` for ``rounds`` rounds from demonstrations ``data`` into ``out``.
 
-    An existing ``out`` continues where it stopped when it was started with the same method, seed, settings
-    and demonstrations (``rounds`` may be raised); otherwise ``CheckpointError``. See the module docstring.
+    An existing ``out`` continues where it stopped when it was started with the same method, seed, settings,
+    demonstrations and kind of intervener (``rounds`` may be raised); otherwise ``CheckpointError``. ``player``
+    plays the rounds instead of the simulated intervener (not for ``dagger``). See the module docstring.
     """
     check_method(method)
     check(rounds >= 0, "rounds", ">= 0", rounds)
     config = config or InteractiveConfig()
     source = data if isinstance(data, Dataset) else Dataset.open(data)
     env_id = source.env.get("id")
-    if env_id not in INTERVENERS:
+    if player is not None:
+        check_player_method(method)
+        if not isinstance(env_id, str):
+            raise ConfigError(f"{source.path}: meta.json env has no 'id'; the rounds need the env to play in")
+    elif env_id not in INTERVENERS:
         raise ConfigError(
             f"{source.path}: interactive runs need a simulated intervener for the env; env {env_id!r} has none "
             f"(have: {', '.join(INTERVENERS)})"
         )
-    if source.env.get("kwargs", {}).get("obs", "state") != "state":
+    elif source.env.get("kwargs", {}).get("obs", "state") != "state":
         raise ConfigError(
             f"{source.path}: the simulated intervener reads the env's state; this data observes "
             f"obs={source.env['kwargs']['obs']!r} (pictures), expected obs='state'"
         )
     run_dir = Path(out)
-    state = _open_run(run_dir, method, seed, config, source)
+    state = _open_run(run_dir, method, seed, config, source, None if player is None else player.name)
     family = get_env_family(env_id)
     env_kwargs = dict(source.env.get("kwargs", {}))
     tasks = split_tasks(source.env, "train", seed, 1)
-    intervener = INTERVENERS[env_id](config, source.space("action"))
-    intervener.labels_used = sum(r["expert_labels"] for r in state["rounds"])
+    intervener: Intervener | None = None
+    if player is None:
+        intervener = INTERVENERS[env_id](config, source.space("action"))
+        intervener.labels_used = sum(r["expert_labels"] for r in state["rounds"])
     dataset = Dataset.open(run_dir / state["dataset"])
     for i in range(len(state["rounds"]), rounds):
         policy = _train_round(method, dataset, run_dir, i, seed, config, show_progress)
         _call(hook, i, "trained")
-        if method == "dagger":  # every state in the data has its label already: the expert is not asked twice
+        # DAgger: every state in the data has its label already, so the expert is not asked twice.
+        if method == "dagger" and intervener is not None:
             intervener.remember(np.asarray(dataset.column("obs")), np.asarray(dataset.column("expert_action")))
         # Episode k plays training task k % len(tasks), counting on from the demonstrations: when they hold one
         # episode a task, the rounds visit the tasks no demonstration shows first.
@@ -292,9 +347,16 @@ def run_interactive(
         ids = np.arange(first, first + config.episodes_per_round)
         beta = config.beta * config.beta_decay**i if method == "dagger" else None
         round_seed = derive_seed(seed, f"round:{i}")
-        play = play_round(
-            policy, family, tasks, ids, round_seed, intervener, beta, env_kwargs, config.max_episode_steps
-        )
+        if player is not None:
+            used = sum(r["expert_labels"] for r in state["rounds"])
+            left = None if config.label_budget is None else max(0, config.label_budget - used)
+            to_play = RoundToPlay(i, policy, family, tasks, ids, round_seed, env_kwargs, config.max_episode_steps, left)
+            play = player.play(to_play)
+        else:
+            assert intervener is not None  # made above whenever no player plays the rounds
+            play = play_round(
+                policy, family, tasks, ids, round_seed, intervener, beta, env_kwargs, config.max_episode_steps
+            )
         _call(hook, i, "collected")
         dataset = _append_round(run_dir, state, dataset, method, config, i, play)
         _call(hook, i, "appended")
@@ -357,16 +419,21 @@ def _train_round(
     )
 
 
-def _open_run(run_dir: Path, method: str, seed: int, config: InteractiveConfig, source: Dataset) -> dict[str, Any]:
+def _open_run(
+    run_dir: Path, method: str, seed: int, config: InteractiveConfig, source: Dataset, intervener: str | None = None
+) -> dict[str, Any]:
     """The run's state from ``run.json``, after checking it fits this call; a new run's state, with its
-    first dataset (the demonstrations), when ``run_dir`` has none."""
-    header = {
+    first dataset (the demonstrations), when ``run_dir`` has none. ``intervener``: the name of the
+    :class:`RoundPlayer` playing the rounds (None: the simulated intervener; not recorded then)."""
+    header: dict[str, Any] = {
         "format": RUN_FORMAT,
         "method": method,
         "seed": seed,
         "config": config_to_json(config),
         "source": {"path": str(source.path), "fingerprint": source.fingerprint},
     }
+    if intervener is not None:
+        header["intervener"] = intervener
     path = run_dir / RUN_FILE
     if path.exists():
         state = read_json(path, "interactive run")
@@ -376,6 +443,11 @@ def _open_run(run_dir: Path, method: str, seed: int, config: InteractiveConfig, 
                     f"{path}: {key}: the run was started with {state.get(key)!r}, this call has {header[key]!r}; "
                     "use the same settings to continue it, or another --out"
                 )
+        if state.get("intervener") != intervener:
+            raise CheckpointError(
+                f"{path}: intervener: the run was played by {state.get('intervener') or 'simulated'!r}, this call "
+                f"has {intervener or 'simulated'!r}; use the same --intervener to continue it, or another --out"
+            )
         check_same_config(config, state.get("config"), str(path))
         if state.get("source", {}).get("fingerprint") != source.fingerprint:
             raise CheckpointError(
@@ -491,7 +563,10 @@ __all__ = [
     "METHODS",
     "InteractiveConfig",
     "InteractiveRun",
+    "RoundPlayer",
+    "RoundToPlay",
     "check_method",
+    "check_player_method",
     "load_round_policy",
     "policy_for",
     "run_interactive",

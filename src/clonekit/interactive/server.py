@@ -1,5 +1,6 @@
 """``clonekit serve``: the browser page over a dataset, run or experiment directory (extra ``ui``), and with
-``--live`` a page to watch a policy play and take over from it (:mod:`clonekit.interactive.live`).
+``--live`` a page to watch a policy play and take over from it (:mod:`clonekit.interactive.live`), also serving
+as the intervener of ``clonekit interactive ... --intervener human`` (:mod:`clonekit.interactive.human`).
 
 A FastAPI app with a small static page (``static/``, no build step) and a JSON API over
 :class:`clonekit.interactive.browse.Browse`. It binds ``127.0.0.1`` by default; any other address requires
@@ -126,8 +127,8 @@ async def _play(socket: Any, live: Any, step_interval: float, disconnect: type[E
     in control; apply the page's messages (``takeover``, ``release``, ``action``, ``end``) as they come."""
     import asyncio
 
-    async def send(state: dict[str, Any]) -> None:
-        await socket.send_json({"type": "state", **state})
+    async def send(state: dict[str, Any]) -> None:  # the interval paces a person's held continuous input too
+        await socket.send_json({"type": "state", "step_interval": step_interval, **state})
 
     # One change of the session at a time, its state sent before the next: the policy's step (in a worker
     # thread) and a message from the page (a take-over, the person's action) would otherwise step the same
