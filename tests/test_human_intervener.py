@@ -172,3 +172,18 @@ def test_the_cli_refuses_a_bad_intervener_or_bind_with_one_line(
     code = main([*base[:1], "dagger", *base[2:], "--intervener", "human"])
     assert_one_error_line(code, capsys.readouterr().err, "use hg_dagger, sirius or rlif")
     assert not (tmp_path / "o").exists()
+
+
+def test_avoiding_observations_are_drawn_as_pictures_for_the_page() -> None:
+    from clonekit.envs.pixels import AVOIDING_AGENT, render_avoiding
+    from clonekit.interactive.browse import draw
+
+    family = get_env_family("avoiding")
+    pictures = draw(np.array([[0.3, 0.5], [-0.6, 0.9]], np.float32), family)
+    assert pictures is not None and pictures.shape == (2, 128, 128, 3) and pictures.dtype == np.uint8
+    for picture, (x, y) in zip(pictures, [(0.3, 0.5), (-0.6, 0.9)], strict=True):
+        rows, cols = np.nonzero((picture == np.array(AVOIDING_AGENT, np.uint8)).all(-1))
+        # The agent's disc sits where the arena (x in [-1, 1], y in [0, 1.1], top row first) puts it.
+        assert abs(cols.mean() - (x + 1) / 2 * 128) < 2 and abs(rows.mean() - (1.1 - y) / 1.1 * 128) < 2
+    frames = render_avoiding(np.array([[0.0, 0.2]]), 32)  # pixel observations (T, 3, S, S) pass as they are
+    assert np.array_equal(draw(frames, family), frames.transpose(0, 2, 3, 1))

@@ -149,6 +149,17 @@ class AvoidingFamily:
         unknown = set(kwargs) - set(self.KWARGS)
         if unknown:
             raise ConfigError(
+    render_size = 128  # pixels a side of the pictures render_obs draws of state observations
+
+    def render_obs(self, obs: np.ndarray) -> np.ndarray:
+        """Pictures ``(T, S, S, 3)`` uint8 for the viewer and the live page: state observations ``(T, 2)`` drawn as
+        the pixel variant draws them (``render_size`` pixels a side), pixel observations ``(T, 3, S, S)`` as they
+        are."""
+        obs = np.asarray(obs)
+        if obs.ndim == 4:
+            return np.ascontiguousarray(obs.transpose(0, 2, 3, 1))
+        positions = obs.reshape(len(obs), -1)[:, :2].astype(np.float64)
+        return np.ascontiguousarray(pixels.render_avoiding(positions, self.render_size).transpose(0, 2, 3, 1))
                 f"env avoiding: unknown option(s) {sorted(unknown)}; expected some of {list(self.KWARGS)}"
             )
         pixels.check_options(self.name, kwargs)
