@@ -46,7 +46,8 @@ def _session(avoiding_data: Dataset, directory: Path, **bounds: Any) -> LiveSess
 def test_continuous_take_over_is_clipped_checked_and_saved(avoiding_data: Dataset, tmp_path: Path) -> None:
     session = _session(avoiding_data, tmp_path / "live")
     state = session.step()
-    assert state["action_low"] == [-1.0, -1.0] and state["action_high"] == [1.0, 1.0] and state["obs"] is not None
+    assert state["action_low"] == [-1.0, -1.0] and state["action_high"] == [1.0, 1.0]
+    assert state["frame"].startswith("data:image/png;base64,") and state["obs"] is None  # the arena, drawn
     session.set_control(True)
     session.step([2.0, -0.5])  # clipped to the bounds
     session.step([-0.25, 0.75])
