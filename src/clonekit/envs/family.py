@@ -144,11 +144,6 @@ class AvoidingFamily:
     name = "avoiding"
     KWARGS: tuple[str, ...] = ("max_steps", "finish_gate", "drift", *pixels.AVOIDING_OPTIONS)
     deterministic_tasks = True  # the start state is the task; the dynamics have no noise
-
-    def _check(self, kwargs: dict[str, Any]) -> None:
-        unknown = set(kwargs) - set(self.KWARGS)
-        if unknown:
-            raise ConfigError(
     render_size = 128  # pixels a side of the pictures render_obs draws of state observations
 
     def render_obs(self, obs: np.ndarray) -> np.ndarray:
@@ -160,6 +155,11 @@ class AvoidingFamily:
             return np.ascontiguousarray(obs.transpose(0, 2, 3, 1))
         positions = obs.reshape(len(obs), -1)[:, :2].astype(np.float64)
         return np.ascontiguousarray(pixels.render_avoiding(positions, self.render_size).transpose(0, 2, 3, 1))
+
+    def _check(self, kwargs: dict[str, Any]) -> None:
+        unknown = set(kwargs) - set(self.KWARGS)
+        if unknown:
+            raise ConfigError(
                 f"env avoiding: unknown option(s) {sorted(unknown)}; expected some of {list(self.KWARGS)}"
             )
         pixels.check_options(self.name, kwargs)
