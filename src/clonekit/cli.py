@@ -1134,6 +1134,32 @@ def rl_gaifo(
     _rl_adversarial("gaifo", env, demos, steps, out, seed, resume, set_ or [], quiet)
 
 
+@rl_app.command(name="bco")
+def rl_bco(
+    env: AdversarialEnv,
+    data: Annotated[Path, typer.Option(help="Expert dataset; only its obs stream is read (actions not needed).")],
+    out: AdversarialOut,
+    seed: Annotated[int, typer.Option(help="Seed of the random policy, the env resets and every training run.")] = 0,
+    resume: AdversarialResume = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Setting KEY=VALUE (JSON value), e.g. pre_steps=20000 or alpha=0.25; repeatable."),
+    ] = None,
+    quiet: AdversarialQuiet = False,
+) -> None:
+    """BCO: an inverse dynamics model learned from the agent's own env steps labels the expert's observations,
+    then behaviour cloning; BCO(alpha) repeats with the cloned policy acting (--set alpha=0.25 --set iterations=4).
+    """
+    from clonekit.config import config_from_json
+    from clonekit.rl.bco import BCOConfig, train_bco
+
+    given = {"env": env, "demos": str(data), "seed": seed}
+    config = config_from_json(BCOConfig, given | _parse_overrides(set_ or []), "rl bco")
+    train_bco(config, out, resume=resume, show_progress=not quiet)
+    phases = config.iterations + 1
+    out_console.print(f"trained bco on {config.env} with {config.total_env_steps} env steps ({phases} phases): {out}")
+
+
 pretrain_app = typer.Typer(
     help="Pretrain representations on a dataset (no reward needed), for policies to load.", no_args_is_help=True
 )

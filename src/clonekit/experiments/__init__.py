@@ -260,7 +260,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
     ),
     lfo_ads.NAME: ExperimentSpec(
         name=lfo_ads.NAME,
-        description="GAIfO from observation-only Acrobot demos: fixed discount vs automatic discount scheduling (ADS)",
+        description="Observation-only Acrobot demos: GAIfO with a fixed discount vs ADS, and BCO",
         run=lfo_ads.run,
         table_columns=("policy", "test success [95% CI]"),
         table=lfo_ads.results_table,
