@@ -17,6 +17,7 @@ from clonekit.experiments import (
     avoiding_modes,
     avoiding_ood_dynamics,
     avoiding_play,
+    avoiding_quality,
     avoiding_residual,
     avoiding_style,
     babyai_overthinking,
@@ -212,6 +213,16 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=maze_quality.success_table,
         full=maze_quality.FULL,
         quick=maze_quality.QUICK,
+    ),
+    avoiding_quality.NAME: ExperimentSpec(
+        name=avoiding_quality.NAME,
+        description="Polluted Avoiding demonstrations (continuous): detectors vs injected defects; BC raw, curated, "
+        "best-of-N",
+        run=avoiding_quality.run,
+        table_columns=("key", "test success or detector F1 [95% CI]", "data steps or precision / recall"),
+        table=avoiding_quality.success_table,
+        full=avoiding_quality.FULL,
+        quick=avoiding_quality.QUICK,
     ),
     maze_idm.NAME: ExperimentSpec(
         name=maze_idm.NAME,

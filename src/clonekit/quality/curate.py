@@ -27,7 +27,7 @@ streams the new dataset lacks are dropped, and the new dataset's streams they la
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,12 +140,19 @@ def curate(
     filters: list[Filter],
     overwrite: bool = False,
     added: Sequence[AddedEpisodes] = (),
+    cut_steps: Mapping[str, np.ndarray] | None = None,
 ) -> Dataset:
     """Write the episodes of ``source`` that pass ``filters`` to ``out``, then the ``added`` ones; returns the
-    new dataset."""
-    if not filters and not added:
+    new dataset.
+
+    ``cut_steps`` (reason -> ``(N,)`` bool over the source's steps, e.g. what a detector flagged) cuts those
+    steps from the kept episodes as ``cut-loops`` cuts loops, logged per segment under that reason; an episode
+    left with no step is removed."""
+    if not filters and not added and not cut_steps:
         raise ConfigError(f"--filter: give at least one of {', '.join(FILTERS)} (or --recovery / --augment)")
     kept, removed, cuts, cut_log = _apply_filters(source, filters)
+    if cut_steps:
+        kept, cut_log = _cut_given(source, kept, cuts, cut_steps, removed, cut_log)
     if not kept and not any(a.episodes for a in added):
         raise ConfigError(f"--filter {' '.join(map(str, filters))}: every episode of {source.path} was removed")
     new_index = {old: new for new, old in enumerate(kept)}
@@ -227,6 +234,38 @@ def _apply_filters(
         removed += [{"episode": k, "filter": str(step), "reason": reason} for k, reason in sorted(gone.items())]
         kept = [k for k in kept if k not in gone]
     return kept, removed, cuts, cut_log
+
+
+def _cut_given(
+    source: Dataset,
+    kept: list[int],
+    cuts: dict[int, np.ndarray],
+    cut_steps: Mapping[str, np.ndarray],
+    removed: list[dict[str, Any]],
+    cut_log: list[dict[str, Any]],
+) -> tuple[list[int], list[dict[str, Any]]]:
+    """Add the ``cut_steps`` masks of the ``kept`` episodes to ``cuts`` (logged per segment); episodes left empty
+    go to ``removed``. Returns the episodes still kept and the cut log."""
+    for reason, mask in cut_steps.items():
+        if np.shape(mask) != (source.num_steps,):
+            raise ConfigError(f"cut_steps[{reason!r}]: expected {source.num_steps} step flags, got {np.shape(mask)}")
+    still: list[int] = []
+    for k in kept:
+        start, length = int(source.episode_starts[k]), int(source.episode_lengths[k])
+        mask = cuts.get(k, np.zeros(length, dtype=bool)).copy()
+        for reason, flags in cut_steps.items():
+            part = np.asarray(flags[start : start + length], dtype=bool)
+            for a, b in segments(part & ~mask):
+                cut_log.append({"episode": k, "filter": reason, "reason": f"steps {a}-{b - 1}: {reason}"})
+            mask |= part
+        if mask.all():
+            removed.append({"episode": k, "filter": "cut", "reason": "every step was cut"})
+            cuts.pop(k, None)
+            continue
+        if mask.any():
+            cuts[k] = mask
+        still.append(k)
+    return still, cut_log
 
 
 def kept_episodes(source: Dataset, filters: list[Filter]) -> list[int]:
