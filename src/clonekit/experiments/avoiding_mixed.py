@@ -45,6 +45,7 @@ from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.common import (
+    avoiding_step_streams,
     behaviour_composition,
     check_policy_keys,
     play_episodes,
@@ -295,14 +296,7 @@ def write_mixture(
     family = get_env_family("avoiding")
     tasks = family.sample_tasks(seed, "train", train_starts, set())
     obs_space, act_space = family.spaces()
-    streams = [
-        array_stream("obs", "float32", (2,), "agent position (x, y)"),
-        array_stream("action", "float32", (2,), "velocity as a fraction of the largest step"),
-        array_stream("reward", "float32", ()),
-        array_stream("terminated", "bool", ()),
-        array_stream("truncated", "bool", ()),
-        array_stream("expert", "bool", (), "True on the steps of the expert's episodes"),
-    ]
+    streams = avoiding_step_streams(array_stream("expert", "bool", (), "True on the steps of the expert's episodes"))
     env = {
         "id": family.name,
         "kwargs": {},

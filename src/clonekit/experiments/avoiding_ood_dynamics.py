@@ -34,7 +34,7 @@ import torch
 
 from clonekit.checkpoint import load_policy
 from clonekit.config import check
-from clonekit.data import Dataset, DatasetWriter, array_stream
+from clonekit.data import Dataset, DatasetWriter
 from clonekit.data.spaces import space_to_json
 from clonekit.envs import get_env_family
 from clonekit.envs.avoiding import MAX_STEP, AvoidingTask, AvoidingVecEnv
@@ -42,7 +42,14 @@ from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric
-from clonekit.experiments.common import check_policy_keys, play_episodes, report_tail, results_head, torch_threads
+from clonekit.experiments.common import (
+    avoiding_step_streams,
+    check_policy_keys,
+    play_episodes,
+    report_tail,
+    results_head,
+    torch_threads,
+)
 from clonekit.experts.avoiding import AvoidingExpert
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.quality.transfer import TransferConfig, separation_auc, write_transfer_weights
@@ -270,13 +277,7 @@ def write_drift_demos(
     ``extra["ood_dynamics"]``; the env block is the target dynamics' (drift 0). Returns the dataset."""
     family = get_env_family("avoiding")
     obs_space, act_space = family.spaces()
-    streams = [
-        array_stream("obs", "float32", (2,), "agent position (x, y)"),
-        array_stream("action", "float32", (2,), "velocity as a fraction of the largest step"),
-        array_stream("reward", "float32", ()),
-        array_stream("terminated", "bool", ()),
-        array_stream("truncated", "bool", ()),
-    ]
+    streams = avoiding_step_streams()
     env = {"id": family.name, "kwargs": {}, "expert": "paths", "seed": seed}
     env["tasks"] = [family.task_to_json(t) for t in tasks]
     writer = DatasetWriter(

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from clonekit.config import check
-from clonekit.data import Dataset, DatasetWriter, array_stream, text_stream
+from clonekit.data import Dataset, DatasetWriter, text_stream
 from clonekit.data.spaces import space_to_json
 from clonekit.envs import get_env_family
 from clonekit.envs.avoiding import (
@@ -51,6 +51,7 @@ from clonekit.envs.avoiding import (
     AvoidingTask,
     AvoidingVecEnv,
 )
+from clonekit.experiments.common import avoiding_step_streams
 from clonekit.experts.avoiding import ACTION_NOISE, AvoidingExpert
 from clonekit.seeding import derive_seed
 
@@ -242,15 +243,7 @@ def polluted_demonstrations(
     the module docstring); episodes are ordered by start state, then demonstrator."""
     family = get_env_family("avoiding")
     obs_space, act_space = family.spaces()
-    streams = [
-        array_stream("obs", "float32", (2,), "agent position (x, y)"),
-        array_stream("action", "float32", (2,), "velocity as a fraction of the largest step"),
-        array_stream("reward", "float32", ()),
-        array_stream("terminated", "bool", ()),
-        array_stream("truncated", "bool", ()),
-        DEMONSTRATOR_STREAM,
-        DEFECT_STREAM,
-    ]
+    streams = avoiding_step_streams(DEMONSTRATOR_STREAM, DEFECT_STREAM)
     env = {
         "id": family.name,
         "kwargs": {},

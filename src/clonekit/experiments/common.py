@@ -15,7 +15,7 @@ import torch
 from clonekit import __version__
 from clonekit.checkpoint import load_policy
 from clonekit.config import check, config_to_json
-from clonekit.data import Dataset
+from clonekit.data import Dataset, StreamSpec, array_stream
 from clonekit.errors import ConfigError
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.policies import POLICIES, Policy
@@ -185,3 +185,15 @@ def play_episodes(
         active &= ~(terminated | truncated)
     stacked = {name: np.stack(values, axis=1) for name, values in steps.items()}  # (B, T, ...)
     return [{name: values[slot, : length[slot]] for name, values in stacked.items()} for slot in range(len(obs))]
+
+
+def avoiding_step_streams(*extra: StreamSpec) -> list[StreamSpec]:
+    """The streams of an Avoiding episode written step by step (state observations), then ``extra``."""
+    return [
+        array_stream("obs", "float32", (2,), "agent position (x, y)"),
+        array_stream("action", "float32", (2,), "velocity as a fraction of the largest step"),
+        array_stream("reward", "float32", ()),
+        array_stream("terminated", "bool", ()),
+        array_stream("truncated", "bool", ()),
+        *extra,
+    ]
