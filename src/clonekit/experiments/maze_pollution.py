@@ -17,6 +17,11 @@ each pair has one attempt per demonstrator (best-of-N selects among them). Demon
   the same action) and gives up (the episode ends truncated) when that move would take it back to a cell it
   visited, so its routes never loop; it fails where the maze winds away from the goal. Ground truth: all its
   steps (``defect`` = ``style``).
+* ``pauser``: the expert, but at a corner of its route (where the expert turns and the way it was heading is a
+  wall) it pauses with probability ``pause_rate``: it keeps pushing the way it was heading, into the wall, for
+  ``idle_steps`` moves before it turns, like a teleoperator overshooting a turn. Unlike a wanderer's idling,
+  the pause is systematic: the same kind of state (a corner) gets the same wrong action (the old heading).
+  Ground truth: the pause steps (``defect`` = ``detour``: they can be cut without changing the outcome).
 
 The dataset has the streams ``obs``, ``action``, ``reward``, ``terminated``, ``truncated``, ``demonstrator``
 (text: ``expert_0``, ``noisy_1``, ...) and ``defect`` (text per step: ``""``, ``noise``, ``detour``, ``style``),
@@ -39,8 +44,8 @@ from clonekit.envs import get_env_family
 from clonekit.envs.maze import MOVES, NUM_ACTIONS, MazeTask, MazeVecEnv, bfs_from_goal
 from clonekit.seeding import derive_seed
 
-KINDS = ("expert", "noisy", "wanderer", "greedy")
-DEFECT_OF = {"noisy": "noise", "wanderer": "detour", "greedy": "style"}
+KINDS = ("expert", "noisy", "wanderer", "greedy", "pauser")
+DEFECT_OF = {"noisy": "noise", "wanderer": "detour", "greedy": "style", "pauser": "detour"}
 DEFECT_STREAM = text_stream("defect", "injected ground truth: '', noise, detour or style")
 DEMONSTRATOR_STREAM = text_stream("demonstrator", "who demonstrated the episode")
 
@@ -54,39 +59,50 @@ class PollutionConfig:
         noisy: Demonstrators with random actions.
         wanderers: Demonstrators with extraneous detours.
         greedy: Demonstrators with the incompatible greedy style.
+        pausers: Demonstrators that pause at corners, pushing into the wall.
         starts: Start cells per training maze; every demonstrator plays each once.
         noise_rate: Probability that a noisy demonstrator's step is a random other action.
         detour_rate: Probability per step that a wanderer starts a detour.
         max_detours: Most detours per wanderer episode.
         idle_steps: ``(min, max)`` moves into a wall of an idling detour.
         excursion_cells: ``(min, max)`` cells of an excursion (it takes twice as many steps, out and back).
+        pause_rate: Probability that a pauser pauses at a corner (for ``idle_steps`` moves).
     """
 
     experts: int = 3
     noisy: int = 3
     wanderers: int = 2
     greedy: int = 2
+    pausers: int = 0
     starts: int = 4
     noise_rate: float = 0.15
     detour_rate: float = 0.25
     max_detours: int = 2
     idle_steps: tuple[int, int] = (4, 6)
     excursion_cells: tuple[int, int] = (2, 3)
+    pause_rate: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("experts", "starts"):
             check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
-        for name in ("noisy", "wanderers", "greedy", "max_detours"):
+        for name in ("noisy", "wanderers", "greedy", "pausers", "max_detours"):
             check(getattr(self, name) >= 0, name, ">= 0", getattr(self, name))
-        for name in ("noise_rate", "detour_rate"):
+        for name in ("noise_rate", "detour_rate", "pause_rate"):
             check(0 <= getattr(self, name) <= 1, name, "in [0, 1]", getattr(self, name))
         for name in ("idle_steps", "excursion_cells"):
             low, high = getattr(self, name)
             check(1 <= low <= high, name, "(min, max) with 1 <= min <= max", getattr(self, name))
 
     def demonstrators(self) -> list[str]:
-        """Demonstrator ids in play order: ``expert_0``, ..., ``noisy_0``, ..., ``wanderer_0``, ..., ``greedy_0``."""
-        counts = {"expert": self.experts, "noisy": self.noisy, "wanderer": self.wanderers, "greedy": self.greedy}
+        """Demonstrator ids in play order: ``expert_0``, ..., ``noisy_0``, ..., ``wanderer_0``, ..., ``greedy_0``,
+        ..., ``pauser_0``, ..."""
+        counts = {
+            "expert": self.experts,
+            "noisy": self.noisy,
+            "wanderer": self.wanderers,
+            "greedy": self.greedy,
+            "pauser": self.pausers,
+        }
         return [f"{kind}_{i}" for kind in KINDS for i in range(counts[kind])]
 
 
@@ -102,6 +118,7 @@ class _Demonstrator:
         self.visited: set[tuple[int, int]] = set()
         self.queue: list[int] = []  # the rest of a detour under way
         self.detours = 0
+        self.heading: int | None = None  # a pauser's last move (the expert's action it last took)
 
     def _free(self, cell: tuple[int, int], action: int) -> bool:
         r, c = cell[0] + int(MOVES[action][0]), cell[1] + int(MOVES[action][1])
@@ -129,6 +146,17 @@ class _Demonstrator:
                 self.detours += 1
                 self.queue = detour[1:]
                 return detour[0], "detour"
+        if self.kind == "pauser":
+            heading, self.heading = self.heading, expert
+            if (
+                heading is not None
+                and heading != expert
+                and not self._free(cell, heading)
+                and self.rng.random() < self.config.pause_rate
+            ):
+                low, high = self.config.idle_steps
+                self.queue = [heading] * (int(self.rng.integers(low, high + 1)) - 1)
+                return heading, "detour"
         if self.kind == "greedy":
             moves = [a for a in range(NUM_ACTIONS) if self._free(cell, a)]
             best = min(reversed(moves), key=lambda a: self._manhattan(self._target(cell, a)))

@@ -3,9 +3,15 @@ curating, filtering by outcome, augmenting and splicing recoveries.
 
 **Data** (:mod:`clonekit.experiments.maze_pollution`): on ``train_mazes`` mazes with ``starts`` start cells
 each, every demonstrator plays every (maze, start): clean BFS ``experts``, ``noisy`` ones (a random other action
-at ``noise_rate`` of their steps), ``wanderers`` (extraneous detours that return: idling, excursions) and
-``greedy`` ones (an incompatible style: greedy by Manhattan distance, giving up in dead ends). The injectors
-record the ground truth per step (``defect`` stream).
+at ``noise_rate`` of their steps), ``wanderers`` (extraneous detours that return: idling, excursions),
+``greedy`` ones (an incompatible style: greedy by Manhattan distance, giving up in dead ends) and ``pausers``
+(at a corner, with probability ``pause_rate``, a few moves into the wall the way they were heading before they
+turn). The injectors record the ground truth per step (``defect`` stream).
+
+Why pausers: random noise and occasional detours are defects argmax BC mostly averages away (the clean action
+stays the most common one in every state), so curating them out gains little. A pause is systematic (the same
+kind of state, a corner, gets the same wrong action) and plentiful, so BC on the raw set learns to push into
+walls at some corners of unseen mazes, and a memoryless policy that does so once does so forever.
 
 **Detectors** (:mod:`clonekit.quality.detect`), each scored against the ground truth on the training data
 (split ``train``; metrics ``precision``, ``recall``, ``f1``):
@@ -18,13 +24,19 @@ record the ground truth per step (``defect`` stream).
   Intervals: cluster bootstrap over episodes (steps) and over demonstrators (incompatible).
 
 **Policies** (BC, same settings and training steps each), evaluated on ``test_mazes`` unseen mazes (``test``)
-and on the same mazes with a random action in place of the policy's at ``eval_rate`` of the steps
-(``test_perturbed``, :class:`~clonekit.quality.recovery.RandomActionPolicy`); metric ``success`` (cluster
-bootstrap over mazes) and ``data_steps`` (a count):
+and on the same mazes perturbed (``test_perturbed``): one burst of ``eval_burst`` random actions an episode,
+starting at a step drawn from ``[0, eval_burst_window)`` (:class:`~clonekit.quality.recovery.BurstActionPolicy`),
+or with ``eval_burst`` 0 a random action in place of the policy's at ``eval_rate`` of the steps
+(:class:`~clonekit.quality.recovery.RandomActionPolicy`); metric ``success`` (cluster bootstrap over mazes) and
+``data_steps`` (a count):
 
 * ``bc_raw``: the polluted set as it is.
-* ``bc_curated``: ``clonekit curate`` with ``curate_filters`` (default ``min-agreement:0.95`` and ``cut-loops``:
-  what the quality report points at: demonstrators that disagree with the others, and loops).
+* ``bc_curated``: ``clonekit curate`` with ``curate_filters``, then (``curate_with_detectors``, the default) what
+  the detectors found: the demonstrators ``detect_incompatible`` flags dropped, the steps ``detect_detours`` and
+  ``detect_noise`` flag cut. Cutting steps keeps the clean rest of every other demonstrator's episodes. (The
+  quality report's ``min-agreement`` filter counts every step as a vote, so plentiful pauses drag the experts'
+  own agreement down to the greedy demonstrators' and it cannot tell them apart; the detectors judge agreement
+  outside detected detours.)
 * ``bc_bestofn``: best-of-N outcome filtering (OREAL): each (maze, start) has one attempt per demonstrator
   (N = the number of demonstrators); keep its best: successful, then the shortest, then the first.
 * ``bc_augmented``: the curated set plus its rotations and mirrors (``augment_transforms``) that the
@@ -60,7 +72,7 @@ from clonekit.quality.augment import augmented_episodes
 from clonekit.quality.curate import Filter, curate, kept_episodes
 from clonekit.quality.detect import detect_defects, detection_metrics
 from clonekit.quality.outcomes import episode_outcomes
-from clonekit.quality.recovery import RandomActionPolicy, recovery_episodes
+from clonekit.quality.recovery import BurstActionPolicy, RandomActionPolicy, recovery_episodes
 from clonekit.quality.subset import write_subset
 from clonekit.train import TrainConfig, train
 
@@ -81,19 +93,27 @@ class MazeQualityConfig:
         noisy: Demonstrators with random actions.
         wanderers: Demonstrators with extraneous detours.
         greedy: Demonstrators with the incompatible greedy style.
+        pausers: Demonstrators that pause at corners, pushing into the wall for a few moves.
         noise_rate: Share of a noisy demonstrator's steps that are a random other action.
         detour_rate: Probability per step that a wanderer starts a detour (at most 2 an episode).
+        pause_rate: Probability that a pauser pauses at a corner of its route.
         min_detour_steps: Loops this long or longer are detours (``detect_detours``).
         agreement_below: Agreement under which a self-consistent demonstrator is incompatible.
         consistent_below: Self-conflict (bits) under which a demonstrator counts as consistent.
         curate_filters: ``clonekit curate`` filters of ``bc_curated`` (and the base of the augmented and
             recovery sets).
+        curate_with_detectors: ``bc_curated`` also drops the demonstrators ``detect_incompatible`` flags and cuts
+            the steps ``detect_detours`` and ``detect_noise`` flag (after ``curate_filters``).
         augment_transforms: Transforms of ``bc_augmented``.
         test_mazes: Unseen mazes of the test splits.
         train_steps: Gradient steps of every policy.
         batch_size: Transitions per gradient step.
         eval_episodes: Episodes per policy and split.
-        eval_rate: Random-action rate of the ``test_perturbed`` split.
+        eval_rate: Random-action rate of the ``test_perturbed`` split (when ``eval_burst`` is 0).
+        eval_burst: Random actions in a row of the ``test_perturbed`` burst protocol (one burst an episode,
+            :class:`~clonekit.quality.recovery.BurstActionPolicy`); 0: a random action at ``eval_rate`` of the
+            steps instead (:class:`~clonekit.quality.recovery.RandomActionPolicy`).
+        eval_burst_window: The burst starts at a step drawn uniformly from ``[0, eval_burst_window)``.
     """
 
     maze_size: int = 9
@@ -103,18 +123,23 @@ class MazeQualityConfig:
     noisy: int = 3
     wanderers: int = 3
     greedy: int = 4
+    pausers: int = 3
     noise_rate: float = 0.15
     detour_rate: float = 0.5
+    pause_rate: float = 1.0
     min_detour_steps: int = 4
     agreement_below: float = 0.95
     consistent_below: float = 0.1
-    curate_filters: tuple[str, ...] = ("min-agreement:0.95", "cut-loops")
+    curate_filters: tuple[str, ...] = ()
+    curate_with_detectors: bool = True
     augment_transforms: tuple[str, ...] = ("rot90", "rot180", "rot270", "flip-lr", "flip-ud")
     test_mazes: int = 200
     train_steps: int = 3000
     batch_size: int = 128
     eval_episodes: int = 400
     eval_rate: float = 0.1
+    eval_burst: int = 4
+    eval_burst_window: int = 8
 
     def __post_init__(self) -> None:
         check(self.maze_size >= 5, "maze_size", ">= 5", self.maze_size)
@@ -124,8 +149,16 @@ class MazeQualityConfig:
         for name in ("agreement_below", "eval_rate"):
             check(0 <= getattr(self, name) <= 1, name, "in [0, 1]", getattr(self, name))
         check(self.consistent_below >= 0, "consistent_below", ">= 0", self.consistent_below)
+        check(self.eval_burst >= 0, "eval_burst", ">= 0", self.eval_burst)
+        check(self.eval_burst_window >= 1, "eval_burst_window", ">= 1", self.eval_burst_window)
         for text in self.curate_filters:
             Filter.parse(text)
+        check(
+            bool(self.curate_filters) or self.curate_with_detectors,
+            "curate_filters",
+            "at least one filter unless curate_with_detectors",
+            self.curate_filters,
+        )
         self.pollution()  # checks the pollution fields
 
     def pollution(self) -> PollutionConfig:
@@ -135,9 +168,11 @@ class MazeQualityConfig:
             noisy=self.noisy,
             wanderers=self.wanderers,
             greedy=self.greedy,
+            pausers=self.pausers,
             starts=self.starts,
             noise_rate=self.noise_rate,
             detour_rate=self.detour_rate,
+            pause_rate=self.pause_rate,
         )
 
 
@@ -178,12 +213,34 @@ def best_of_n(dataset: Dataset) -> list[int]:
     return sorted(best.values())
 
 
+def curation(polluted: Dataset, config: MazeQualityConfig) -> tuple[list[Filter], dict[str, np.ndarray]]:
+    """The filters of ``bc_curated`` and the steps it cuts (reason -> ``(N,)`` bool over ``polluted``'s steps):
+    ``curate_filters``, then with ``curate_with_detectors`` a ``drop-demonstrator`` filter per demonstrator
+    ``detect_incompatible`` flags and the steps ``detect_detours`` and ``detect_noise`` flag."""
+    filters = [Filter.parse(text) for text in config.curate_filters]
+    if not config.curate_with_detectors:
+        return filters, {}
+    found = detect_defects(polluted, config.min_detour_steps, config.agreement_below, config.consistent_below)
+    filters += [Filter("drop-demonstrator", who) for who in found.incompatible]
+    return filters, {"detect_detours": found.detour_steps, "detect_noise": found.noise_steps}
+
+
+def perturbation(policy: Policy, action_space: Any, config: MazeQualityConfig, seed: int) -> Policy:
+    """``policy`` under the ``test_perturbed`` protocol: a burst of ``eval_burst`` random actions an episode, or
+    (``eval_burst`` 0) a random action at ``eval_rate`` of the steps."""
+    if config.eval_burst:
+        return BurstActionPolicy(policy, action_space, config.eval_burst, config.eval_burst_window, seed)
+    return RandomActionPolicy(policy, action_space, config.eval_rate, seed)
+
+
 def datasets(out: Path, config: MazeQualityConfig, seed: int) -> dict[str, tuple[Dataset, str | None]]:
     """Policy key -> (its training data, its sample-weight stream); made once, reused from ``out/data``."""
     polluted = _polluted(out, config, seed)
-    filters = [Filter.parse(text) for text in config.curate_filters]
+    filters, cuts = curation(polluted, config)
     curated_path = out / "data" / "curated"
-    curated = Dataset.open(curated_path) if curated_path.exists() else curate(polluted, curated_path, filters)
+    curated = (
+        Dataset.open(curated_path) if curated_path.exists() else curate(polluted, curated_path, filters, cut_steps=cuts)
+    )
     bestofn = write_subset(polluted, out / "data" / "bestofn", best_of_n(polluted), "best of N per (maze, start)")
     augmented_path = out / "data" / "augmented"
     if not augmented_path.exists():
@@ -255,7 +312,7 @@ def run(
             "bc", dataset, out / "runs" / key, settings, resume=True, same_settings=True, show_progress=show_progress
         )
         clean = rollout(policy, family, tasks, config.eval_episodes, seed, env_kwargs)
-        shaken = RandomActionPolicy(policy, action_space, config.eval_rate, seed)
+        shaken = perturbation(policy, action_space, config, seed)
         perturbed = rollout(shaken, family, tasks, config.eval_episodes, seed, env_kwargs)
         steps = _count(dataset.num_steps)
         metrics[key] = {
@@ -346,9 +403,10 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
         "",
         "## Policies (BC, unseen mazes)",
         "",
-        f"`bc_curated`: `clonekit curate` with {', '.join(f'`{f}`' for f in config['curate_filters'])} "
-        f"(kept {results['curation']['kept']} episodes). `test_perturbed`: a random action at {config['eval_rate']}",
-        "of the steps. Intervals: cluster bootstrap over mazes.",
+        f"`bc_curated`: {_curation_text(config)} (kept {results['curation']['kept']} episodes, "
+        f"{int(metrics['bc_curated']['test']['data_steps']['mean'])} steps).",
+        f"`test_perturbed`: {_protocol_text(config)}.",
+        "Intervals: cluster bootstrap over mazes.",
         "",
         "| policy | test success | test_perturbed success | data steps |",
         "|---|---|---|---|",
@@ -361,6 +419,24 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
         )
     lines += report_tail(results, plots)
     return "\n".join(lines)
+
+
+def _curation_text(config: dict[str, Any]) -> str:
+    parts = []
+    if config["curate_filters"]:
+        parts.append(f"`clonekit curate` with {', '.join(f'`{f}`' for f in config['curate_filters'])}")
+    if config.get("curate_with_detectors"):
+        parts.append("the detectors' findings (flagged demonstrators dropped, flagged detour and noise steps cut)")
+    return ", then ".join(parts)
+
+
+def _protocol_text(config: dict[str, Any]) -> str:
+    if config.get("eval_burst"):
+        return (
+            f"one burst of {config['eval_burst']} random actions an episode, starting at a step drawn from "
+            f"[0, {config['eval_burst_window']})"
+        )
+    return f"a random action at {config['eval_rate']} of the steps"
 
 
 def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -381,4 +457,15 @@ def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
-__all__ = ["FULL", "NAME", "QUICK", "MazeQualityConfig", "best_of_n", "datasets", "run", "success_table"]
+__all__ = [
+    "FULL",
+    "NAME",
+    "QUICK",
+    "MazeQualityConfig",
+    "best_of_n",
+    "curation",
+    "datasets",
+    "perturbation",
+    "run",
+    "success_table",
+]

@@ -435,3 +435,45 @@ class RandomActionPolicy(Policy):
             mask = torch.as_tensor(replace).reshape(-1, *([1] * (action.dim() - 1))).to(action.device)
             action = torch.where(mask, noise.to(action.device), action)
         return action, state
+
+
+class BurstActionPolicy(Policy):
+    """A harder perturbation protocol at evaluation: in every episode, ``burst`` consecutive steps starting at a
+    step drawn uniformly from ``[0, window)`` play uniform random actions of ``action_space`` instead of
+    ``policy``'s (draws seeded by ``seed``; an episode that ends earlier gets fewer). Unlike
+    :class:`RandomActionPolicy`, whose lone random steps a policy mostly undoes at the next step, a burst
+    carries the agent several steps off its route (into side branches, dead ends), from where it must find
+    its way back. Use it with :func:`clonekit.evaluation.rollout` like any policy; it is never deterministic."""
+
+    name: ClassVar[str] = "burst_action_perturbed"
+
+    def __init__(self, policy: Policy, action_space: gym.Space[Any], burst: int, window: int, seed: int) -> None:
+        super().__init__()
+        if burst < 1:
+            raise ConfigError(f"burst: expected >= 1 random steps, got {burst}")
+        if window < 1:
+            raise ConfigError(f"window: expected >= 1 steps, got {window}")
+        self.inner = policy
+        self.config = policy.config
+        self.action_space = action_space
+        self.burst = burst
+        self.window = window
+        self._rng = np.random.default_rng(seed)
+
+    def initial_state(self, batch_size: int) -> Any:
+        """The inner policy's state, each episode's step count and the step its burst starts."""
+        starts = self._rng.integers(0, self.window, size=batch_size)
+        return self.inner.initial_state(batch_size), np.zeros(batch_size, dtype=np.int64), starts
+
+    def act(self, obs: dict[str, torch.Tensor], state: Any | None = None) -> tuple[torch.Tensor, Any]:
+        if state is None:
+            state = self.initial_state(int(obs["obs"].shape[0]))
+        inner, steps, starts = state
+        action, inner = self.inner.act(obs, inner)
+        replace = (steps >= starts) & (steps < starts + self.burst)
+        if replace.any():
+            n = action.shape[0]
+            noise = torch.as_tensor(random_actions(self.action_space, self._rng, n), dtype=action.dtype)
+            mask = torch.as_tensor(replace).reshape(-1, *([1] * (action.dim() - 1))).to(action.device)
+            action = torch.where(mask, noise.to(action.device), action)
+        return action, (inner, steps + 1, starts)
