@@ -16,7 +16,7 @@ from clonekit.cli import main
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.envs.maze import AGENT, bfs_from_goal, sample_tasks
-from clonekit.errors import ConfigError
+from clonekit.errors import ConfigError, DatasetError
 from clonekit.experiments import get_experiment
 from clonekit.experiments.maze_pollution import PollutionConfig, ground_truth, polluted_demonstrations
 from clonekit.experiments.maze_quality import DETECTORS, POLICIES, QUICK, best_of_n
@@ -152,6 +152,10 @@ def test_maze_quality_end_to_end_on_a_tiny_config(tmp_path: Path, one_torch_thre
     assert results["experiment"] == "maze-quality" and results["quick"] is True
     assert (tmp_path / "report.md").exists() and (tmp_path / "maze_quality.png").exists()
     assert spec.table(results)[0][0] == "detect_noise"
+    # The data already in OUT was made with these settings: a rerun with others is refused, not silently reused.
+    for changed in (replace(tiny, pausers=2), replace(tiny, curate_filters=("success", "cut-loops"))):
+        with pytest.raises(DatasetError, match="other"):
+            spec.run(tmp_path, 0, True, show_progress=False, log=lambda m: None, config=changed)
 
 
 def test_smallest_count_on_hand_built_numbers() -> None:

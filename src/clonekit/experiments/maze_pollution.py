@@ -268,7 +268,7 @@ def polluted_demonstrations(
         spaces={"observation": space_to_json(obs_space), "action": space_to_json(act_space)},
         env=env,
         episode_info=("task_index", "start_index"),
-        extra={"pollution": {"demonstrators": who_list, **_json_config(config)}},
+        extra={"pollution": {"demonstrators": who_list, **pollution_settings(config)}},
     )
     with writer:
         for m, task in enumerate(tasks):
@@ -286,7 +286,8 @@ def polluted_demonstrations(
     return Dataset.open(out)
 
 
-def _json_config(config: PollutionConfig) -> dict[str, Any]:
+def pollution_settings(config: PollutionConfig) -> dict[str, Any]:
+    """``config`` as recorded in a polluted dataset's ``extra["pollution"]`` (tuples as lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()}
 
 

@@ -50,6 +50,7 @@ Every stage is resumable (``OUT/data/*``, ``OUT/runs/*``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clonekit.config import check
+from clonekit.config import check, config_to_json
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.errors import DatasetError
@@ -65,7 +66,12 @@ from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.common import report_tail, results_head
-from clonekit.experiments.maze_pollution import PollutionConfig, ground_truth, polluted_demonstrations
+from clonekit.experiments.maze_pollution import (
+    PollutionConfig,
+    ground_truth,
+    polluted_demonstrations,
+    pollution_settings,
+)
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.quality.augment import augmented_episodes
@@ -188,7 +194,9 @@ def _polluted(out: Path, config: MazeQualityConfig, seed: int) -> Dataset:
     path = out / "data" / "polluted"
     if path.exists():
         data = Dataset.open(path)
-        if data.env.get("seed") != seed or len(data.env.get("tasks", [])) != config.train_mazes:
+        recorded = data.extra.get("pollution", {})
+        fits = data.env.get("seed") == seed and len(data.env.get("tasks", [])) == config.train_mazes
+        if not fits or any(recorded.get(k) != v for k, v in pollution_settings(config.pollution()).items()):
             raise DatasetError(f"{path}: exists but was made with other settings; use a fresh --out")
         return data
     family = get_env_family("maze")
@@ -233,9 +241,36 @@ def perturbation(policy: Policy, action_space: Any, config: MazeQualityConfig, s
     return RandomActionPolicy(policy, action_space, config.eval_rate, seed)
 
 
+DERIVED_FILE = "derived.json"  # the settings the curated, augmented and recovery sets were made with
+DERIVED_FIELDS = (
+    "curate_filters",
+    "curate_with_detectors",
+    "min_detour_steps",
+    "agreement_below",
+    "consistent_below",
+    "augment_transforms",
+)
+
+
+def _check_derived_settings(path: Path, config: MazeQualityConfig) -> None:
+    """Record the settings the derived datasets are made with at ``path``, or, when they are recorded already,
+    refuse (``DatasetError``) a config that would have made other ones."""
+    settings = {name: config_to_json(config)[name] for name in DERIVED_FIELDS}
+    if not path.exists():
+        atomic_write_json(path, settings)
+        return
+    recorded = json.loads(path.read_text())
+    changed = [name for name in DERIVED_FIELDS if recorded.get(name) != settings[name]]
+    if changed:
+        raise DatasetError(
+            f"{path}: the curated sets here were made with other {', '.join(changed)}; use a fresh --out"
+        )
+
+
 def datasets(out: Path, config: MazeQualityConfig, seed: int) -> dict[str, tuple[Dataset, str | None]]:
     """Policy key -> (its training data, its sample-weight stream); made once, reused from ``out/data``."""
     polluted = _polluted(out, config, seed)
+    _check_derived_settings(out / "data" / DERIVED_FILE, config)
     filters, cuts = curation(polluted, config)
     curated_path = out / "data" / "curated"
     curated = (
