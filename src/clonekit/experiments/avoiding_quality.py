@@ -47,6 +47,7 @@ from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.avoiding_pollution import AvoidingPollutionConfig, ground_truth, polluted_demonstrations
 from clonekit.experiments.common import check_policy_keys, report_tail, results_head, torch_threads, train_offline_key
+from clonekit.experiments.quality_plots import detector_panel, errorbar
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.quality.continuous import (
     ContinuousDetectConfig,
@@ -288,12 +289,6 @@ def _run(
     return results
 
 
-def _errorbar(ax: Any, x: float, cell: dict[str, Any], color: str, label: str | None, width: float) -> None:
-    lo, hi = cell["ci95"]
-    ax.bar(x, cell["mean"], width, color=color, alpha=0.6, label=label)
-    ax.errorbar(x, cell["mean"], yerr=[[cell["mean"] - lo], [hi - cell["mean"]]], color="black", capsize=3)
-
-
 def _plot(results: dict[str, Any], polluted: Dataset, found: ContinuousDetections, path: Path) -> bool:
     plt = _pyplot()
     if plt is None:
@@ -319,20 +314,12 @@ def _plot(results: dict[str, Any], polluted: Dataset, found: ContinuousDetection
     arena.set_title("one start, every demonstrator (red: axis style; dots: flagged steps)", fontsize=8)
     keys = [k for k in POLICIES if k in metrics]
     for i, key in enumerate(keys):
-        _errorbar(bars, i, metrics[key]["test"]["success"], "C0", None, 0.6)
+        errorbar(bars, i, metrics[key]["test"]["success"], "C0", None, 0.6)
     bars.set_xticks(range(len(keys)), keys)
     bars.set_ylim(0, 1.05)
     bars.set_ylabel("test success (95% CI)")
     bars.set_title("BC (GMM) on held-out starts")
-    for i, key in enumerate(DETECTORS):
-        for j, metric in enumerate(("precision", "recall", "f1")):
-            cell = metrics[key]["train"][metric]
-            _errorbar(detectors, i + (j - 1) * 0.27, cell, f"C{j + 2}", metric if i == 0 else None, 0.25)
-    detectors.axhline(0.8, color="grey", linestyle="--", linewidth=1)
-    detectors.set_xticks(range(len(DETECTORS)), [k.removeprefix("detect_") for k in DETECTORS])
-    detectors.set_ylim(0, 1.05)
-    detectors.set_title("detectors vs injected ground truth")
-    detectors.legend(fontsize=8)
+    detector_panel(detectors, metrics, DETECTORS)
     fig.suptitle(f"{results['experiment']} (seed {results['seed']}{', quick' if results['quick'] else ''})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

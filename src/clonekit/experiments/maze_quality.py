@@ -72,6 +72,7 @@ from clonekit.experiments.maze_pollution import (
     polluted_demonstrations,
     pollution_settings,
 )
+from clonekit.experiments.quality_plots import detector_panel, errorbar
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.quality.augment import augmented_episodes
@@ -368,12 +369,6 @@ def run(
     return results
 
 
-def _errorbar(ax: Any, x: float, cell: dict[str, Any], color: str, label: str | None, width: float = 0.38) -> None:
-    lo, hi = cell["ci95"]
-    ax.bar(x, cell["mean"], width, color=color, alpha=0.6, label=label)
-    ax.errorbar(x, cell["mean"], yerr=[[cell["mean"] - lo], [hi - cell["mean"]]], color="black", capsize=3)
-
-
 def _plot(results: dict[str, Any], path: Path) -> bool:
     plt = _pyplot()
     if plt is None:
@@ -381,22 +376,14 @@ def _plot(results: dict[str, Any], path: Path) -> bool:
     metrics = results["metrics"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [5, 3]})
     for i, key in enumerate(POLICIES):
-        _errorbar(left, i - 0.2, metrics[key]["test"]["success"], "C0", "test (unseen mazes)" if i == 0 else None)
-        _errorbar(left, i + 0.2, metrics[key]["test_perturbed"]["success"], "C1", "test, perturbed" if i == 0 else None)
+        errorbar(left, i - 0.2, metrics[key]["test"]["success"], "C0", "test (unseen mazes)" if i == 0 else None)
+        errorbar(left, i + 0.2, metrics[key]["test_perturbed"]["success"], "C1", "test, perturbed" if i == 0 else None)
     left.set_xticks(range(len(POLICIES)), POLICIES)
     left.set_ylim(0, 1.05)
     left.set_ylabel("success (95% CI)")
     left.set_title("BC on the polluted set and on its repairs")
     left.legend(fontsize=8)
-    for i, key in enumerate(DETECTORS):
-        for j, metric in enumerate(("precision", "recall", "f1")):
-            cell = metrics[key]["train"][metric]
-            _errorbar(right, i + (j - 1) * 0.27, cell, f"C{j + 2}", metric if i == 0 else None, width=0.25)
-    right.axhline(0.8, color="grey", linestyle="--", linewidth=1)
-    right.set_xticks(range(len(DETECTORS)), [k.removeprefix("detect_") for k in DETECTORS])
-    right.set_ylim(0, 1.05)
-    right.set_title("detectors vs injected ground truth")
-    right.legend(fontsize=8)
+    detector_panel(right, metrics, DETECTORS)
     fig.suptitle(f"{results['experiment']} (seed {results['seed']}{', quick' if results['quick'] else ''})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
