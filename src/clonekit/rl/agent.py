@@ -11,6 +11,7 @@ The state-independent log standard deviation and the critic (a separate network)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import gymnasium
 import numpy as np
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from clonekit.errors import ConfigError
 from clonekit.nn import ConvEncoder, MLPEncoder
 from clonekit.nn.encoders import CNNEncoder
+from clonekit.nn.gaussian import GaussianHead
 from clonekit.policies import Policy
 from clonekit.policies.bc import BCConfig, BCPolicy
 from clonekit.policies.continuous_bc import ContinuousBCConfig, ContinuousBCPolicy
@@ -115,13 +117,33 @@ class ActorCritic(nn.Module):
         orthogonal_init(self.critic_head, 1.0)
         if isinstance(actor, ContinuousBCPolicy):
             self.log_std = nn.Parameter(torch.full((actor.action_dim,), float(init_log_std)))
+        # ``value`` and ``distribution`` run the same modules as the nested calls (normalizer, encoder, head),
+        # flattened into one sequence each: on PPO's small MLPs the nesting (module dispatch, attribute look-ups)
+        # cost a fifth of the forward passes' time. Plain tuples, so the modules are not registered twice; hooks
+        # on the leaf modules still run, hooks on the encoders and heads themselves do not.
+        self._critic_layers: tuple[Callable[[Tensor], Tensor], ...] = (
+            actor.normalizer,
+            *self.critic_encoder.layers(),
+            self.critic_head,
+        )
+        self._actor_layers = _actor_layers(actor)
+        self._learned_std_head = isinstance(actor, ContinuousBCPolicy) and actor.config.head == "gaussian"
 
     def value(self, obs: Tensor) -> Tensor:
         """State values ``(B,)``."""
-        return self.critic_head(self.critic_encoder(self.actor.normalizer(obs))).squeeze(-1)
+        x = obs
+        for layer in self._critic_layers:
+            x = layer(x)
+        return x.squeeze(-1)
 
     def distribution(self, obs: Tensor) -> Tensor:
         """Logits ``(B, num_actions)``, or the Gaussian's mean ``(B, A)``."""
+        if self._actor_layers is not None:
+            x = obs
+            for layer in self._actor_layers:
+                x = layer(x)
+            # A Gaussian head with a learned std outputs the log-std after the mean (GaussianHead.forward).
+            return x[:, : self.actor.action_dim] if self._learned_std_head else x
         if isinstance(self.actor, ContinuousBCPolicy):
             return self.actor.head(self.actor.features({"obs": obs}))[0]
         return self.actor.head(self.actor.features(obs))
@@ -152,3 +174,15 @@ class ActorCritic(nn.Module):
         if isinstance(self.actor, ContinuousBCPolicy):
             return self.actor.unnormalize_action(actions).numpy().astype(np.float32)
         return actions.numpy()
+
+
+def _actor_layers(actor: Actor) -> tuple[Callable[[Tensor], Tensor], ...] | None:
+    """The modules :meth:`ActorCritic.distribution` runs, as one flat sequence, or ``None`` where the actor's
+    features take more than one observation (a goal, a frame stack) or its head is not one linear layer."""
+    if actor.config.frame_stack != 1:
+        return None
+    if isinstance(actor, BCPolicy):
+        return (actor.normalizer, *actor.encoder.layers(), actor.head.linear)
+    if actor.config.goal_shape or actor.config.chunk != 1 or not isinstance(actor.head, GaussianHead):
+        return None
+    return (actor.normalizer, *actor.encoder.layers(), actor.head.linear)
