@@ -43,15 +43,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from clonekit import __version__
 from clonekit.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
     OPTIMIZER_FILE,
-    RUN_FORMAT,
     TRAINER_FILE,
     atomic_save_tensors,
-    checkpoint_dirs,
     load_policy,
     load_run_config,
     load_state_into,
@@ -59,7 +56,6 @@ from clonekit.checkpoint import (
     optimizer_from_tensors,
     optimizer_to_tensors,
     read_json,
-    remove_stale_temporaries,
     write_checkpoint,
 )
 from clonekit.config import check, check_same_config, check_transformer, config_to_json
@@ -72,9 +68,9 @@ from clonekit.envs.hidden_goal import (
 )
 from clonekit.envs.maze import NUM_ACTIONS
 from clonekit.errors import CheckpointError, ConfigError
-from clonekit.io import atomic_write_json
 from clonekit.policies.relic import RelicConfig, RelicPolicy
 from clonekit.progress import progress_bar
+from clonekit.rl.run import open_rl_run, rl_run_config
 from clonekit.seeding import derive_seed
 from clonekit.train import ScalarLog, clip_grad_norm
 
@@ -297,24 +293,9 @@ def train_incontext(
     policy = RelicPolicy(config.policy_config(spec))
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, eps=1e-5)
     generator = torch.Generator().manual_seed(derive_seed(config.seed, ALGORITHM))
-    run_config = {
-        "format": RUN_FORMAT,
-        "policy": policy.name,
-        "policy_config": config_to_json(policy.config),
-        "algorithm": ALGORITHM,
-        "incontext_config": config_to_json(config),
-        "seed": config.seed,
-        "dataset": {"fingerprint": fingerprint, "env": {"id": ENV_ID, "kwargs": config_to_json(spec)}},
-        "clonekit_version": __version__,
-        "torch_version": torch.__version__,
-    }
-    start = 0
-    checkpoints = checkpoint_dirs(run_dir)
-    if checkpoints:
-        start = _restore(checkpoints[-1], policy, optimizer, generator)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(run_dir)
-    atomic_write_json(run_dir / CONFIG_FILE, run_config)
+    dataset = {"fingerprint": fingerprint, "env": {"id": ENV_ID, "kwargs": config_to_json(spec)}}
+    run_config = rl_run_config(policy, ALGORITHM, config.seed, dataset, incontext_config=config_to_json(config))
+    start = open_rl_run(run_dir, run_config, lambda last: _restore(last, policy, optimizer, generator))
     if start >= config.iterations and (run_dir / MODEL_FILE).is_file():
         return load_policy(run_dir)  # type: ignore[return-value]
     scalars = ScalarLog(run_dir, start * config.num_envs, tensorboard=False)

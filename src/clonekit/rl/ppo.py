@@ -38,15 +38,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from clonekit import __version__
 from clonekit.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
     OPTIMIZER_FILE,
-    RUN_FORMAT,
     TRAINER_FILE,
     atomic_save_tensors,
-    checkpoint_dirs,
     load_policy,
     load_run_config,
     load_state_into,
@@ -54,17 +51,16 @@ from clonekit.checkpoint import (
     optimizer_from_tensors,
     optimizer_to_tensors,
     read_json,
-    remove_stale_temporaries,
     write_checkpoint,
 )
 from clonekit.config import check_same_config, config_to_json
 from clonekit.errors import CheckpointError, ConfigError
-from clonekit.io import atomic_write_json
 from clonekit.policies.continuous_bc import ContinuousBCPolicy
 from clonekit.progress import progress_bar
 from clonekit.rl.agent import Actor, ActorCritic, new_actor
 from clonekit.rl.config import PPOConfig
 from clonekit.rl.prior import DemoPrior
+from clonekit.rl.run import open_rl_run, rl_run_config
 from clonekit.rl.vector import EnvFactory, VectorEnv, gym_env_factories
 from clonekit.seeding import derive_seed
 from clonekit.train import ScalarLog, clip_grad_norm
@@ -185,24 +181,9 @@ def train_ppo(
         # arithmetic, so the same weights bit for bit, with a quarter less time per step on PPO's small networks.
         optimizer = torch.optim.Adam(agent.parameters(), lr=config.lr, eps=1e-5, foreach=True)
         generator = torch.Generator().manual_seed(derive_seed(config.seed, "ppo"))
-        run_config = {
-            "format": RUN_FORMAT,
-            "policy": actor.name,
-            "policy_config": config_to_json(actor.config),
-            "algorithm": ALGORITHM,
-            "ppo_config": config_to_json(config),
-            "seed": config.seed,
-            "dataset": {"fingerprint": "", "env": block},
-            "clonekit_version": __version__,
-            "torch_version": torch.__version__,
-        }
-        start = 0
-        checkpoints = checkpoint_dirs(run_dir)
-        if checkpoints:
-            start = _restore(checkpoints[-1], agent, optimizer, generator, reward_model)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(run_dir)
-        atomic_write_json(run_dir / CONFIG_FILE, run_config)
+        dataset = {"fingerprint": "", "env": block}
+        run_config = rl_run_config(actor, ALGORITHM, config.seed, dataset, ppo_config=config_to_json(config))
+        start = open_rl_run(run_dir, run_config, lambda last: _restore(last, agent, optimizer, generator, reward_model))
         if start >= config.num_iterations and (run_dir / MODEL_FILE).is_file():
             return load_policy(run_dir)  # type: ignore[return-value]
         _loop(

@@ -32,11 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from clonekit import __version__
 from clonekit.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
-    RUN_FORMAT,
     atomic_save_tensors,
     load_policy,
     load_run_config,
@@ -53,6 +51,7 @@ from clonekit.policies.residual.policy import combine
 from clonekit.rl.agent import Actor
 from clonekit.rl.config import PPOConfig
 from clonekit.rl.ppo import UpdateHook, train_ppo
+from clonekit.rl.run import rl_run_config
 from clonekit.rl.vector import VectorEnv
 
 PPO_DIR = "ppo"
@@ -315,19 +314,8 @@ def train_residual(
     assert isinstance(actor, ContinuousBCPolicy)
     policy = residual_policy(base, actor, config.scale)
     atomic_save_tensors(dict(policy.state_dict()), run_dir / MODEL_FILE)
-    atomic_write_json(
-        run_dir / CONFIG_FILE,
-        {
-            "format": RUN_FORMAT,
-            "policy": ResidualPolicy.name,
-            "policy_config": config_to_json(policy.config),
-            "algorithm": "residual_ppo",
-            "seed": config.seed,
-            "dataset": {"fingerprint": recorded.get("dataset", {}).get("fingerprint", ""), "env": block},
-            "clonekit_version": __version__,
-            "torch_version": torch.__version__,
-        },
-    )
+    dataset = {"fingerprint": recorded.get("dataset", {}).get("fingerprint", ""), "env": block}
+    atomic_write_json(run_dir / CONFIG_FILE, rl_run_config(policy, "residual_ppo", config.seed, dataset))
     return policy
 
 

@@ -45,15 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clonekit import __version__
 from clonekit.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
     OPTIMIZER_FILE,
-    RUN_FORMAT,
     TRAINER_FILE,
     atomic_save_tensors,
-    checkpoint_dirs,
     load_policy,
     load_run_config,
     load_state_into,
@@ -61,15 +58,14 @@ from clonekit.checkpoint import (
     optimizer_from_tensors,
     optimizer_to_tensors,
     read_json,
-    remove_stale_temporaries,
     write_checkpoint,
 )
 from clonekit.config import check_same_config, config_to_json
 from clonekit.errors import CheckpointError, ConfigError
-from clonekit.io import atomic_write_json
 from clonekit.policies.td3bc import TD3BCConfig, TD3BCPolicy
 from clonekit.progress import progress_bar
 from clonekit.rl.prior import DemoPrior
+from clonekit.rl.run import open_rl_run, rl_run_config
 from clonekit.rl.sac_config import SACConfig
 from clonekit.rl.vector import EnvFactory, VectorEnv, gym_env_factories
 from clonekit.seeding import derive_seed
@@ -231,24 +227,9 @@ def train_sac(
         prior = DemoPrior(config, envs.observation_space, space) if config.prior is not None else None
         buffer = ReplayBuffer(config.buffer_size, obs_shape, envs.observation_space.dtype, len(low))
         generator = torch.Generator().manual_seed(derive_seed(config.seed, "sac"))
-        run_config = {
-            "format": RUN_FORMAT,
-            "policy": policy.name,
-            "policy_config": config_to_json(policy.config),
-            "algorithm": ALGORITHM,
-            "sac_config": config_to_json(config),
-            "seed": config.seed,
-            "dataset": {"fingerprint": "", "env": block},
-            "clonekit_version": __version__,
-            "torch_version": torch.__version__,
-        }
-        start = 0
-        checkpoints = checkpoint_dirs(run_dir)
-        if checkpoints:
-            start = _restore(checkpoints[-1], agent, optimizers, buffer, generator)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(run_dir)
-        atomic_write_json(run_dir / CONFIG_FILE, run_config)
+        dataset = {"fingerprint": "", "env": block}
+        run_config = rl_run_config(policy, ALGORITHM, config.seed, dataset, sac_config=config_to_json(config))
+        start = open_rl_run(run_dir, run_config, lambda last: _restore(last, agent, optimizers, buffer, generator))
         if start >= config.num_iterations and (run_dir / MODEL_FILE).is_file():
             return load_policy(run_dir)  # type: ignore[return-value]
         _loop(config, run_dir, envs, agent, optimizers, buffer, generator, prior, start, show_progress, on_step)
