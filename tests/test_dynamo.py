@@ -164,3 +164,34 @@ def test_pixels_dynamo_runs_end_to_end_at_a_tiny_size(tmp_path: Path, one_torch_
     assert (tmp_path / "report.md").is_file() and (tmp_path / "encoder" / "encoder.json").is_file()
     again = pixels_dynamo.run(tmp_path, 0, True, show_progress=False, log=lambda line: None, config=config)
     assert again["metrics"] == results["metrics"]  # every stage resumed from OUT
+
+
+def test_pixels_dynamo_avoiding_runs_end_to_end_at_a_tiny_size(tmp_path: Path, one_torch_thread: None) -> None:
+    config = replace(
+        pixels_dynamo.AVOIDING_QUICK,
+        demo_counts=(2, 4),
+        image_size=16,
+        test_mazes=2,
+        episodes_per_maze=2,
+        conv_channels=(4,),
+        hidden_sizes=(8,),
+        bc_steps=3,
+        pretrain_steps=3,
+        pretrain_batch_size=8,
+        batch_size=8,
+    )
+    results = pixels_dynamo.run_avoiding(tmp_path, 0, True, show_progress=False, log=lambda line: None, config=config)
+    assert results["experiment"] == pixels_dynamo.AVOIDING_NAME
+    assert set(results["metrics"]) == set(pixels_dynamo.KEYS)
+    for splits in results["metrics"].values():
+        assert set(splits) == {"test_n2", "test_n4"}
+        cell = splits["test_n2"]["success"]
+        assert cell["n_tasks"] == 2 and cell["n"] == 4  # the GMM head samples: each start state is played twice
+    data = Dataset.open(tmp_path / "data" / "all")
+    assert data.num_episodes == 4 and np.asarray(data.column("obs")).shape[1:] == (3, 16, 16)
+    assert len({tuple(task["start"]) for task in data.env["tasks"]}) == 4  # one demonstration per start state
+    policy = load_policy(tmp_path / "runs" / "dynamo_n2")
+    assert policy.config.head == "gmm" and policy.config.encoder_weights == str(tmp_path / "encoder")
+    assert "Pixel Avoiding (16x16" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ConfigError, match="env"):
+        replace(config, env="grid")

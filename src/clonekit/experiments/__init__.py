@@ -329,6 +329,15 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         full=pixels_dynamo.FULL,
         quick=pixels_dynamo.QUICK,
     ),
+    pixels_dynamo.AVOIDING_NAME: ExperimentSpec(
+        name=pixels_dynamo.AVOIDING_NAME,
+        description="pixels-dynamo on pixel Avoiding (paths expert, continuous_bc with a GMM head, held-out starts)",
+        run=pixels_dynamo.run_avoiding,
+        table_columns=("policy", "test success per demo count [95% CI]"),
+        table=pixels_dynamo.success_table,
+        full=pixels_dynamo.AVOIDING_FULL,
+        quick=pixels_dynamo.AVOIDING_QUICK,
+    ),
     incontext.NAME: ExperimentSpec(
         name=incontext.NAME,
         description="In-context RL (ReLIC-lite): a transformer over several trials of one unseen hidden-goal task",
