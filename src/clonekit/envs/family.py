@@ -57,14 +57,15 @@ class MazeFamily:
     See :mod:`clonekit.envs.maze`.
 
     Env kwargs: ``size`` (int, default 16), ``loop_fraction`` (float in [0, 1], default 0.2),
-    ``max_steps`` (int, default size*size/2) and ``canvas`` (int >= size: observe the maze in the top-left of a
-    ``canvas`` x ``canvas`` map padded with wall, so several sizes share one shape).
+    ``max_steps`` (int, default size*size/2), ``canvas`` (int >= size: observe the maze in the top-left of a
+    ``canvas`` x ``canvas`` map padded with wall, so several sizes share one shape) and ``start`` (``"random"``,
+    the default: a random free cell each episode; ``"farthest"``: the free cell farthest from the goal).
     ``obs="pixels"`` (default ``"state"``) observes an RGB picture
     with ``cell_pixels`` (default 4) pixels a cell instead (see :mod:`clonekit.envs.pixels`).
     """
 
     name = "maze"
-    KWARGS = ("size", "loop_fraction", "max_steps", "canvas", *pixels.MAZE_OPTIONS)
+    KWARGS = ("size", "loop_fraction", "max_steps", "canvas", "start", *pixels.MAZE_OPTIONS)
     deterministic_tasks = False  # the start cell is drawn from the episode's seed
     action_names = maze.ACTION_NAMES  # shown on the live page's controls
 
@@ -76,6 +77,8 @@ class MazeFamily:
         canvas, size = kwargs.get("canvas"), kwargs.get("size", maze.DEFAULT_SIZE)
         if canvas is not None and (not isinstance(canvas, int) or isinstance(canvas, bool) or canvas < size):
             raise ConfigError(f"env maze: canvas: expected an integer >= size ({size}), got {canvas!r}")
+        if kwargs.get("start", "random") not in maze.START_RULES:
+            raise ConfigError(f"env maze: start: expected one of {list(maze.START_RULES)}, got {kwargs['start']!r}")
 
     def spaces(self, **kwargs: Any) -> tuple[gym.Space[Any], gym.Space[Any]]:
         self._check(kwargs)
@@ -116,7 +119,9 @@ class MazeFamily:
 
     def make_vec(self, tasks: list[maze.MazeTask], **kwargs: Any) -> maze.MazeVecEnv | pixels.PixelVecEnv:
         self._check(kwargs)
-        vec = maze.MazeVecEnv(tasks, max_steps=kwargs.get("max_steps"), canvas=kwargs.get("canvas"))
+        vec = maze.MazeVecEnv(
+            tasks, max_steps=kwargs.get("max_steps"), canvas=kwargs.get("canvas"), start=kwargs.get("start", "random")
+        )
         return pixels.maze_pixels(vec, kwargs) if pixels.wants_pixels(kwargs) else vec
 
     def restart(self, vec: Any, first_obs: np.ndarray) -> np.ndarray:

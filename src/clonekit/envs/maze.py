@@ -1,8 +1,10 @@
 """Procedurally generated grid mazes: a batched numpy env and a gymnasium env.
 
 A maze *task* is a layout of walls plus a goal cell, both determined by one integer ``maze_seed``; the agent
-starts at a random free cell each episode. Train and test tasks are drawn from disjoint seed streams and
-checked to have different layouts, so "unseen maze" means a layout the policy never saw.
+starts at a random free cell each episode (``start="random"``), or always at the free cell farthest from the
+goal (``start="farthest"``: one long route a maze, the classic setting where demonstrations show only the
+expert's path). Train and test tasks are drawn from disjoint seed streams and checked to have different
+layouts, so "unseen maze" means a layout the policy never saw.
 
 Layout: a ``size`` x ``size`` grid (default 16). The outer ring is wall. Corridors are carved by a randomized
 depth-first search over the odd-indexed cells (a perfect maze), then a fraction ``loop_fraction`` of the
@@ -38,6 +40,8 @@ MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int64)
 
 DEFAULT_SIZE = 16
 DEFAULT_LOOP_FRACTION = 0.2
+# Where an episode starts: a uniformly drawn free cell, or the free cell farthest from the goal.
+START_RULES = ("random", "farthest")
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,13 @@ def bfs_from_goal(task: MazeTask) -> tuple[np.ndarray, np.ndarray]:
     return distance, direction
 
 
+def farthest_cell(task: MazeTask) -> tuple[int, int]:
+    """The free cell with the longest shortest path to the goal (the first in row-major order on a tie)."""
+    distance, _ = bfs_from_goal(task)
+    r, c = np.unravel_index(int(distance.argmax()), distance.shape)
+    return int(r), int(c)
+
+
 def sample_tasks(
     seed: int,
     split: str,
@@ -187,11 +198,16 @@ class MazeVecEnv:
     ``done``; callers stop reading them. This episode-per-slot design keeps recurrent and chunking policies
     simple: the batch of slots never changes order during a rollout. ``canvas``: observe every maze in the
     top-left corner of a ``canvas`` x ``canvas`` map padded with wall (:func:`pad_to_canvas`); ``None``: as is.
+    ``start``: one of ``START_RULES`` (``"farthest"``: every episode of a maze starts at :func:`farthest_cell`).
     """
 
-    def __init__(self, tasks: list[MazeTask], max_steps: int | None = None, canvas: int | None = None) -> None:
+    def __init__(
+        self, tasks: list[MazeTask], max_steps: int | None = None, canvas: int | None = None, start: str = "random"
+    ) -> None:
         if not tasks:
             raise ValueError("MazeVecEnv needs at least one task")
+        if start not in START_RULES:
+            raise ValueError(f"start: expected one of {list(START_RULES)}, got {start!r}")
         shapes = {t.walls.shape for t in tasks}
         if len(shapes) != 1:
             raise ValueError(f"MazeVecEnv: all mazes must have one size, got {sorted(shapes)}")
@@ -205,6 +221,8 @@ class MazeVecEnv:
         self.max_steps = max_steps if max_steps is not None else h * w // 2
         self.walls = np.stack([t.walls for t in tasks])
         self.goals = np.array([t.goal for t in tasks], dtype=np.int64)
+        self.start = start
+        self._farthest: np.ndarray | None = None  # (B, 2), searched on the first reset that needs it
         self.agents = np.zeros((self.num_envs, 2), dtype=np.int64)
         self.steps = np.zeros(self.num_envs, dtype=np.int64)
         self.done = np.zeros(self.num_envs, dtype=bool)
@@ -214,8 +232,12 @@ class MazeVecEnv:
         """Start one episode per slot; returns observations ``(B, 3, H, W)`` uint8.
 
         ``starts`` ``(B, 2)`` fixes the start cells; otherwise each slot starts at a uniformly drawn free
-        cell other than its goal.
+        cell other than its goal (``start="random"``) or at its maze's farthest cell (``start="farthest"``).
         """
+        if starts is None and self.start == "farthest":
+            if self._farthest is None:
+                self._farthest = np.array([farthest_cell(task) for task in self.tasks], dtype=np.int64)
+            starts = self._farthest
         if starts is None:
             rng = np.random.default_rng(seed)
             starts = np.zeros((self.num_envs, 2), dtype=np.int64)

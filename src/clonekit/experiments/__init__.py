@@ -195,6 +195,16 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         full=maze_interactive.FULL,
         quick=maze_interactive.QUICK,
     ),
+    maze_interactive.FARTHEST_NAME: ExperimentSpec(
+        name=maze_interactive.FARTHEST_NAME,
+        description="maze-interactive with every episode starting at the cell farthest from the goal "
+        "(demonstrations show one route a maze)",
+        run=maze_interactive.run_farthest,
+        table_columns=("policy", "test (unseen) success [95% CI]", "train success [95% CI]", "expert labels"),
+        table=interactive_compare.success_table,
+        full=maze_interactive.FARTHEST,
+        quick=maze_interactive.FARTHEST_QUICK,
+    ),
     continuous_interactive.NAME: ExperimentSpec(
         name=continuous_interactive.NAME,
         description="DAgger, HG-DAgger, Sirius and RLIF vs BC at an equal expert-label budget on Meta-World reach",

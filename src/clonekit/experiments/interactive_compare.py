@@ -29,6 +29,8 @@ from clonekit.policies import Policy
 from clonekit.train import TrainConfig, train
 
 SPLITS = ("test", "train")
+# Every policy key, in the order they run; an experiment config's optional ``policies`` field picks some.
+KEYS = ("bc", "dagger", "hg_dagger", "sirius", "sirius_uniform", "rlif", "hg_dagger_subopt", "rlif_subopt")
 # evaluate(policy, split) -> that split's metrics (``success`` among them).
 Evaluate = Callable[[Policy, str], dict[str, Any]]
 
@@ -99,8 +101,9 @@ def compare(
     ``batch_size``, ``lr`` and the fields :func:`interactive_methods` reads); ``shared`` holds the
     :class:`InteractiveConfig` settings every method gets; ``bc_policy`` is the policy name and overrides of
     ``bc``; ``curve_evaluate`` (default ``evaluate``) evaluates every round's policy for the curve. Every stage
-    resumes (``OUT/runs/KEY``)."""
+    resumes (``OUT/runs/KEY``). An optional ``config.policies`` (keys among ``KEYS``) runs only those keys."""
     curve_evaluate = curve_evaluate or evaluate
+    policies = getattr(config, "policies", KEYS)
     demos = dataset_prefix(pool, out / "data" / "demos", config.demo_episodes)
     demo_labels = demos.num_steps
     bc_data = dataset_prefix(pool, out / "data" / "bc", episodes_within(pool, demo_labels + config.label_budget))
@@ -119,20 +122,24 @@ def compare(
         tensorboard=False,
         val_fraction=0.0,
     )
-    bc = train(
-        policy_name,
-        bc_data,
-        out / "runs" / "bc",
-        train_config,
-        policy_overrides=overrides,
-        resume=True,
-        same_settings=True,
-        show_progress=show_progress,
-    )
-    metrics: dict[str, dict[str, Any]] = {"bc": cell(bc, bc_data.num_steps)}
+    metrics: dict[str, dict[str, Any]] = {}
+    if "bc" in policies:
+        bc = train(
+            policy_name,
+            bc_data,
+            out / "runs" / "bc",
+            train_config,
+            policy_overrides=overrides,
+            resume=True,
+            same_settings=True,
+            show_progress=show_progress,
+        )
+        metrics["bc"] = cell(bc, bc_data.num_steps)
+        log(f"  bc               test success {format_metric(metrics['bc']['test']['success'])}")
     curves: dict[str, list[dict[str, Any]]] = {}
-    log(f"  bc               test success {format_metric(metrics['bc']['test']['success'])}")
     for key, (method, settings) in interactive_methods(config).items():
+        if key not in policies:
+            continue
         result = run_interactive(
             method,
             demos,
@@ -170,15 +177,12 @@ def plot_success_vs_labels(results: dict[str, Any], path: Path, ylabel: str) -> 
     if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    bc = results["metrics"]["bc"]["test"]
-    ax.errorbar(
-        [bc["expert_labels"]["mean"]],
-        [bc["success"]["mean"]],
-        yerr=[[bc["success"]["mean"] - bc["success"]["ci95"][0]], [bc["success"]["ci95"][1] - bc["success"]["mean"]]],
-        fmt="ks",
-        capsize=3,
-        label="bc",
-    )
+    if "bc" in results["metrics"]:
+        bc = results["metrics"]["bc"]["test"]
+        mean, (lo, hi) = bc["success"]["mean"], bc["success"]["ci95"]
+        ax.errorbar(
+            [bc["expert_labels"]["mean"]], [mean], yerr=[[mean - lo], [hi - mean]], fmt="ks", capsize=3, label="bc"
+        )
     for key, curve in results["curves"].items():
         x = [point["expert_labels"] for point in curve]
         y = [point["success"] for point in curve]
@@ -211,6 +215,7 @@ def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 __all__ = [
+    "KEYS",
     "SPLITS",
     "compare",
     "dataset_prefix",
