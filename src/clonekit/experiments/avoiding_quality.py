@@ -47,7 +47,7 @@ from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.avoiding_pollution import AvoidingPollutionConfig, ground_truth, polluted_demonstrations
 from clonekit.experiments.common import check_policy_keys, report_tail, results_head, torch_threads, train_offline_key
-from clonekit.experiments.quality_plots import detector_panel, errorbar
+from clonekit.experiments.quality_plots import detector_panel, detector_rows, errorbar
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.quality.continuous import (
     ContinuousDetectConfig,
@@ -377,16 +377,7 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
 
 def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
     """Rows ``(key, test success or F1, data steps or precision / recall)``."""
-    rows: list[tuple[str, ...]] = []
-    for key in DETECTORS:
-        cells = results["metrics"][key]["train"]
-        rows.append(
-            (
-                key,
-                f"F1 {format_metric(cells['f1'])}",
-                f"P {cells['precision']['mean']:.2f} / R {cells['recall']['mean']:.2f}",
-            )
-        )
+    rows = detector_rows(results["metrics"], DETECTORS)
     for key in POLICIES:
         if key in results["metrics"]:
             cells = results["metrics"][key]["test"]

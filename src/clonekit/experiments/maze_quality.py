@@ -72,7 +72,7 @@ from clonekit.experiments.maze_pollution import (
     polluted_demonstrations,
     pollution_settings,
 )
-from clonekit.experiments.quality_plots import detector_panel, errorbar
+from clonekit.experiments.quality_plots import detector_panel, detector_rows, errorbar
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.quality.augment import augmented_episodes
@@ -463,16 +463,7 @@ def _protocol_text(config: dict[str, Any]) -> str:
 
 def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
     """Rows ``(key, test success or F1, perturbed success or precision / recall)``."""
-    rows: list[tuple[str, ...]] = []
-    for key in DETECTORS:
-        cells = results["metrics"][key]["train"]
-        rows.append(
-            (
-                key,
-                f"F1 {format_metric(cells['f1'])}",
-                f"P {cells['precision']['mean']:.2f} / R {cells['recall']['mean']:.2f}",
-            )
-        )
+    rows = detector_rows(results["metrics"], DETECTORS)
     for key in POLICIES:
         cells = results["metrics"][key]
         rows.append((key, format_metric(cells["test"]["success"]), format_metric(cells["test_perturbed"]["success"])))

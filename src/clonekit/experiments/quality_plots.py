@@ -1,9 +1,11 @@
-"""Plot panels shared by the data-quality experiments (``maze-quality``, ``avoiding-quality``)."""
+"""Plot panels and table rows shared by the data-quality experiments (``maze-quality``, ``avoiding-quality``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from clonekit.evaluation.stats import format_metric
 
 
 def errorbar(ax: Any, x: float, cell: dict[str, Any], color: str, label: str | None, width: float = 0.38) -> None:
@@ -26,3 +28,13 @@ def detector_panel(ax: Any, metrics: dict[str, Any], detectors: Sequence[str]) -
     ax.set_ylim(0, 1.05)
     ax.set_title("detectors vs injected ground truth")
     ax.legend(fontsize=8)
+
+
+def detector_rows(metrics: dict[str, Any], detectors: Sequence[str]) -> list[tuple[str, ...]]:
+    """Table rows ``(key, F1 with its interval, precision / recall)`` of the ``detect_*`` keys."""
+    rows: list[tuple[str, ...]] = []
+    for key in detectors:
+        cells = metrics[key]["train"]
+        f1, precision, recall = format_metric(cells["f1"]), cells["precision"]["mean"], cells["recall"]["mean"]
+        rows.append((key, f"F1 {f1}", f"P {precision:.2f} / R {recall:.2f}"))
+    return rows
