@@ -36,7 +36,7 @@ from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.avoiding_modes import PLOTTED_EPISODES, Panel, evaluate_paths, paths_dataset
 from clonekit.experiments.avoiding_plots import plot_avoiding_trajectories
-from clonekit.experiments.common import report_tail, results_head, torch_threads
+from clonekit.experiments.common import exact_metric, report_tail, results_head, torch_threads
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.nn.flops import inference_macs_per_action
 from clonekit.policies import Policy
@@ -134,10 +134,6 @@ QUICK = replace(
 )
 
 
-def _flops_metric(flops: float) -> dict[str, Any]:
-    return {"mean": flops, "ci95": [flops, flops], "n": 1, "method": "analytic"}
-
-
 def run_cell(
     out: Path, config: AvoidingModeConfig, seed: int, name: str, show_progress: bool = False
 ) -> tuple[dict[str, Any], Panel]:
@@ -170,7 +166,7 @@ def run_cell(
         metrics[split] = {
             "success": summarize(rollouts.success, seed, groups=rollouts.task_index),
             **diversity_metrics(rollouts.success, rollouts.modes, NUM_MODES, seed, groups=rollouts.task_index),
-            "inference_flops": _flops_metric(flops),
+            "inference_flops": exact_metric(flops, "analytic"),
         }
         if split == "test":
             k = min(PLOTTED_EPISODES, config.eval_episodes)

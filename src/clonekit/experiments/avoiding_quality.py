@@ -46,7 +46,14 @@ from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.avoiding_pollution import AvoidingPollutionConfig, ground_truth, polluted_demonstrations
-from clonekit.experiments.common import check_policy_keys, report_tail, results_head, torch_threads, train_offline_key
+from clonekit.experiments.common import (
+    check_policy_keys,
+    exact_metric,
+    report_tail,
+    results_head,
+    torch_threads,
+    train_offline_key,
+)
 from clonekit.experiments.quality_plots import detector_panel, detector_rows, errorbar
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.quality.continuous import (
@@ -165,10 +172,6 @@ FULL = AvoidingQualityConfig()
 QUICK = replace(FULL, train_starts=12, hidden_sizes=(128, 128), steps=600, test_starts=30, eval_episodes=60)
 
 
-def _count(value: int) -> dict[str, Any]:
-    return {"mean": float(value), "ci95": [float(value), float(value)], "n": 1, "method": "count"}
-
-
 def _polluted(out: Path, config: AvoidingQualityConfig, seed: int) -> Dataset:
     path = out / "data" / "polluted"
     pollution = config.pollution()
@@ -267,7 +270,7 @@ def _run(
         torch.manual_seed(derive_seed(seed, f"{NAME}:{key}"))  # the head's sampling noise
         episodes = rollout(policy, family, tasks, config.eval_episodes, seed)
         metrics[key] = {
-            "test": {"success": episodes.metrics(seed)["success"], "data_steps": _count(data[key].num_steps)}
+            "test": {"success": episodes.metrics(seed)["success"], "data_steps": exact_metric(data[key].num_steps)}
         }
         log(f"  {key:20s} test success {format_metric(metrics[key]['test']['success'])}, {data[key].num_steps} steps")
     curation = curated.extra["curation"]

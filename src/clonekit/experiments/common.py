@@ -197,3 +197,9 @@ def avoiding_step_streams(*extra: StreamSpec) -> list[StreamSpec]:
         array_stream("truncated", "bool", ()),
         *extra,
     ]
+
+
+def exact_metric(value: float, method: str = "count") -> dict[str, Any]:
+    """A metric cell of a value known exactly (a count, an analytic cost): its interval is the value itself."""
+    value = float(value)
+    return {"mean": value, "ci95": [value, value], "n": 1, "method": method}

@@ -22,7 +22,7 @@ from clonekit.data import Dataset, DatasetWriter
 from clonekit.errors import ConfigError
 from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import format_metric
-from clonekit.experiments.common import results_head
+from clonekit.experiments.common import exact_metric, results_head
 from clonekit.interactive import InteractiveConfig, run_interactive
 from clonekit.io import atomic_write_json
 from clonekit.policies import Policy
@@ -110,7 +110,7 @@ def compare(
     log(f"demonstrations: {demos.num_episodes} episodes ({demo_labels} labels); bc: {bc_data.num_steps} labels")
 
     def cell(policy: Policy, labels: int) -> dict[str, Any]:
-        count = {"mean": float(labels), "ci95": [float(labels), float(labels)], "n": 1, "method": "count"}
+        count = exact_metric(labels)
         return {split: {"success": evaluate(policy, split)["success"], "expert_labels": count} for split in SPLITS}
 
     policy_name, overrides = bc_policy

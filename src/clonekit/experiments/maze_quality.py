@@ -65,7 +65,7 @@ from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import format_metric
-from clonekit.experiments.common import report_tail, results_head
+from clonekit.experiments.common import exact_metric, report_tail, results_head
 from clonekit.experiments.maze_pollution import (
     PollutionConfig,
     ground_truth,
@@ -185,10 +185,6 @@ class MazeQualityConfig:
 
 FULL = MazeQualityConfig()
 QUICK = replace(FULL, train_mazes=20, test_mazes=40, train_steps=300, eval_episodes=80)
-
-
-def _count(value: int) -> dict[str, Any]:
-    return {"mean": float(value), "ci95": [float(value), float(value)], "n": 1, "method": "count"}
 
 
 def _polluted(out: Path, config: MazeQualityConfig, seed: int) -> Dataset:
@@ -350,7 +346,7 @@ def run(
         clean = rollout(policy, family, tasks, config.eval_episodes, seed, env_kwargs)
         shaken = perturbation(policy, action_space, config, seed)
         perturbed = rollout(shaken, family, tasks, config.eval_episodes, seed, env_kwargs)
-        steps = _count(dataset.num_steps)
+        steps = exact_metric(dataset.num_steps)
         metrics[key] = {
             "test": {"success": clean.metrics(seed)["success"], "data_steps": steps},
             "test_perturbed": {"success": perturbed.metrics(seed)["success"], "data_steps": steps},
