@@ -11,7 +11,7 @@ import pytest
 
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
-from clonekit.envs.maze import AGENT, MazeVecEnv, bfs_from_goal, farthest_cell, sample_tasks
+from clonekit.envs.maze import AGENT, MazeEnv, MazeVecEnv, bfs_from_goal, farthest_cell, generate_maze, sample_tasks
 from clonekit.errors import ConfigError
 from clonekit.evaluation import split_tasks
 from clonekit.experiments import maze_interactive
@@ -28,6 +28,16 @@ def test_farthest_start_is_the_cell_farthest_from_the_goal_on_every_reset() -> N
         assert obs[AGENT][cell] == 1 and distance[cell] == distance.max() > 0
     random_starts = MazeVecEnv(tasks)  # the default still draws a cell per episode
     assert not np.array_equal(random_starts.reset(seed=1), random_starts.reset(seed=2))
+
+
+def test_the_gymnasium_env_takes_the_start_rule() -> None:
+    env = MazeEnv(maze_seed=3, size=9, start="farthest")
+    first, _ = env.reset(seed=1)
+    second, _ = env.reset(seed=2)
+    np.testing.assert_array_equal(first, second)
+    assert first[AGENT][farthest_cell(generate_maze(3, size=9))] == 1
+    with pytest.raises(ConfigError, match="start"):
+        MazeEnv(start="far")
 
 
 def test_an_unknown_start_rule_is_one_clear_error() -> None:

@@ -295,6 +295,7 @@ class MazeEnv(gym.Env[np.ndarray, np.int64]):
 
     ``maze_seed`` fixes the maze; without it, every ``reset(seed=...)`` draws a new maze from the seed.
     ``canvas``: observe the maze in a ``canvas`` x ``canvas`` map padded with wall (see :class:`MazeVecEnv`).
+    ``start``: where episodes start, one of ``START_RULES`` (as the maze env option).
     ``render_mode="rgb_array"``: ``render()`` draws the maze as an ``(8H, 8W, 3)`` uint8 frame (numpy, no GL).
     """
 
@@ -308,8 +309,10 @@ class MazeEnv(gym.Env[np.ndarray, np.int64]):
         max_steps: int | None = None,
         render_mode: str | None = None,
         canvas: int | None = None,
+        start: str = "random",
     ) -> None:
         check(render_mode in (None, "rgb_array"), "render_mode", "None or 'rgb_array'", render_mode)
+        check(start in START_RULES, "start", f"one of {list(START_RULES)}", start)
         check(canvas is None or canvas >= size, "canvas", f"None or >= size ({size})", canvas)
         self.maze_seed = maze_seed
         self.size = size
@@ -317,6 +320,7 @@ class MazeEnv(gym.Env[np.ndarray, np.int64]):
         self.max_steps = max_steps
         self.render_mode = render_mode
         self.canvas = canvas
+        self.start = start
         side = canvas if canvas is not None else size
         self.observation_space = gym.spaces.Box(0, 1, (NUM_CHANNELS, side, side), dtype=np.uint8)
         self.action_space = gym.spaces.Discrete(NUM_ACTIONS)
@@ -328,7 +332,7 @@ class MazeEnv(gym.Env[np.ndarray, np.int64]):
         super().reset(seed=seed)
         maze_seed = self.maze_seed if self.maze_seed is not None else int(self.np_random.integers(0, 2**62))
         task = generate_maze(maze_seed, size=self.size, loop_fraction=self.loop_fraction)
-        self._vec = MazeVecEnv([task], max_steps=self.max_steps, canvas=self.canvas)
+        self._vec = MazeVecEnv([task], max_steps=self.max_steps, canvas=self.canvas, start=self.start)
         obs = self._vec.reset(seed=int(self.np_random.integers(0, 2**62)))
         return obs[0], {"maze_seed": maze_seed}
 
