@@ -52,6 +52,7 @@ def test_every_policy_is_covered() -> None:
     others |= {"hilp", "play_lmp"}  # goal reaching from play data (Box actions, a goal): test_hilp_play.py
     others |= {"relic"}  # trained by PPO over multi-trial episodes, not from data: test_incontext.py
     others |= {"style_bc"}  # a Box policy that reads a style stream (Avoiding): test_style.py
+    others |= {"weighted_procedure_cloning"}  # terrain grids with a Dijkstra procedure: test_terrain.py
     assert set(SMALL) == set(POLICIES) - others
 
 

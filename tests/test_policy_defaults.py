@@ -106,6 +106,7 @@ ACTIONS = {
     "continuous_bc": "Box",
     "goal_bc": "Box",
     "procedure_cloning": "Discrete",
+    "weighted_procedure_cloning": "Discrete",
     "recurrent_bc": "Discrete",
     "thought_cloning": "Discrete",
     "transformer_bc": "Discrete|Box",  # both: the action field that fits is filled in

@@ -18,6 +18,7 @@ GYMNASIUM_IDS: dict[str, str] = {
     "clonekit/AvoidingGoal-v0": "clonekit.envs.avoiding:AvoidingGoalEnv",
     "clonekit/AvoidingPixels-v0": "clonekit.envs.pixels:AvoidingPixelsEnv",
     "clonekit/Arm-v0": "clonekit.envs.arm:ArmEnv",
+    "clonekit/Terrain-v0": "clonekit.envs.terrain:TerrainEnv",
 }
 
 

@@ -20,6 +20,7 @@ from clonekit.envs.family import (
 )
 from clonekit.envs.gym import GymFamily, env_block_for_gym_id
 from clonekit.envs.metaworld import MetaWorldFamily
+from clonekit.envs.terrain import TerrainFamily
 from clonekit.errors import ConfigError, unknown_name
 from clonekit.registry import load_plugins
 
@@ -32,6 +33,7 @@ ENVS: dict[str, EnvFamily] = {
     "gym": GymFamily(),
     "metaworld": MetaWorldFamily(),
     "arm": ArmFamily(),
+    "terrain": TerrainFamily(),
 }
 
 
@@ -93,6 +95,7 @@ __all__ = [
     "GymFamily",
     "MazeFamily",
     "MetaWorldFamily",
+    "TerrainFamily",
     "default_num_tasks",
     "env_block_for_eval",
     "get_env_family",

@@ -40,6 +40,7 @@ from clonekit.experiments import (
     offline_gap,
     pasta,
     pixels_dynamo,
+    terrain_procedure,
 )
 
 
@@ -80,6 +81,16 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=maze_procedure_size.success_table,
         full=maze_procedure_size.FULL,
         quick=maze_procedure_size.QUICK,
+    ),
+    terrain_procedure.NAME: ExperimentSpec(
+        name=terrain_procedure.NAME,
+        description="BC vs weighted procedure cloning (a Dijkstra search) on mud-and-road grids, evaluated on unseen "
+        "16x16, 24x24 and 32x32 grids",
+        run=terrain_procedure.run,
+        table_columns=("policy", "train [95% CI]", "test16 [95% CI]", "test24 [95% CI]", "test32 [95% CI]"),
+        table=terrain_procedure.success_table,
+        full=terrain_procedure.FULL,
+        quick=terrain_procedure.QUICK,
     ),
     avoiding_modes.NAME: ExperimentSpec(
         name=avoiding_modes.NAME,

@@ -9,6 +9,7 @@ from clonekit.experts.arm import ArmReachExpert
 from clonekit.experts.avoiding import AvoidingExpert, AvoidingGoalExpert
 from clonekit.experts.babyai_bot import BabyAIBotExpert
 from clonekit.experts.bfs import BFSExpert
+from clonekit.experts.dijkstra import DijkstraExpert
 from clonekit.experts.maze_strategies import MazeStrategyExpert, strategy_expert
 from clonekit.experts.metaworld import MetaWorldScriptedExpert
 from clonekit.experts.outside import Expert, OutsideExpert, is_outside_spec, make_outside_expert
@@ -24,6 +25,7 @@ EXPERTS: dict[tuple[str, str], Any] = {
     ("babyai", "bot"): BabyAIBotExpert,
     ("metaworld", "scripted"): MetaWorldScriptedExpert,
     ("arm", "reach"): ArmReachExpert,
+    ("terrain", "dijkstra"): DijkstraExpert,
 }
 
 
@@ -53,6 +55,7 @@ __all__ = [
     "AvoidingGoalExpert",
     "BFSExpert",
     "BabyAIBotExpert",
+    "DijkstraExpert",
     "Expert",
     "MazeStrategyExpert",
     "MetaWorldScriptedExpert",

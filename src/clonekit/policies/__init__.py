@@ -34,6 +34,10 @@ from clonekit.policies.transformer_bc import (
     TransformerGoalBCConfig,
     TransformerGoalBCPolicy,
 )
+from clonekit.policies.weighted_procedure_cloning import (
+    WeightedProcedureCloningConfig,
+    WeightedProcedureCloningPolicy,
+)
 from clonekit.registry import load_plugins
 
 # name -> (config class, policy class)
@@ -55,6 +59,7 @@ POLICIES: dict[str, tuple[type[Any], type[Policy]]] = {
     "thought_cloning": (ThoughtCloningConfig, ThoughtCloningPolicy),
     "transformer_bc": (TransformerBCConfig, TransformerBCPolicy),
     "transformer_goal_bc": (TransformerGoalBCConfig, TransformerGoalBCPolicy),
+    "weighted_procedure_cloning": (WeightedProcedureCloningConfig, WeightedProcedureCloningPolicy),
 }
 
 

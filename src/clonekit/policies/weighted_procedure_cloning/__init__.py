@@ -1,0 +1,4 @@
+from clonekit.policies.weighted_procedure_cloning.config import WeightedProcedureCloningConfig
+from clonekit.policies.weighted_procedure_cloning.policy import WeightedProcedureCloningPolicy
+
+__all__ = ["WeightedProcedureCloningConfig", "WeightedProcedureCloningPolicy"]
