@@ -27,6 +27,7 @@ from clonekit.experiments import (
     incontext,
     interactive_compare,
     lfo_ads,
+    maze_cognitive,
     maze_continual,
     maze_idm,
     maze_interactive,
@@ -331,6 +332,20 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=maze_strategies.success_table,
         full=maze_strategies.FULL,
         quick=maze_strategies.QUICK,
+    ),
+    maze_cognitive.NAME: ExperimentSpec(
+        name=maze_cognitive.NAME,
+        description="Thought cloning primed with or without cognitive thoughts (checks, backtracking), then STaR",
+        run=maze_cognitive.run,
+        table_columns=(
+            "policy",
+            "test success [95% CI]",
+            "test backtracking thoughts [95% CI]",
+            "train success [95% CI]",
+        ),
+        table=maze_cognitive.success_table,
+        full=maze_cognitive.FULL,
+        quick=maze_cognitive.QUICK,
     ),
     arm_retarget.NAME: ExperimentSpec(
         name=arm_retarget.NAME,

@@ -31,8 +31,14 @@ The run's datasets carry ``obs``, ``action`` (for the demonstrations: the labels
 ``action_labels``), ``reward``, ``terminated``, ``truncated``, a text stream ``source`` (``demo``, ``self:r``
 for an episode kept in round ``r``, ``self:r:prefix`` for a failed attempt's prefix) and ``weight`` (float32
 sampling weight: 1, or ``failure_weight`` on prefixes; the demonstrations keep the weights ``RUN`` sampled
-with); ``task_index`` per episode. A policy that reads other streams (a procedure, thoughts) cannot learn
-from its own attempts, which have none, and is refused.
+with); ``task_index`` per episode. A policy that reads other streams cannot learn from its own attempts, which
+have none, and is refused, unless it writes the stream itself while acting (:data:`SELF_STREAMS`): a thinking
+policy (``thought_cloning``) names the thought behind every action (``thoughts(state)``), so each attempt
+records the policy's own thought per step in its ``thought`` stream and a kept success carries the thoughts
+that produced it, as STaR keeps its own rationales (the demonstrations keep theirs). Such a policy is sampled
+through its ``action_logits`` (the thought decoded greedily, the action drawn at ``temperature``), and, as it
+trains on whole episodes, every kept step weighs the same: ``failures="prefix"`` (a per-step weight) is
+refused for it.
 
 Resumable: a round's dataset is written to a new directory, then ``OUT/improve.json`` switches to it
 (atomically: the round is acknowledged there), then the old one is deleted; training resumes exactly. A
@@ -74,6 +80,9 @@ KEEP = ("success", "best")
 FAILURES = ("drop", "prefix")
 # Streams a self-generated episode has; a policy that reads any other cannot learn from its attempts.
 OWN_STREAMS = ("obs", "action", "reward", "terminated", "truncated")
+# Streams a policy writes itself while acting: stream -> the policy method that returns, for the state its
+# last ``act`` returned, one str per env (the thought behind that action).
+SELF_STREAMS = {"thought": "thoughts"}
 
 Episode = dict[str, Any]
 # hook(round, stage) is called at "played", "appended" and "trained" of every round (tests kill runs there).
@@ -191,13 +200,17 @@ def play_attempts(
     env_kwargs: dict[str, Any] | None = None,
     max_parallel: int = 256,
     max_steps: int | None = None,
+    text_streams: dict[str, Callable[[Any], list[str]]] | None = None,
 ) -> list[tuple[Episode, int, bool]]:
     """Play ``attempts`` episodes per task: episode ``k`` on ``tasks[k % len(tasks)]``, ``max_parallel`` at a
     time, each wave seeded (env and action draws) from ``seed`` and its first episode.
 
     Returns ``(steps, task_index, success)`` per episode in episode order; ``steps`` holds ``obs``,
-    ``action``, ``reward``, ``terminated`` and ``truncated`` ``(T, ...)``.
+    ``action``, ``reward``, ``terminated`` and ``truncated`` ``(T, ...)``, and per ``text_streams`` entry
+    ``name: read`` a list of ``T`` str, ``read(state)[i]`` for the state each step's ``act`` returned (e.g. a
+    thinking policy's ``thoughts``: the thought behind each action).
     """
+    text_streams = text_streams or {}
     total = attempts * len(tasks)
     played: list[tuple[Episode, int, bool]] = []
     for first in range(0, total, max_parallel):
@@ -221,6 +234,8 @@ def play_attempts(
                 next_obs, reward, terminated, truncated = vec.step(actions)
                 record = {"obs": obs, "action": actions, "reward": reward}
                 record |= {"terminated": terminated, "truncated": truncated}
+                for name, read in text_streams.items():
+                    record[name] = np.array(read(state), dtype=object)
                 for name, value in record.items():
                     steps.setdefault(name, []).append(np.array(value))
                 success |= active & step_success(vec, terminated, reward)
@@ -233,7 +248,9 @@ def play_attempts(
             close()
         stacked = {name: np.stack(values, axis=1) for name, values in steps.items()}  # (B, T, ...)
         for slot in range(n):
-            episode = {name: values[slot, : lengths[slot]].copy() for name, values in stacked.items()}
+            episode: Episode = {name: values[slot, : lengths[slot]].copy() for name, values in stacked.items()}
+            for name in text_streams:
+                episode[name] = [str(text) for text in episode[name]]
             if active[slot]:  # cut by max_steps
                 episode["truncated"][-1] = True
             played.append((episode, int(task_index[slot]), bool(success[slot])))
@@ -306,11 +323,17 @@ def improve(
     run_config = load_run_config(source_run)
     policy_name = run_config["policy"]
     _, policy_cls = policy_classes(policy_name)
-    foreign = [s for s in policy_cls.required_streams if s not in OWN_STREAMS]
+    written = self_written_streams(policy_cls)
+    foreign = [s for s in policy_cls.required_streams if s not in OWN_STREAMS and s not in written]
     if foreign:
         raise ConfigError(
             f"{source_run / CONFIG_FILE}: policy {policy_name!r} reads stream(s) {foreign} that the policy's own "
             "attempts do not have; self-improvement needs a policy that learns from obs and action only"
+        )
+    if config.failures == "prefix" and policy_cls.windows_from_episode_start:
+        raise ConfigError(
+            f"failures: 'prefix' weights the steps of failed attempts, but policy {policy_name!r} trains on whole "
+            "episodes without per-step weights; use failures='drop'"
         )
     source = _source_dataset(source_run, run_config)
     source_train = config_from_json(TrainConfig, run_config["train_config"], f"{source_run / CONFIG_FILE} train_config")
@@ -335,9 +358,10 @@ def improve(
                 env_kwargs,
                 config.max_parallel,
                 config.max_episode_steps,
+                {name: getattr(policy, SELF_STREAMS[name]) for name in written},
             )
             _call(hook, r, "played")
-            dataset = _append_round(out_dir, state, dataset, source_train, config, r, played)
+            dataset = _append_round(out_dir, state, dataset, source_train, config, r, played, written)
             _call(hook, r, "appended")
             if log is not None:
                 stats = state["rounds"][-1]
@@ -350,6 +374,16 @@ def improve(
             _train_round(policy_name, run_config, source_train, dataset, out_dir, r, seed, config, show_progress)
             _call(hook, r, "trained")
     return ImproveRun(out_dir, source_run, dataset, list(state["rounds"][:rounds]))
+
+
+def self_written_streams(policy_cls: type[Policy]) -> tuple[str, ...]:
+    """The streams of :data:`SELF_STREAMS` that ``policy_cls`` reads and writes itself while acting (it has
+    the method that returns them), in :data:`SELF_STREAMS` order; ``()`` for a policy that reads none."""
+    return tuple(
+        name
+        for name, method in SELF_STREAMS.items()
+        if name in policy_cls.required_streams and callable(getattr(policy_cls, method, None))
+    )
 
 
 def _call(hook: RoundHook | None, round_index: int, stage: str) -> None:
@@ -424,9 +458,12 @@ def _open_run(out_dir: Path, source_run: Path, source: Dataset, seed: int, confi
     return state
 
 
-def _episodes_so_far(dataset: Dataset, source_train: TrainConfig, is_source: bool) -> list[tuple[Episode, int]]:
+def _episodes_so_far(
+    dataset: Dataset, source_train: TrainConfig, is_source: bool, written: tuple[str, ...] = ()
+) -> list[tuple[Episode, int]]:
     """Every episode of ``dataset`` in the run's stream layout: the starting data converted (``source`` "demo",
-    its imitated labels as ``action``, its sampling weights), or a run dataset as it is."""
+    its imitated labels as ``action``, its sampling weights, its ``written`` streams), or a run dataset as it
+    is."""
     if "task_index" in dataset.meta.get("episode_info", []):
         task_index = dataset.episode_info("task_index")
     else:
@@ -441,6 +478,8 @@ def _episodes_so_far(dataset: Dataset, source_train: TrainConfig, is_source: boo
             weights = source_train.sample_weights
             episode["weight"] = np.asarray(steps[weights], np.float32) if weights else np.ones(length, np.float32)
             episode["source"] = ["demo"] * length
+            for name in written:
+                episode[name] = list(steps[name])
         else:
             episode = {
                 name: (values if isinstance(values, list) else np.asarray(values)) for name, values in steps.items()
@@ -457,10 +496,11 @@ def _append_round(
     config: ImproveConfig,
     r: int,
     played: list[tuple[Episode, int, bool]],
+    written: tuple[str, ...] = (),
 ) -> Dataset:
     """Write the dataset with round ``r``'s kept episodes appended, switch ``improve.json`` to it, delete the
-    previous one (never the starting data)."""
-    episodes = _episodes_so_far(dataset, source_train, state["dataset"] is None)
+    previous one (never the starting data). ``written``: the policy's own streams the episodes carry."""
+    episodes = _episodes_so_far(dataset, source_train, state["dataset"] is None, written)
     kept, failed = select_attempts(played, config.keep)
     if config.cut_loops:
         kept = [(without_loops(episode), task) for episode, task in kept]
@@ -486,12 +526,18 @@ def _append_round(
         "prefix_steps": sum(len(e["action"]) for e, _ in prefixes),
     }
     new_state = {**state, "dataset": f"data-{r:03d}", "rounds": [*state["rounds"], stats]}
-    written = _write_dataset(out_dir / new_state["dataset"], dataset, episodes, new_state)
+    result = _write_dataset(out_dir / new_state["dataset"], dataset, episodes, new_state, written)
     acknowledge_dataset(out_dir, IMPROVE_FILE, state, new_state)
-    return written
+    return result
 
 
-def _write_dataset(path: Path, like: Dataset, episodes: list[tuple[Episode, int]], state: dict[str, Any]) -> Dataset:
+def _write_dataset(
+    path: Path,
+    like: Dataset,
+    episodes: list[tuple[Episode, int]],
+    state: dict[str, Any],
+    written: tuple[str, ...] = (),
+) -> Dataset:
     streams = [
         like.streams["obs"],
         like.streams["action"],
@@ -500,6 +546,7 @@ def _write_dataset(path: Path, like: Dataset, episodes: list[tuple[Episode, int]
         array_stream("truncated", "bool"),
         text_stream("source", "demo, or self:R for an episode the policy of round R-1 played (:prefix: a failure's)"),
         array_stream("weight", "float32", (), "sampling weight"),
+        *(like.streams[name] for name in written),
     ]
     extra = {"improve": {"seed": state["seed"], "source": state["source"], "rounds": state["rounds"]}}
     writer = DatasetWriter(
@@ -522,12 +569,14 @@ def _train_round(
     config: ImproveConfig,
     show_progress: bool,
 ) -> Policy:
+    _, policy_cls = policy_classes(policy_name)
     train_config = replace(
         source_train,
         steps=config.train_steps or source_train.steps,
         seed=derive_seed(seed, f"improve-train:{r}") % 2**31,
         action_labels="action",
-        sample_weights="weight",
+        # A policy that samples whole episodes takes no per-step weights (every kept step weighs 1 for it).
+        sample_weights=None if policy_cls.windows_from_episode_start else "weight",
     )
     return train(
         policy_name,
@@ -543,6 +592,7 @@ def _train_round(
 __all__ = [
     "FAILURES",
     "KEEP",
+    "SELF_STREAMS",
     "ImproveConfig",
     "ImproveRun",
     "SampledActions",
@@ -552,5 +602,6 @@ __all__ = [
     "improve",
     "play_attempts",
     "select_attempts",
+    "self_written_streams",
     "without_loops",
 ]

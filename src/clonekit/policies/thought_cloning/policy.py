@@ -283,6 +283,14 @@ class ThoughtCloningPolicy(Policy):
         logits, state = self._step(x, state)
         return logits.argmax(-1), state
 
+    def action_logits(self, obs: dict[str, Tensor], state: Any | None = None) -> tuple[Tensor, State]:
+        """The logits ``(B, A)`` that ``act`` takes the argmax of (acting on the greedily decoded thought), with
+        the same new state, so a caller can sample actions (e.g. :mod:`clonekit.quality.improve`)."""
+        x = obs["obs"]
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device)
+        return self._step(x, state)
+
     def thoughts(self, state: State) -> list[str]:
         """The thought each env acted on in the ``act`` call that returned ``state`` (``""`` without thoughts)."""
         return [self.tokenizer.decode(row) for row in state[4].cpu().numpy()]
