@@ -34,6 +34,7 @@ from clonekit.experiments import (
     maze_procedure,
     maze_procedure_size,
     maze_quality,
+    maze_recovery,
     maze_robustness,
     maze_star,
     maze_strategies,
@@ -235,6 +236,16 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=maze_quality.success_table,
         full=maze_quality.FULL,
         quick=maze_quality.QUICK,
+    ),
+    maze_recovery.NAME: ExperimentSpec(
+        name=maze_recovery.NAME,
+        description="Farthest-start maze demonstrations (one route a maze): BC with recovery splices after pushes "
+        "vs as many labels of more demonstrations",
+        run=maze_recovery.run,
+        table_columns=("policy", "train_perturbed success [95% CI]", "test_perturbed success [95% CI]", "labels"),
+        table=maze_recovery.success_table,
+        full=maze_recovery.FULL,
+        quick=maze_recovery.QUICK,
     ),
     avoiding_quality.NAME: ExperimentSpec(
         name=avoiding_quality.NAME,

@@ -14,19 +14,22 @@ with an **expert continuation** from the state the mistake led to:
    not bring the agent closer to the goal); else disagreement with the expert's action (discrete: another action;
    continuous: farther than ``tolerance`` in any dimension).
 3. After the first mistake has run, the expert plays from the resulting state until the episode ends. Only
-   splices the expert finishes successfully are kept.
+   splices the expert finishes successfully are kept. With ``resume_after`` (a bool stream of the dataset, such
+   as :func:`perturbed_rollouts`' ``perturbed``) and a mistake on a marked step, the recorded steps run on to the
+   end of that run of marked steps (a whole burst of random actions) and the expert takes over from there: the
+   way back from where the burst left the agent, not from its first wrong step.
 
 A spliced episode holds the recorded prefix (the steps before the mistake, which the judge accepted), the mistake
-step and the expert's steps; its ``source`` stream reads ``recovery`` and its ``weight`` stream is 0 at the
-mistake and 1 elsewhere, so training with ``sample_weights="weight"`` learns the recovery and never the
-mistake (the mistake's *consequence*, the state after it, is the first step the expert acts in). Streams the
-expert does not write are blank (zeros, empty text) in its steps. Episode info: ``recovered_from`` (the source
-episode) and ``mistake_step``.
+step (with ``resume_after``, the rest of its run too) and the expert's steps; its ``source`` stream reads
+``recovery`` and its ``weight`` stream is 0 at the mistake (and the rest of its run) and 1 elsewhere, so training
+with ``sample_weights="weight"`` learns the recovery and never the mistake (the mistake's *consequence*, the state
+after it, is the first step the expert acts in). Streams the expert does not write are blank (zeros, empty text) in
+its steps. Episode info: ``recovered_from`` (the source episode) and ``mistake_step``.
 
 :func:`perturbed_rollouts` produces episodes to splice: an actor (a trained policy, or an expert) on training
-tasks with a random action in place of the actor's with probability ``rate`` per step. :class:`RandomActionPolicy`
-is the matching evaluation protocol (``rollout`` of a policy whose action is replaced by a random one with
-probability ``rate`` per step).
+tasks with a random action in place of the actor's with probability ``rate`` per step, and/or one ``burst`` of
+random actions in a row an episode. :class:`RandomActionPolicy` and :class:`BurstActionPolicy` are the matching
+evaluation protocols (``rollout`` of a policy whose actions are replaced so).
 """
 
 from __future__ import annotations
@@ -114,17 +117,21 @@ def splice_episode(
     seed: int = 0,
     tolerance: float = 0.1,
     atol: float = 0.0,
+    resume_after: str | None = None,
 ) -> tuple[Episode | None, str]:
     """Splice episode ``k`` of ``dataset`` (see the module docstring): ``(episode, "")``, or ``(None, reason)``
     when it gives no recovery episode (``"no mistake"``, ``"ended at its mistake"``, ``"expert did not finish"``).
+    ``resume_after``: a bool stream; a mistake on a step it marks runs on to the end of the marked run.
 
-    Raises ``DatasetError`` when the recorded actions do not replay to the recorded observations.
+    Raises ``DatasetError`` when the recorded actions do not replay to the recorded observations, or
+    ``resume_after`` names no stream of the dataset.
     """
     where = f"{dataset.path}: episode {k}"
     family, task, env_kwargs = _episode_task(dataset, k)
     recorded = dataset.episode(k)
     obs_rec = np.asarray(recorded["obs"])
     actions = np.asarray(recorded["action"])
+    marked = _marked_steps(dataset, recorded, resume_after, len(actions))
     vec, obs = restart(family, task, env_kwargs, obs_rec[0])
     if not _same(obs[0], obs_rec[0], atol):
         raise DatasetError(f"{where} does not replay: the env restarted in another state than the recorded step 0")
@@ -132,10 +139,13 @@ def splice_episode(
     expert.reset(state_env, seed=derive_seed(seed, f"recovery:{k}"))
     is_mistake = _step_judge(expert, judge, tolerance)
     mistake: int | None = None
+    last = -1  # the last recorded step kept: the mistake, or the end of its marked run
     done = False
     for t in range(len(actions)):
-        view = obs if state_env is vec else state_env.observe()
-        wrong = is_mistake(view, actions[t : t + 1])
+        if mistake is None:
+            view = obs if state_env is vec else state_env.observe()
+            if is_mistake(view, actions[t : t + 1]):
+                mistake = t
         obs, _, terminated, truncated = vec.step(actions[t : t + 1])
         done = bool(terminated[0] or truncated[0])
         if t + 1 < len(actions) and not _same(obs[0], obs_rec[t + 1], atol):
@@ -143,8 +153,8 @@ def splice_episode(
                 f"{where} does not replay: step {t + 1}'s observation differs from the recorded one after the same "
                 "actions (a non-deterministic env, or edited data)"
             )
-        if wrong:
-            mistake = t
+        if mistake is not None and (done or t + 1 == len(actions) or not (marked[t] and marked[t + 1])):
+            last = t
             break
     if mistake is None:
         return None, "no mistake"
@@ -168,12 +178,15 @@ def splice_episode(
     finished = bool(success()[0]) if success is not None else bool(terminated[0] and reward[0] > 0)
     if not finished:
         return None, "expert did not finish"
-    return _join(dataset, recorded, mistake, steps), ""
+    return _join(dataset, recorded, mistake, last, steps), ""
 
 
-def _join(dataset: Dataset, recorded: dict[str, Any], mistake: int, continuation: dict[str, list[Any]]) -> Episode:
-    """The recorded steps ``0 .. mistake`` followed by the expert's steps, every stream of ``dataset``."""
-    prefix, added = mistake + 1, len(continuation["action"])
+def _join(
+    dataset: Dataset, recorded: dict[str, Any], mistake: int, last: int, continuation: dict[str, list[Any]]
+) -> Episode:
+    """The recorded steps ``0 .. last`` followed by the expert's steps, every stream of ``dataset``; weight 0 at
+    steps ``mistake .. last``."""
+    prefix, added = last + 1, len(continuation["action"])
     episode: Episode = {}
     for name, spec in dataset.streams.items():
         if name in (SOURCE_STREAM.name, WEIGHT_STREAM.name):
@@ -186,10 +199,21 @@ def _join(dataset: Dataset, recorded: dict[str, Any], mistake: int, continuation
             tail = np.asarray(continuation[name]) if name in continuation else blank_steps(spec, added)
             episode[name] = np.concatenate([np.asarray(head), np.asarray(tail, dtype=spec.dtype)])
     weight = np.ones(prefix + added, dtype=np.float32)
-    weight[mistake] = 0.0
+    weight[mistake:prefix] = 0.0
     episode[SOURCE_STREAM.name] = [RECOVERY] * (prefix + added)
     episode[WEIGHT_STREAM.name] = weight
     return episode
+
+
+def _marked_steps(dataset: Dataset, recorded: dict[str, Any], stream: str | None, length: int) -> np.ndarray:
+    """``(T,)`` bool: the steps of an episode that ``stream`` marks (none without a stream)."""
+    if stream is None:
+        return np.zeros(length, dtype=bool)
+    spec = dataset.streams.get(stream)
+    if spec is None or spec.kind == "text" or spec.shape != ():
+        found = "no such stream" if spec is None else f"a {spec.kind} stream of shape {spec.shape}"
+        raise DatasetError(f"{dataset.path}: resume_after {stream!r}: expected a bool stream per step, found {found}")
+    return np.asarray(recorded[stream], dtype=bool)
 
 
 def _episode_task(dataset: Dataset, k: int) -> tuple[EnvFamily, Any, dict[str, Any]]:
@@ -219,13 +243,15 @@ def recovery_episodes(
     expert_kwargs: dict[str, Any] | None = None,
     judge_spec: str | None = None,
     tolerance: float = 0.1,
+    resume_after: str | None = None,
 ) -> AddedEpisodes:
     """Recovery episodes spliced from ``episodes`` of ``dataset`` (default: all), for :func:`curate`'s ``added``.
 
     ``expert`` is an expert of the dataset's env (a registered name such as ``bfs``, an outside spec, or an
-    :class:`~clonekit.experts.Expert`). Episodes whose ``source`` stream says they are not the env's own
-    (``augmented``: a transformed task) are skipped. The log counts the spliced and the skipped episodes by
-    reason, and lists every splice's source episode and mistake step.
+    :class:`~clonekit.experts.Expert`). ``resume_after``: a bool stream (e.g. ``perturbed``); a mistake on a step it
+    marks runs on to the end of the marked run before the expert takes over. Episodes whose ``source`` stream says
+    they are not the env's own (``augmented``: a transformed task) are skipped. The log counts the spliced and the
+    skipped episodes by reason, and lists every splice's source episode and mistake step.
     """
     env_id = dataset.env.get("id") if isinstance(dataset.env, dict) else None
     if not isinstance(env_id, str):
@@ -241,7 +267,9 @@ def recovery_episodes(
         if sources is not None and sources[int(dataset.episode_starts[k])] == "augmented":
             skipped.setdefault("augmented (its task is not recorded)", []).append(int(k))
             continue
-        episode, reason = splice_episode(dataset, int(k), the_expert, judge, seed=seed, tolerance=tolerance)
+        episode, reason = splice_episode(
+            dataset, int(k), the_expert, judge, seed=seed, tolerance=tolerance, resume_after=resume_after
+        )
         if episode is None:
             skipped.setdefault(reason, []).append(int(k))
             continue
@@ -252,7 +280,9 @@ def recovery_episodes(
     log = {
         "expert": the_expert.name,
         "judge": judge_name(the_expert, judge, judge_spec),
-        "weights": "0 at the mistake step, 1 elsewhere",
+        "weights": "0 at the mistake step, 1 elsewhere"
+        if resume_after is None
+        else f"0 from the mistake step to the end of its run of {resume_after!r} steps, 1 elsewhere",
         "spliced": spliced,
         "skipped": {reason: len(ks) for reason, ks in skipped.items()},
     }
@@ -334,9 +364,15 @@ def perturbed_rollouts(
     env_kwargs: dict[str, Any] | None = None,
     batch_size: int = 256,
     overwrite: bool = False,
+    burst: int = 0,
+    burst_window: int = 1,
+    burst_repeat: bool = False,
 ) -> Dataset:
     """Play ``episodes`` episodes of ``actor`` (episode ``k`` on ``tasks[k % len(tasks)]``) where each step's action
-    is replaced by a uniform random one with probability ``rate``; write them to ``out`` as a dataset.
+    is replaced by a uniform random one with probability ``rate``; write them to ``out`` as a dataset. With
+    ``burst`` > 0, every episode also plays ``burst`` random actions in a row from a step drawn uniformly from
+    ``[0, burst_window)``, with ``burst_repeat`` one random action repeated (the protocols of
+    :class:`BurstActionPolicy`).
 
     The dataset records the env block (``id``, ``kwargs``, ``seed``, ``tasks``, the actor and the rate) and the
     episode info ``task_index``, like ``clonekit collect``, so :func:`recovery_episodes` can replay it; its
@@ -344,6 +380,8 @@ def perturbed_rollouts(
     """
     if not 0 <= rate <= 1:
         raise ConfigError(f"rate: expected a probability in [0, 1], got {rate}")
+    if burst < 0 or burst_window < 1:
+        raise ConfigError(f"burst, burst_window: expected >= 0 and >= 1, got {burst} and {burst_window}")
     if episodes < 1 or not tasks:
         raise ConfigError(f"perturbed_rollouts: expected episodes >= 1 and tasks, got {episodes} and {len(tasks)}")
     family = get_env_family(env)
@@ -367,6 +405,7 @@ def perturbed_rollouts(
         "tasks": [family.task_to_json(t) for t in tasks],
         "actor": actor.name,
         "random_action_rate": rate,
+        **({"burst": burst, "burst_window": burst_window, "burst_repeat": burst_repeat} if burst else {}),
     }
     writer = DatasetWriter(
         out,
@@ -384,15 +423,21 @@ def perturbed_rollouts(
             obs = vec.reset(seed=derive_seed(seed, f"perturbed:{first}"))
             actor.reset(vec, derive_seed(seed, f"actor:{first}"))
             rng = np.random.default_rng(derive_seed(seed, f"random-actions:{first}"))
+            burst_starts = rng.integers(0, burst_window, size=len(ids)) if burst else None
+            pushes = random_actions(act_space, rng, len(ids)) if burst and burst_repeat else None
             recorded: dict[str, list[np.ndarray]] = {}
             active = np.ones(len(ids), dtype=bool)
             length = np.zeros(len(ids), dtype=np.int64)
             while active.any():
                 action = np.asarray(actor.act(obs))
                 perturbed = rng.random(len(ids)) < rate
-                action = np.where(
-                    perturbed.reshape(-1, *([1] * (action.ndim - 1))), random_actions(act_space, rng, len(ids)), action
-                )
+                noise = random_actions(act_space, rng, len(ids))
+                if burst_starts is not None:
+                    in_burst = (length >= burst_starts) & (length < burst_starts + burst)
+                    perturbed |= in_burst
+                    if pushes is not None:
+                        noise = np.where(in_burst.reshape(-1, *([1] * (noise.ndim - 1))), pushes, noise)
+                action = np.where(perturbed.reshape(-1, *([1] * (action.ndim - 1))), noise, action)
                 record = {"obs": obs, "action": action, "perturbed": perturbed}
                 obs, reward, terminated, truncated = vec.step(action)
                 record |= {"reward": reward, "terminated": terminated, "truncated": truncated}
@@ -443,11 +488,15 @@ class BurstActionPolicy(Policy):
     ``policy``'s (draws seeded by ``seed``; an episode that ends earlier gets fewer). Unlike
     :class:`RandomActionPolicy`, whose lone random steps a policy mostly undoes at the next step, a burst
     carries the agent several steps off its route (into side branches, dead ends), from where it must find
-    its way back. Use it with :func:`clonekit.evaluation.rollout` like any policy; it is never deterministic."""
+    its way back. ``repeat``: one random action an episode, repeated through its burst (a push in one direction,
+    which carries the agent farther than a random walk of the same length). Use it with
+    :func:`clonekit.evaluation.rollout` like any policy; it is never deterministic."""
 
     name: ClassVar[str] = "burst_action_perturbed"
 
-    def __init__(self, policy: Policy, action_space: gym.Space[Any], burst: int, window: int, seed: int) -> None:
+    def __init__(
+        self, policy: Policy, action_space: gym.Space[Any], burst: int, window: int, seed: int, repeat: bool = False
+    ) -> None:
         super().__init__()
         if burst < 1:
             raise ConfigError(f"burst: expected >= 1 random steps, got {burst}")
@@ -458,22 +507,26 @@ class BurstActionPolicy(Policy):
         self.action_space = action_space
         self.burst = burst
         self.window = window
+        self.repeat = repeat
         self._rng = np.random.default_rng(seed)
 
     def initial_state(self, batch_size: int) -> Any:
-        """The inner policy's state, each episode's step count and the step its burst starts."""
+        """The inner policy's state, each episode's step count, the step its burst starts and (``repeat``) the
+        action its burst repeats."""
         starts = self._rng.integers(0, self.window, size=batch_size)
-        return self.inner.initial_state(batch_size), np.zeros(batch_size, dtype=np.int64), starts
+        pushes = random_actions(self.action_space, self._rng, batch_size) if self.repeat else None
+        return self.inner.initial_state(batch_size), np.zeros(batch_size, dtype=np.int64), starts, pushes
 
     def act(self, obs: dict[str, torch.Tensor], state: Any | None = None) -> tuple[torch.Tensor, Any]:
         if state is None:
             state = self.initial_state(int(obs["obs"].shape[0]))
-        inner, steps, starts = state
+        inner, steps, starts, pushes = state
         action, inner = self.inner.act(obs, inner)
         replace = (steps >= starts) & (steps < starts + self.burst)
         if replace.any():
             n = action.shape[0]
-            noise = torch.as_tensor(random_actions(self.action_space, self._rng, n), dtype=action.dtype)
+            drawn = pushes if pushes is not None else random_actions(self.action_space, self._rng, n)
+            noise = torch.as_tensor(drawn, dtype=action.dtype)
             mask = torch.as_tensor(replace).reshape(-1, *([1] * (action.dim() - 1))).to(action.device)
             action = torch.where(mask, noise.to(action.device), action)
-        return action, (inner, steps + 1, starts)
+        return action, (inner, steps + 1, starts, pushes)
