@@ -14,13 +14,19 @@ import torch
 
 from clonekit.cli import main
 from clonekit.data import Dataset
+from clonekit.envs import get_env_family
 from clonekit.errors import ConfigError
-from clonekit.evaluation.thoughts import overthinking
+from clonekit.evaluation.thoughts import overthinking, thought_rollout
 from clonekit.experiments.common import torch_threads
 from clonekit.experts.collect import collect
 from clonekit.policies import Policy
 from clonekit.policies.thought_cloning import ThoughtCloningPolicy
-from clonekit.policies.thought_cloning.control import ControlledThoughtPolicy, ThoughtControl, parse_thought_control
+from clonekit.policies.thought_cloning.control import (
+    ControlledThoughtPolicy,
+    GroupedControlPolicy,
+    ThoughtControl,
+    parse_thought_control,
+)
 from clonekit.train import TrainConfig, train
 from tests.conftest import assert_one_error_line
 
@@ -155,3 +161,34 @@ def test_cli_eval_with_thought_control_reports_the_cost(
     assert {"success", "thought_changes_per_step", "flip_flop_rate"} <= set(out["metrics"])
     with pytest.raises(ConfigError, match="expected a thought_cloning policy"):
         ControlledThoughtPolicy(torch.nn.Linear(1, 1))  # type: ignore[arg-type]
+
+
+def test_grouped_controls_play_as_each_control_alone(tiny_tc: tuple[ThoughtCloningPolicy, Dataset, Path]) -> None:
+    """One rollout of every setting side by side (GroupedControlPolicy, as babyai-overthinking plays them) gives
+    each setting's episodes exactly as its own ControlledThoughtPolicy rollout does, rerank's samples included,
+    and counts each setting's decoder cost as that wrapper does."""
+    policy, _, _ = tiny_tc
+    family = get_env_family("babyai")
+    tasks = family.sample_tasks(0, "test", 6, set(), level=LEVEL)
+    ood = family.sample_tasks(0, "test", 4, set(), level="BabyAI-PutNextS6N3-v0")
+    controls = [
+        ThoughtControl("sticky", margin=0.5, seed=3),
+        ThoughtControl("rerank", candidates=3, penalty=0.5, seed=3),
+        ThoughtControl("patience", changes=1, window=3),
+        ThoughtControl("greedy"),
+    ]
+    groups = [(control, split) for control in controls for split in (tasks, ood)]
+    short = {"level": LEVEL, "max_steps": 12}  # episodes cut at 12 steps keep the test fast
+    grouped = GroupedControlPolicy(policy, [(control, len(split)) for control, split in groups])
+    everything = [task for _, split in groups for task in split]
+    with torch_threads(1):
+        together = thought_rollout(grouped, family, everything, len(everything), 0, short, 256)
+        for (control, split), rows, cost in zip(groups, grouped.slices, grouped.cost(), strict=True):
+            alone = ControlledThoughtPolicy(policy, control)
+            played = thought_rollout(alone, family, split, len(split), 0, short)
+            assert together.thoughts[rows] == played.thoughts, control
+            assert np.array_equal(together.results.success[rows], played.results.success)
+            assert np.array_equal(together.results.lengths[rows], played.results.lengths)
+            assert cost["decoder_sequences_per_step"] == alone.cost()["decoder_sequences_per_step"]
+    changes = [overthinking(together.thoughts[rows])["thought_changes_per_step"].mean() for rows in grouped.slices]
+    assert changes[2] < changes[6], changes  # the settings did act differently (patience:1:3 holds thoughts)

@@ -12,7 +12,10 @@ same trained TC acts under each setting of :class:`~clonekit.policies.thought_cl
 
 Per setting and split: success (Wilson over independent seeds), thought changes per step, flip-flop rate; on
 ``test`` also thought accuracy against the bot (its episodes replayed under the control); and the cost: thought
-sequences run through the decoder and milliseconds of policy time per env step. ``--set tc_run=PATH`` reuses
+sequences run through the decoder and milliseconds of policy time per env step. Every setting on every split
+plays in one batched rollout (:class:`~clonekit.policies.thought_cloning.control.GroupedControlPolicy`: the same
+episodes as one rollout per setting and split, with the network run once per env step for all of them), so a
+setting's milliseconds are its own decoding plus its share, by rows, of the shared work. ``--set tc_run=PATH`` reuses
 an existing trained TC run directory (e.g. ``OUT/runs/tc`` of ``babyai-thought``) instead of training one.
 """
 
@@ -35,7 +38,11 @@ from clonekit.experiments.babyai_thought import BabyAIThoughtConfig, _dataset, _
 from clonekit.experiments.common import report_tail, results_head, torch_threads
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
-from clonekit.policies.thought_cloning.control import ControlledThoughtPolicy, parse_thought_control
+from clonekit.policies.thought_cloning.control import (
+    ControlledThoughtPolicy,
+    GroupedControlPolicy,
+    parse_thought_control,
+)
 from clonekit.train import TrainConfig, train
 
 NAME = "babyai-overthinking"
@@ -62,7 +69,9 @@ class BabyAIOverthinkingConfig:
         controls: Thought-control settings compared (``parse_thought_control`` specs); the first is the
             baseline the others are compared with.
         tc_run: A trained ``thought_cloning`` run directory to evaluate instead of training one ("": train).
-        threads: torch intra-op threads for the whole run.
+        threads: torch intra-op threads for training TC.
+        eval_threads: torch intra-op threads while the settings are evaluated (one batched rollout): a second
+            thread buys little there, and on shared cores its spinning costs several times the CPU.
     """
 
     level: str = "BabyAI-PutNextS5N2-v0"
@@ -74,18 +83,20 @@ class BabyAIOverthinkingConfig:
     hidden_size: int = 128
     lr: float = 1e-3
     thought_weight: float = 1.0
-    # Sized from the one measured run (4 settings x 150 rollouts: ~1 s of CPU per rollout, failures run 200
-    # steps): 5 settings x 250 rollouts are about 20 min of evaluation; more settings or seeds need more time.
+    # 5 settings x 250 episodes play as one batched rollout of 1,250 envs (failures run the level's 200 or 288
+    # steps); stepping the envs costs about as much CPU as the policy.
     eval_episodes: int = 100
     val_episodes: int = 50
     controls: tuple[str, ...] = ("greedy", "sticky:1", "rerank:4:0.5", "rerank:4:2", "patience:2:4")
     tc_run: str = ""
     threads: int = 2
+    eval_threads: int = 1
 
     def __post_init__(self) -> None:
         for name in ("episodes", "steps", "batch_size", "window", "hidden_size", "eval_episodes", "val_episodes"):
             check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
         check(self.threads >= 1, "threads", ">= 1", self.threads)
+        check(self.eval_threads >= 1, "eval_threads", ">= 1", self.eval_threads)
         check(self.lr > 0, "lr", "> 0", self.lr)
         check(len(self.controls) >= 1, "controls", "at least one thought-control spec", self.controls)
         check(len(set(self.controls)) == len(self.controls), "controls", "distinct specs", self.controls)
@@ -181,32 +192,37 @@ def _run(
     test = _test_tasks(thought_config, seed)
     # Validation seeds: more held-out seeds of the same level, drawn after (and never equal to) the test ones.
     val = family.sample_tasks(seed, "test", config.val_episodes, {t.key for t in test}, level=config.level)
-    splits = {
-        "val": (val, {"level": config.level}),
-        "test": (test, {"level": config.level}),
-        "ood": (_ood_tasks(thought_config, seed), {"level": config.ood_level}),
-    }
-    metrics: dict[str, dict[str, Any]] = {}
-    cost: dict[str, dict[str, dict[str, float]]] = {}
-    for spec in config.controls:
-        controlled = ControlledThoughtPolicy(policy, replace(parse_thought_control(spec), seed=seed))
-        metrics[spec], cost[spec] = {}, {}
-        for split, (tasks, env_kwargs) in splits.items():
-            controlled.reset_cost()
-            played = thought_rollout(controlled, family, tasks, len(tasks), seed, env_kwargs)
-            cost[spec][split] = controlled.cost()
+    splits = {"val": val, "test": test, "ood": _ood_tasks(thought_config, seed)}
+    # Every setting on every split is one group of rows of one batched rollout (see GroupedControlPolicy): the
+    # network runs once per env step for all of them instead of once per setting and split. The tasks carry
+    # their level, so the ood episodes play in the same batch.
+    groups = [(spec, split) for spec in config.controls for split in splits]
+    grouped = GroupedControlPolicy(
+        policy, [(replace(parse_thought_control(spec), seed=seed), len(splits[split])) for spec, split in groups]
+    )
+    tasks = [task for _, split in groups for task in splits[split]]
+    with torch_threads(config.eval_threads):
+        played = thought_rollout(
+            grouped, family, tasks, len(tasks), seed, {"level": config.level}, max_parallel=len(tasks)
+        )
+        metrics: dict[str, dict[str, Any]] = {spec: {} for spec in config.controls}
+        cost: dict[str, dict[str, dict[str, float]]] = {spec: {} for spec in config.controls}
+        for (spec, split), rows, spent in zip(groups, grouped.slices, grouped.cost(), strict=True):
+            cost[spec][split] = spent
+            first = rows.start
             cell: dict[str, Any] = {
-                "success": summarize(played.results.success, seed, groups=played.results.task_index)
+                "success": summarize(played.results.success[rows], seed, groups=played.results.task_index[rows] - first)
             }
-            cell |= {n: summarize(v, seed) for n, v in overthinking(played.thoughts).items()}
+            cell |= {n: summarize(v, seed) for n, v in overthinking(played.thoughts[rows]).items()}
             if split == "test":
+                controlled = ControlledThoughtPolicy(policy, replace(parse_thought_control(spec), seed=seed))
                 replay = thought_accuracy(controlled, reference)
                 cell["thought_accuracy"] = summarize(replay["thought_accuracy"], seed)
             metrics[spec][split] = cell
             shown = "  ".join(f"{n} {format_metric(m)}" for n, m in cell.items())
             log(
-                f"  {spec:13s} {split:4s} {shown}  decoder/step {cost[spec][split]['decoder_sequences_per_step']:.1f}"
-                f"  ms/step {cost[spec][split]['ms_per_step']:.3f}"
+                f"  {spec:13s} {split:4s} {shown}  decoder/step {spent['decoder_sequences_per_step']:.1f}"
+                f"  ms/step {spent['ms_per_step']:.3f}"
             )
     # A best setting is named on validation seeds only (highest success; the first listed among equals).
     best = max(config.controls, key=lambda s: metrics[s]["val"]["success"]["mean"])

@@ -16,15 +16,18 @@ step by a :class:`ThoughtControl`:
   last ``window`` steps; then hold the previous one (deliberation halted until the window clears).
 
 The wrapper counts its cost: thought sequences run through the decoder (decoded word by word or scored)
-per env step, and wall time of ``act``.
+per env step, and wall time of ``act``. :class:`GroupedControlPolicy` plays several settings side by side in
+one batch (row groups), each row as the single wrapper would play it, so one rollout compares them all.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -181,56 +184,189 @@ class ControlledThoughtPolicy(Policy):
         previous = inner[4]
         features, upper = self.policy.think(x, inner)
         greedy = self.policy.generate_thought(upper[0])
-        b = x.shape[0]
-        sequences = 1
-        mode = self.control.mode
-        if mode == "greedy":
-            thought = greedy
-        elif mode == "sticky":
-            scores = thought_log_prob(self.policy, upper[0].repeat(2, 1), torch.cat([greedy, previous]))
-            sequences += 2
-            keep = _has_thought(previous) & (scores[:b] <= scores[b:] + self.control.margin)
-            thought = torch.where(keep[:, None], previous, greedy)
-        elif mode == "rerank":
-            candidates = self.candidates(upper[0], greedy, previous)  # (B, K + 2, L)
-            n = candidates.shape[1]
-            flat = candidates.reshape(b * n, -1)
-            scores = thought_log_prob(self.policy, upper[0].repeat_interleave(n, 0), flat).reshape(b, n)
-            sequences += self.control.candidates + n  # sampled, then every candidate scored
-            scores = scores - self.control.penalty * self._change(candidates, previous, before)
-            scores[:, -1] = torch.where(_has_thought(previous), scores[:, -1], -torch.inf)  # no previous thought yet
-            best = scores.argmax(1)  # the first of equals: the greedy thought wins ties
-            thought = candidates[torch.arange(b, device=x.device), best]
-        else:  # patience
-            held = changed.sum(1) >= self.control.changes
-            keep = _has_thought(previous) & held
-            thought = torch.where(keep[:, None], previous, greedy)
+        thought, sequences = choose_thought(
+            self.policy, self.control, upper[0], greedy, previous, before, changed, self.generator
+        )
         logits, inner = self.policy.act_on_thought(features, upper, thought, inner)
-        now_changed = _has_thought(previous) & (thought != previous).any(1)
-        changed = torch.cat([changed[:, 1:], now_changed[:, None]], 1)
+        b = x.shape[0]
         self.env_steps += b
         self.decoder_sequences += sequences * b
         self.act_seconds += time.perf_counter() - start
-        return logits.argmax(-1), (inner, previous, changed)
+        return logits.argmax(-1), (inner, previous, _shift_changes(changed, previous, thought))
 
     def candidates(self, upper_h: Tensor, greedy: Tensor, previous: Tensor) -> Tensor:
         """``rerank``'s candidates ``(B, K + 2, L)``: the greedy thought, ``K`` thoughts sampled from the decoder
         (with the wrapper's generator) from memory ``upper_h`` ``(B, H)``, and the previous thought."""
-        b, k = greedy.shape[0], self.control.candidates
-        sampled = self.policy.generate_thought(upper_h.repeat_interleave(k, 0), self.generator).reshape(b, k, -1)
-        return torch.cat([greedy[:, None], sampled, previous[:, None]], 1)
-
-    def _change(self, candidates: Tensor, previous: Tensor, before: Tensor) -> Tensor:
-        """``(B, K)`` change of each candidate ``(B, K, L)``: 0 for ``previous``, ``revisit`` for ``before``
-        (A → B → A), else 1; 0 for every candidate while there is no previous thought."""
-        same = (candidates == previous[:, None]).all(2)
-        back = (candidates == before[:, None]).all(2) & _has_thought(before)[:, None]
-        change = torch.where(back, self.control.revisit, 1.0) * ~same
-        return change * _has_thought(previous)[:, None]
+        return rerank_candidates(self.policy, self.control.candidates, upper_h, greedy, previous, self.generator)
 
     def thoughts(self, state: ControlState) -> list[str]:
         """The thought each env acted on in the ``act`` call that returned ``state``."""
         return self.policy.thoughts(state[0])
+
+
+class GroupedControlPolicy(Policy):
+    """Several :class:`ThoughtControl` settings in one batch, so that one rollout evaluates them all.
+
+    The batch is consecutive row groups, one per ``(control, rows)`` of ``groups``; group ``g``'s rows act under
+    its control. The encoder, the thinker, the greedy decoding and the actor run once per env step for every
+    row (on a CPU, one call for many rows costs little more than one for few), and only a control's own extra
+    decoding runs per group. Each row acts as it would in a :class:`ControlledThoughtPolicy` with its group's
+    control over that group's rows alone, up to float rounding of the batched matrix products: each group
+    samples with its own generator, seeded as that wrapper's, from tensors of the same shape, so ``rerank``
+    draws the same samples.
+
+    Cost per group (:meth:`cost`): decoder sequences per row and step as :class:`ControlledThoughtPolicy`
+    counts them; ``ms_per_step`` is the group's own decoding time plus its share (by rows) of the shared work.
+    """
+
+    name: ClassVar[str] = "thought_cloning_grouped_control"
+
+    def __init__(self, policy: Policy, groups: Sequence[tuple[ThoughtControl, int]]) -> None:
+        """``policy``: a trained ``thought_cloning`` policy; ``groups``: ``(control, rows)`` in batch order."""
+        super().__init__()
+        check(len(groups) >= 1, "groups", "at least one (control, rows) group", list(groups))
+        self.members = [ControlledThoughtPolicy(policy, control) for control, _ in groups]
+        self.policy = self.members[0].policy
+        self.config = self.policy.config
+        check(all(rows >= 1 for _, rows in groups), "groups", "rows >= 1 per group", [r for _, r in groups])
+        ends = np.cumsum([rows for _, rows in groups]).tolist()
+        self.slices = [slice(end - rows, end) for (_, rows), end in zip(groups, ends, strict=True)]
+        self.rows = int(ends[-1])
+        self.window = max(control.window for control, _ in groups)
+
+    @property
+    def deterministic(self) -> bool:
+        """Deterministic unless a group reranks (samples)."""
+        return all(member.deterministic for member in self.members)
+
+    def reset_cost(self) -> None:
+        """Zero every group's cost counters."""
+        for member in self.members:
+            member.reset_cost()
+
+    def cost(self) -> list[dict[str, float]]:
+        """Per group, as :meth:`ControlledThoughtPolicy.cost`."""
+        return [member.cost() for member in self.members]
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> ControlState:
+        """The policy's initial state for all ``batch_size`` rows (the groups' rows together); resets every
+        group's sampling generator."""
+        if batch_size != self.rows:
+            raise ConfigError(
+                f"grouped thought control: expected a batch of {self.rows} rows (the groups'), got {batch_size}"
+            )
+        inner = self.policy.initial_state(batch_size, device)
+        for member in self.members:
+            member.initial_state(1, inner[4].device)  # reseeds the member's generator
+        changed = torch.zeros(batch_size, self.window, dtype=torch.bool, device=inner[4].device)
+        return (inner, inner[4].clone(), changed)
+
+    def act(self, obs: dict[str, Tensor], state: Any | None = None) -> tuple[Tensor, ControlState]:
+        """Greedy actions ``(B,)``, each group's rows acting on the thought its control chose."""
+        start = time.perf_counter()
+        x = obs["obs"]
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device)
+        inner, before, changed = state
+        previous = inner[4]
+        features, upper = self.policy.think(x, inner)
+        greedy = self.policy.generate_thought(upper[0])
+        chosen, own = [], 0.0
+        for member, rows in zip(self.members, self.slices, strict=True):
+            began = time.perf_counter()
+            thought, sequences = choose_thought(
+                self.policy,
+                member.control,
+                upper[0][rows],
+                greedy[rows],
+                previous[rows],
+                before[rows],
+                changed[rows, -member.control.window :],
+                member.generator,
+            )
+            chosen.append(thought)
+            spent = time.perf_counter() - began
+            own += spent
+            b = rows.stop - rows.start
+            member.env_steps += b
+            member.decoder_sequences += sequences * b
+            member.act_seconds += spent
+        thought = torch.cat(chosen)
+        logits, inner = self.policy.act_on_thought(features, upper, thought, inner)
+        shared = time.perf_counter() - start - own
+        for member, rows in zip(self.members, self.slices, strict=True):
+            member.act_seconds += shared * (rows.stop - rows.start) / self.rows
+        return logits.argmax(-1), (inner, previous, _shift_changes(changed, previous, thought))
+
+    def thoughts(self, state: ControlState) -> list[str]:
+        """The thought each row acted on in the ``act`` call that returned ``state``."""
+        return self.policy.thoughts(state[0])
+
+
+def choose_thought(
+    policy: ThoughtCloningPolicy,
+    control: ThoughtControl,
+    upper_h: Tensor,
+    greedy: Tensor,
+    previous: Tensor,
+    before: Tensor,
+    changed: Tensor,
+    generator: torch.Generator,
+) -> tuple[Tensor, int]:
+    """The thought ``(B, L)`` to act on under ``control``, and the thought sequences per row it ran through the
+    decoder (the greedy decoding included). ``upper_h`` ``(B, H)``: the thinker's memory; ``greedy``: its
+    greedy thought; ``previous`` and ``before``: the thoughts acted on one and two steps ago; ``changed``
+    ``(B, control.window)``: whether the thought changed at each of the last steps, newest last."""
+    b = greedy.shape[0]
+    if control.mode == "greedy":
+        return greedy, 1
+    if control.mode == "sticky":
+        scores = thought_log_prob(policy, upper_h.repeat(2, 1), torch.cat([greedy, previous]))
+        keep = _has_thought(previous) & (scores[:b] <= scores[b:] + control.margin)
+        return torch.where(keep[:, None], previous, greedy), 3
+    if control.mode == "rerank":
+        candidates = rerank_candidates(policy, control.candidates, upper_h, greedy, previous, generator)
+        n = candidates.shape[1]
+        flat = candidates.reshape(b * n, -1)
+        scores = thought_log_prob(policy, upper_h.repeat_interleave(n, 0), flat).reshape(b, n)
+        scores = scores - control.penalty * _change(control, candidates, previous, before)
+        scores[:, -1] = torch.where(_has_thought(previous), scores[:, -1], -torch.inf)  # no previous thought yet
+        best = scores.argmax(1)  # the first of equals: the greedy thought wins ties
+        # sampled, then every candidate scored
+        return candidates[torch.arange(b, device=greedy.device), best], 1 + control.candidates + n
+    held = changed.sum(1) >= control.changes  # patience
+    keep = _has_thought(previous) & held
+    return torch.where(keep[:, None], previous, greedy), 1
+
+
+def rerank_candidates(
+    policy: ThoughtCloningPolicy,
+    k: int,
+    upper_h: Tensor,
+    greedy: Tensor,
+    previous: Tensor,
+    generator: torch.Generator,
+) -> Tensor:
+    """``rerank``'s candidates ``(B, k + 2, L)``: the greedy thought, ``k`` thoughts sampled from the decoder
+    (with ``generator``) from memory ``upper_h`` ``(B, H)``, and the previous thought."""
+    b = greedy.shape[0]
+    sampled = policy.generate_thought(upper_h.repeat_interleave(k, 0), generator).reshape(b, k, -1)
+    return torch.cat([greedy[:, None], sampled, previous[:, None]], 1)
+
+
+def _change(control: ThoughtControl, candidates: Tensor, previous: Tensor, before: Tensor) -> Tensor:
+    """``(B, K)`` change of each candidate ``(B, K, L)``: 0 for ``previous``, ``revisit`` for ``before``
+    (A → B → A), else 1; 0 for every candidate while there is no previous thought."""
+    same = (candidates == previous[:, None]).all(2)
+    back = (candidates == before[:, None]).all(2) & _has_thought(before)[:, None]
+    change = torch.where(back, control.revisit, 1.0) * ~same
+    return change * _has_thought(previous)[:, None]
+
+
+def _shift_changes(changed: Tensor, previous: Tensor, thought: Tensor) -> Tensor:
+    """``changed`` ``(B, W)`` moved on one step: whether ``thought`` differs from ``previous`` appended."""
+    now_changed = _has_thought(previous) & (thought != previous).any(1)
+    return torch.cat([changed[:, 1:], now_changed[:, None]], 1)
 
 
 def thought_log_prob(policy: ThoughtCloningPolicy, upper_h: Tensor, ids: Tensor) -> Tensor:
@@ -254,7 +390,10 @@ def _has_thought(ids: Tensor) -> Tensor:
 __all__ = [
     "MODES",
     "ControlledThoughtPolicy",
+    "GroupedControlPolicy",
     "ThoughtControl",
+    "choose_thought",
     "parse_thought_control",
+    "rerank_candidates",
     "thought_log_prob",
 ]
