@@ -24,6 +24,7 @@ from clonekit.experiments import (
     babyai_thought,
     continuous_interactive,
     demo_rl,
+    gym_interactive,
     incontext,
     interactive_compare,
     lfo_ads,
@@ -226,6 +227,16 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         table=interactive_compare.success_table,
         full=continuous_interactive.FULL,
         quick=continuous_interactive.QUICK,
+    ),
+    gym_interactive.NAME: ExperimentSpec(
+        name=gym_interactive.NAME,
+        description="DAgger, HG-DAgger, Sirius and RLIF vs BC at an equal expert-label budget on a gymnasium env "
+        "with a state-feedback expert (Pendulum-v1 swing-up)",
+        run=gym_interactive.run,
+        table_columns=("policy", "test (unseen) success [95% CI]", "train success [95% CI]", "expert labels"),
+        table=interactive_compare.success_table,
+        full=gym_interactive.FULL,
+        quick=gym_interactive.QUICK,
     ),
     maze_quality.NAME: ExperimentSpec(
         name=maze_quality.NAME,

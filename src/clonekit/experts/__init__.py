@@ -13,6 +13,7 @@ from clonekit.experts.dijkstra import DijkstraExpert
 from clonekit.experts.maze_strategies import MazeStrategyExpert, strategy_expert
 from clonekit.experts.metaworld import MetaWorldScriptedExpert
 from clonekit.experts.outside import Expert, OutsideExpert, is_outside_spec, make_outside_expert
+from clonekit.experts.pendulum import PendulumSwingUpExpert
 from clonekit.registry import load_plugins
 
 # (env family or "gym:ID", expert name) -> expert class or factory
@@ -26,6 +27,7 @@ EXPERTS: dict[tuple[str, str], Any] = {
     ("metaworld", "scripted"): MetaWorldScriptedExpert,
     ("arm", "reach"): ArmReachExpert,
     ("terrain", "dijkstra"): DijkstraExpert,
+    ("gym:Pendulum-v1", "swing-up"): PendulumSwingUpExpert,
 }
 
 
@@ -60,5 +62,6 @@ __all__ = [
     "MazeStrategyExpert",
     "MetaWorldScriptedExpert",
     "OutsideExpert",
+    "PendulumSwingUpExpert",
     "make_expert",
 ]

@@ -80,7 +80,8 @@ def _expert_intervener(env: str, expert: str) -> Callable[[InteractiveConfig, gy
 
 
 # Simulated interveners by env family, made from the run's settings and the env's action space: the one
-# explicit registry.
+# explicit registry. An env not listed (e.g. ``gym:Pendulum-v1``) gets an ExpertIntervener over the expert that
+# recorded its demonstrations (see _simulated_intervener).
 INTERVENERS: dict[str, Callable[[InteractiveConfig, gym.spaces.Space[Any]], Intervener]] = {
     "maze": _maze_intervener,
     "avoiding": _expert_intervener("avoiding", "paths"),
@@ -315,10 +316,10 @@ def run_interactive(
         check_player_method(method)
         if not isinstance(env_id, str):
             raise ConfigError(f"{source.path}: meta.json env has no 'id'; the rounds need the env to play in")
-    elif env_id not in INTERVENERS:
+    elif not isinstance(env_id, str) or (env_id not in INTERVENERS and not source.env.get("expert")):
         raise ConfigError(
             f"{source.path}: interactive runs need a simulated intervener for the env; env {env_id!r} has none "
-            f"(have: {', '.join(INTERVENERS)})"
+            f"(have: {', '.join(INTERVENERS)}) and the data names no expert that recorded it"
         )
     elif source.env.get("kwargs", {}).get("obs", "state") != "state":
         raise ConfigError(
@@ -332,7 +333,7 @@ def run_interactive(
     tasks = split_tasks(source.env, "train", seed, 1)
     intervener: Intervener | None = None
     if player is None:
-        intervener = INTERVENERS[env_id](config, source.space("action"))
+        intervener = _simulated_intervener(source, config)
         intervener.labels_used = sum(r["expert_labels"] for r in state["rounds"])
     dataset = Dataset.open(run_dir / state["dataset"])
     for i in range(len(state["rounds"]), rounds):
@@ -369,6 +370,18 @@ def run_interactive(
             )
     final = _train_round(method, dataset, run_dir, len(state["rounds"]), seed, config, show_progress)
     return InteractiveRun(run_dir, dataset, final, list(state["rounds"]))
+
+
+def _simulated_intervener(source: Dataset, config: InteractiveConfig) -> Intervener:
+    """The env's intervener from ``INTERVENERS``; for any other env (e.g. ``gym:Pendulum-v1``) an
+    :class:`ExpertIntervener` over the expert that recorded the demonstrations (named in the env block)."""
+    env_id = source.env["id"]
+    if env_id in INTERVENERS:
+        return INTERVENERS[env_id](config, source.space("action"))
+    kwargs = source.env.get("kwargs", {})
+    env = f"{env_id}:{kwargs['id']}" if isinstance(kwargs.get("id"), str) else env_id  # FAMILY:ID, as collected
+    expert = make_expert(env, source.env["expert"], **source.env.get("expert_kwargs", {}))
+    return ExpertIntervener(expert, source.space("action"), config.expert_intervener_config())
 
 
 def train_config_for(method: str, config: InteractiveConfig, seed: int) -> TrainConfig:

@@ -1,0 +1,90 @@
+"""Interactive imitation on a gymnasium env: the Pendulum swing-up expert, the intervener made from the expert
+that recorded the data, and the ``gym-interactive`` settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clonekit.data import DatasetWriter
+from clonekit.errors import ConfigError
+from clonekit.experiments.gym_interactive import GymInteractiveConfig
+from clonekit.experts import make_expert
+from clonekit.experts.collect import collect
+from clonekit.interactive import InteractiveConfig, run_interactive
+
+PENDULUM = {"success_threshold": -400.0}
+
+
+def test_the_swing_up_expert_balances_the_pendulum_from_every_start(tmp_path: Path) -> None:
+    data = collect(
+        "gym:Pendulum-v1", "swing-up", episodes=40, seed=0, out=tmp_path / "d", env_kwargs=PENDULUM, show_progress=False
+    )
+    for k in range(data.num_episodes):
+        steps = data.episode(k)
+        cos, sin = np.asarray(steps["obs"])[-40:, 0], np.asarray(steps["obs"])[-40:, 1]
+        assert np.abs(np.arctan2(sin, cos)).max() < 0.05, k  # upright through the episode's last 40 steps
+        assert float(np.sum(steps["reward"])) >= -400.0, k
+    torques, _ = make_expert("gym:Pendulum-v1", "swing-up").act(np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]))
+    assert torques.shape == (2, 1) and torques.dtype == np.float32
+    assert torques[0, 0] == 0.0 and torques[1, 0] == 2.0  # at rest upright: nothing; at rest hanging: full push
+
+
+def test_an_interactive_run_on_a_gym_env_is_labelled_by_the_expert_that_recorded_the_data(
+    tmp_path: Path, one_torch_thread: None
+) -> None:
+    demos = collect(  # 8 start states, 4 demonstrated: the round plays a start no demonstration saw
+        "gym:Pendulum-v1",
+        "swing-up",
+        episodes=4,
+        seed=1,
+        out=tmp_path / "d",
+        num_tasks=8,
+        env_kwargs=PENDULUM,
+        show_progress=False,
+    )
+    config = InteractiveConfig(
+        policy_overrides={"hidden_sizes": [16]},
+        train_steps=5,
+        batch_size=32,
+        episodes_per_round=1,
+        max_episode_steps=30,
+        beta=0.0,
+    )
+    run = run_interactive("dagger", demos, tmp_path / "run", rounds=1, seed=0, config=config)
+    assert run.rounds[0]["expert_labels"] == 30
+    played = np.asarray(run.dataset.column("round")) == 0
+    obs, labels = np.asarray(run.dataset.column("obs"))[played], np.asarray(run.dataset.column("expert_action"))[played]
+    expected, _ = make_expert("gym:Pendulum-v1", "swing-up").act(obs)
+    np.testing.assert_array_equal(labels, expected)
+    # beta = 0: the policy's own actions ran, and they are not the expert's
+    assert not np.allclose(np.asarray(run.dataset.column("action"))[played], labels)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("policies", ("bc", "nope"), "policies"),
+        ("threshold", 0.0, "threshold"),
+        ("demo_episodes", 500, "demo_episodes"),
+    ],
+)
+def test_gym_interactive_settings_are_checked(field: str, value: object, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        GymInteractiveConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_data_of_an_env_without_an_intervener_or_a_recorded_expert_is_a_clear_error(tmp_path: Path) -> None:
+    demos = collect(
+        "gym:Pendulum-v1", "swing-up", episodes=1, seed=0, out=tmp_path / "d", env_kwargs=PENDULUM, show_progress=False
+    )
+    env = {key: value for key, value in demos.env.items() if key != "expert"}
+    writer = DatasetWriter(tmp_path / "anon", list(demos.streams.values()), spaces=demos.spaces, env=env)
+    with writer:
+        writer.add_episode(demos.episode(0))
+        anonymous = writer.close()
+    with pytest.raises(ConfigError, match=r"env 'gym' has none .* names no expert that recorded it"):
+        run_interactive("dagger", anonymous, tmp_path / "run", rounds=1)
+    assert not (tmp_path / "run").exists()
