@@ -34,6 +34,7 @@ The plot shows test success against expert labels after every round. Every stage
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,30 @@ def run(
     config = config or (QUICK if quick else FULL)
     out.mkdir(parents=True, exist_ok=True)
     pool = _pool(out, config, seed)
-    family = get_env_family(ENV)
+    return compare_continuous(
+        NAME, out, seed, quick, config, pool, config.task, _report, MAX_PARALLEL, show_progress, log
+    )
+
+
+def compare_continuous(
+    name: str,
+    out: Path,
+    seed: int,
+    quick: bool,
+    config: Any,
+    pool: Dataset,
+    subject: str,
+    report: Callable[[dict[str, Any], list[str]], str],
+    max_parallel: int = 256,
+    show_progress: bool = True,
+    log: Any = print,
+) -> dict[str, Any]:
+    """The comparison of :func:`clonekit.experiments.interactive_compare.compare` with ``continuous_bc`` (MSE head,
+    ``config.hidden_sizes``) for every key, on the env of ``pool`` (its ``test`` split: ``config.test_tasks``
+    unseen tasks; ``train``: as many training tasks, one episode each), then the success-vs-labels plot
+    (``subject`` names the tasks on its axis) and ``report(results, plots)`` as ``out/report.md``. Shared by the
+    continuous experiments (``continuous-interactive``, ``gym-interactive``); ``config`` holds the fields read here."""
+    family = get_env_family(pool.env["id"])
     env_kwargs = dict(pool.env["kwargs"])
     tasks = {
         "test": split_tasks(pool.env, "test", seed, config.test_tasks),
@@ -167,7 +191,7 @@ def run(
 
     def evaluate(policy: Policy, split: str) -> dict[str, Any]:
         n = len(tasks[split])
-        return rollout(policy, family, tasks[split], n, seed, env_kwargs, max_parallel=MAX_PARALLEL).metrics(seed)
+        return rollout(policy, family, tasks[split], n, seed, env_kwargs, max_parallel=max_parallel).metrics(seed)
 
     policy_overrides = {"hidden_sizes": list(config.hidden_sizes)}
     shared = {
@@ -182,7 +206,7 @@ def run(
         "max_episode_steps": config.round_max_steps,
     }
     results = compare(
-        NAME,
+        name,
         out,
         seed,
         quick,
@@ -194,9 +218,9 @@ def run(
         show_progress=show_progress,
         log=log,
     )
-    ylabel = f"success on unseen {config.task} seeds (95% CI)"
+    ylabel = f"success on unseen {subject} seeds (95% CI)"
     plots = ["success_vs_labels.png"] if plot_success_vs_labels(results, out / "success_vs_labels.png", ylabel) else []
-    atomic_write_text(out / "report.md", _report(results, plots))
+    atomic_write_text(out / "report.md", report(results, plots))
     return results
 
 

@@ -38,14 +38,11 @@ from typing import Any
 
 from clonekit.config import check
 from clonekit.data import Dataset
-from clonekit.envs import get_env_family
 from clonekit.errors import DatasetError
-from clonekit.evaluation import rollout, split_tasks
 from clonekit.experiments.common import check_policy_keys, report_tail
-from clonekit.experiments.interactive_compare import KEYS, compare, plot_success_vs_labels, success_table
+from clonekit.experiments.continuous_interactive import compare_continuous
+from clonekit.experiments.interactive_compare import KEYS, success_table
 from clonekit.experts.collect import collect
-from clonekit.io import atomic_write_text
-from clonekit.policies import Policy
 
 NAME = "gym-interactive"
 ENV = "gym"
@@ -151,45 +148,9 @@ def run(
     config = config or (QUICK if quick else FULL)
     out.mkdir(parents=True, exist_ok=True)
     pool = _pool(out, config, seed)
-    family = get_env_family(ENV)
-    env_kwargs = dict(pool.env["kwargs"])
-    tasks = {
-        "test": split_tasks(pool.env, "test", seed, config.test_tasks),
-        "train": split_tasks(pool.env, "train", seed, 1)[: config.test_tasks],
-    }
-
-    def evaluate(policy: Policy, split: str) -> dict[str, Any]:
-        return rollout(policy, family, tasks[split], len(tasks[split]), seed, env_kwargs).metrics(seed)
-
-    policy_overrides = {"hidden_sizes": list(config.hidden_sizes)}
-    shared = {
-        "policy": "continuous_bc",
-        "policy_overrides": policy_overrides,
-        "train_steps": config.train_steps,
-        "batch_size": config.batch_size,
-        "lr": config.lr,
-        "episodes_per_round": config.episodes_per_round,
-        "label_budget": config.label_budget,
-        "threshold": config.threshold,
-        "max_episode_steps": config.round_max_steps,
-    }
-    results = compare(
-        NAME,
-        out,
-        seed,
-        quick,
-        config,
-        pool,
-        evaluate,
-        shared,
-        bc_policy=("continuous_bc", policy_overrides),
-        show_progress=show_progress,
-        log=log,
+    return compare_continuous(
+        NAME, out, seed, quick, config, pool, config.env_id, _report, show_progress=show_progress, log=log
     )
-    ylabel = f"success on unseen {config.env_id} seeds (95% CI)"
-    plots = ["success_vs_labels.png"] if plot_success_vs_labels(results, out / "success_vs_labels.png", ylabel) else []
-    atomic_write_text(out / "report.md", _report(results, plots))
-    return results
 
 
 def _pool(out: Path, config: GymInteractiveConfig, seed: int) -> Dataset:
