@@ -136,6 +136,18 @@ def bfs_from_goal(task: MazeTask) -> tuple[np.ndarray, np.ndarray]:
     return distance, direction
 
 
+def random_starts(tasks: list[Any], seed: int | None) -> np.ndarray:
+    """``(len(tasks), 2)`` int64 start cells: per task a uniformly drawn free cell other than its goal (one
+    generator seeded by ``seed``, tasks in order). Any task with ``free_cells()`` and ``goal`` (maze, terrain)."""
+    rng = np.random.default_rng(seed)
+    starts = np.zeros((len(tasks), 2), dtype=np.int64)
+    for i, task in enumerate(tasks):
+        free = task.free_cells()
+        free = free[(free[:, 0] != task.goal[0]) | (free[:, 1] != task.goal[1])]
+        starts[i] = free[rng.integers(len(free))]
+    return starts
+
+
 def farthest_cell(task: MazeTask) -> tuple[int, int]:
     """The free cell with the longest shortest path to the goal (the first in row-major order on a tie)."""
     distance, _ = bfs_from_goal(task)
@@ -239,12 +251,7 @@ class MazeVecEnv:
                 self._farthest = np.array([farthest_cell(task) for task in self.tasks], dtype=np.int64)
             starts = self._farthest
         if starts is None:
-            rng = np.random.default_rng(seed)
-            starts = np.zeros((self.num_envs, 2), dtype=np.int64)
-            for i, task in enumerate(self.tasks):
-                free = task.free_cells()
-                free = free[(free[:, 0] != task.goal[0]) | (free[:, 1] != task.goal[1])]
-                starts[i] = free[rng.integers(len(free))]
+            starts = random_starts(self.tasks, seed)
         self.agents = np.asarray(starts, dtype=np.int64).copy()
         self.steps[:] = 0
         self.done[:] = False

@@ -26,7 +26,7 @@ import numpy as np
 
 from clonekit.config import check
 from clonekit.envs import maze
-from clonekit.envs.maze import MOVES, NUM_ACTIONS, WALL, pad_to_canvas
+from clonekit.envs.maze import MOVES, NUM_ACTIONS, WALL, pad_to_canvas, random_starts
 from clonekit.errors import ConfigError
 from clonekit.seeding import derive_seed
 
@@ -202,12 +202,7 @@ class TerrainVecEnv:
         """Start one episode per slot at ``starts`` ``(B, 2)`` or at uniformly drawn free cells other than the
         goal; returns observations ``(B, 4, H, W)`` uint8."""
         if starts is None:
-            rng = np.random.default_rng(seed)
-            starts = np.zeros((self.num_envs, 2), dtype=np.int64)
-            for i, task in enumerate(self.tasks):
-                free = task.free_cells()
-                free = free[(free[:, 0] != task.goal[0]) | (free[:, 1] != task.goal[1])]
-                starts[i] = free[rng.integers(len(free))]
+            starts = random_starts(self.tasks, seed)
         self.agents = np.asarray(starts, dtype=np.int64).copy()
         self.steps[:] = 0
         self.path_cost[:] = 0
