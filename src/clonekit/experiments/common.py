@@ -16,8 +16,9 @@ from clonekit import __version__
 from clonekit.checkpoint import load_policy
 from clonekit.config import check, config_to_json
 from clonekit.data import Dataset, StreamSpec, array_stream
-from clonekit.errors import ConfigError
+from clonekit.errors import ConfigError, DatasetError
 from clonekit.evaluation.stats import format_metric, summarize
+from clonekit.experts.collect import collect
 from clonekit.policies import POLICIES, Policy
 from clonekit.quality.curate import Filter, curate
 from clonekit.quality.outcomes import episode_outcomes
@@ -203,3 +204,43 @@ def exact_metric(value: float, method: str = "count") -> dict[str, Any]:
     """A metric cell of a value known exactly (a count, an analytic cost): its interval is the value itself."""
     value = float(value)
     return {"mean": value, "ci95": [value, value], "n": 1, "method": method}
+
+
+def collected_once(
+    path: Path,
+    env: str,
+    expert: str,
+    *,
+    seed: int,
+    episodes: int,
+    num_tasks: int,
+    env_kwargs: Mapping[str, Any] | None = None,
+    show_progress: bool = True,
+    **collect_options: Any,
+) -> Dataset:
+    """``expert``'s demonstrations at ``path``: collected there on the first call (``collect`` with these settings
+    and ``collect_options``), reopened on a rerun (resume). A dataset at ``path`` made with another seed, task count,
+    episode count or env option of ``env_kwargs`` is refused (``DatasetError``: use a fresh ``--out``)."""
+    kwargs = dict(env_kwargs or {})
+    if path.exists():
+        dataset = Dataset.open(path)
+        meta = dataset.env
+        if (
+            meta.get("seed") != seed
+            or len(meta.get("tasks", [])) != num_tasks
+            or dataset.num_episodes != episodes
+            or any(meta.get("kwargs", {}).get(k) != v for k, v in kwargs.items())
+        ):
+            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
+        return dataset
+    return collect(
+        env,
+        expert,
+        episodes=episodes,
+        seed=seed,
+        out=path,
+        num_tasks=num_tasks,
+        env_kwargs=kwargs or None,
+        show_progress=show_progress,
+        **collect_options,
+    )

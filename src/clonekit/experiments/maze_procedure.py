@@ -22,12 +22,10 @@ from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.distributed import init_ray, ordered_map
 from clonekit.envs import get_env_family
-from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.stats import format_metric
-from clonekit.experiments.common import report_tail, results_head
+from clonekit.experiments.common import collected_once, report_tail, results_head
 from clonekit.experiments.maze_plots import plot_maze_procedure
-from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.train import TrainConfig, train
@@ -136,21 +134,8 @@ def _dataset(
 ) -> Dataset:
     path = out / "data" / f"n{num_mazes}"
     episodes = num_mazes * config.episodes_per_maze
-    if path.exists():
-        dataset = Dataset.open(path)
-        env = dataset.env
-        if env.get("seed") != seed or len(env.get("tasks", [])) != num_mazes or dataset.num_episodes != episodes:
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return dataset
-    return collect(
-        "maze",
-        "bfs",
-        episodes=episodes,
-        seed=seed,
-        out=path,
-        num_tasks=num_mazes,
-        show_progress=show_progress,
-        **ray,
+    return collected_once(
+        path, "maze", "bfs", seed=seed, episodes=episodes, num_tasks=num_mazes, show_progress=show_progress, **ray
     )
 
 

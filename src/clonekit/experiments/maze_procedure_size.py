@@ -33,14 +33,12 @@ from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.envs.maze import MazeTask, bfs_from_goal
-from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import format_metric, summarize
-from clonekit.experiments.common import report_tail, results_head
+from clonekit.experiments.common import collected_once, report_tail, results_head
 from clonekit.experiments.maze_plots import plot_maze_procedure
 from clonekit.experts.bfs import UNLABELLED, procedure_maps
-from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.policies.procedure_cloning import ProcedureCloningPolicy
@@ -120,28 +118,14 @@ def env_kwargs(key: str, size: int, config: MazeProcedureSizeConfig) -> dict[str
 
 def _dataset(out: Path, key: str, config: MazeProcedureSizeConfig, seed: int, show_progress: bool) -> Dataset:
     """The demonstrations of ``key`` in ``out/data/KEY``: the same episodes for both keys (BC's on the canvas)."""
-    path = out / "data" / key
-    episodes = config.num_mazes * config.episodes_per_maze
-    kwargs = env_kwargs(key, config.train_size, config)
-    if path.exists():
-        dataset = Dataset.open(path)
-        env = dataset.env
-        if (
-            env.get("seed") != seed
-            or len(env.get("tasks", [])) != config.num_mazes
-            or dataset.num_episodes != episodes
-            or any(env.get("kwargs", {}).get(k) != v for k, v in kwargs.items())
-        ):
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return dataset
-    return collect(
+    return collected_once(
+        out / "data" / key,
         "maze",
         "bfs",
-        episodes=episodes,
         seed=seed,
-        out=path,
+        episodes=config.num_mazes * config.episodes_per_maze,
         num_tasks=config.num_mazes,
-        env_kwargs=kwargs,
+        env_kwargs=env_kwargs(key, config.train_size, config),
         show_progress=show_progress,
     )
 

@@ -49,14 +49,12 @@ from clonekit.envs.terrain import (
     dijkstra_from_goal,
     route_cost,
 )
-from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.rollout import RolloutWatcher
 from clonekit.evaluation.stats import format_metric, summarize
-from clonekit.experiments.common import report_tail, results_head
+from clonekit.experiments.common import collected_once, report_tail, results_head
 from clonekit.experts.bfs import LABEL, procedure_maps
-from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.policies.weighted_procedure_cloning import WeightedProcedureCloningPolicy
@@ -150,28 +148,14 @@ def env_kwargs(key: str, size: int, config: TerrainProcedureConfig) -> dict[str,
 
 def _dataset(out: Path, key: str, config: TerrainProcedureConfig, seed: int, show_progress: bool) -> Dataset:
     """The demonstrations of ``key`` in ``out/data/KEY``: the same episodes for both keys (BC's on the canvas)."""
-    path = out / "data" / key
-    episodes = config.num_grids * config.episodes_per_grid
-    kwargs = env_kwargs(key, config.train_size, config)
-    if path.exists():
-        dataset = Dataset.open(path)
-        env = dataset.env
-        if (
-            env.get("seed") != seed
-            or len(env.get("tasks", [])) != config.num_grids
-            or dataset.num_episodes != episodes
-            or any(env.get("kwargs", {}).get(k) != v for k, v in kwargs.items())
-        ):
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return dataset
-    return collect(
+    return collected_once(
+        out / "data" / key,
         "terrain",
         "dijkstra",
-        episodes=episodes,
         seed=seed,
-        out=path,
+        episodes=config.num_grids * config.episodes_per_grid,
         num_tasks=config.num_grids,
-        env_kwargs=kwargs,
+        env_kwargs=env_kwargs(key, config.train_size, config),
         show_progress=show_progress,
     )
 
