@@ -32,8 +32,9 @@ quick: $(STAMP)
 	$(BIN)/clonekit run maze-procedure --seed $(SEED) --out $(OUT)-quick --quick
 
 test: $(STAMP)
-	# Two worker processes (one torch thread each), a whole test file per worker so session fixtures are built once per file group.
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+	# Two worker processes (one torch thread each), a whole test file per worker so session fixtures are built once per file group;
+	# files in collection order (conftest puts the slowest first), so both workers finish together.
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard benchmarks/*.py)
