@@ -88,3 +88,17 @@ def test_data_of_an_env_without_an_intervener_or_a_recorded_expert_is_a_clear_er
     with pytest.raises(ConfigError, match=r"env 'gym' has none .* names no expert that recorded it"):
         run_interactive("dagger", anonymous, tmp_path / "run", rounds=1)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_rounds_successes_follow_the_envs_own_rule(tmp_path: Path, one_torch_thread: None) -> None:
+    """Pendulum never terminates: a success is a return over its threshold when the episode ends (the env's
+    rule, as in evaluation), not a terminal positive reward."""
+    demos = collect(
+        "gym:Pendulum-v1", "swing-up", episodes=2, seed=1, out=tmp_path / "d", num_tasks=4, env_kwargs=PENDULUM,
+        show_progress=False,
+    )  # fmt: skip
+    config = InteractiveConfig(
+        policy_overrides={"hidden_sizes": [16]}, train_steps=5, batch_size=32, episodes_per_round=2, beta=1.0
+    )  # beta = 1: the expert drives whole 200-step episodes, and it swings up from every start
+    run = run_interactive("dagger", demos, tmp_path / "run", rounds=1, seed=0, config=config)
+    assert run.rounds[0]["steps"] == 400 and run.rounds[0]["successes"] == 2

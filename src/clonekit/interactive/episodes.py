@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from clonekit.envs.family import EnvFamily
+from clonekit.evaluation.rollout import step_success
 from clonekit.interactive.interveners import Intervener
 from clonekit.policies import Policy
 from clonekit.seeding import derive_seed
@@ -37,15 +38,19 @@ class RoundPlay:
 
     episodes: list[tuple[Episode, int]]
     expert_labels: int
+    success: list[bool] | None = None  # per episode, by the env's own rule; None: ended with a positive reward
 
     def stats(self) -> dict[str, int]:
         """Counts a person reads per round: episodes, steps, expert labels, intervention steps, successes."""
+        success = self.success
+        if success is None:
+            success = [bool(e["terminated"][-1] and e["reward"][-1] > 0) for e, _ in self.episodes]
         return {
             "episodes": len(self.episodes),
             "steps": sum(len(e["action"]) for e, _ in self.episodes),
             "expert_labels": self.expert_labels,
             "intervention_steps": sum(int(e["intervention"].sum()) for e, _ in self.episodes),
-            "successes": sum(int(e["terminated"][-1] and e["reward"][-1] > 0) for e, _ in self.episodes),
+            "successes": sum(success),
         }
 
 
@@ -80,6 +85,7 @@ def play_round(
     active = np.ones(n, dtype=bool)
     steps: dict[str, list[np.ndarray]] = {}
     recorded: list[np.ndarray] = []
+    success = np.zeros(n, dtype=bool)  # the env's own success rule (e.g. a return threshold) on the last step
     policy.eval()
     with torch.inference_mode():
         while active.any() and (max_steps is None or len(recorded) < max_steps):
@@ -112,6 +118,7 @@ def play_round(
             for name, value in record.items():
                 steps.setdefault(name, []).append(np.asarray(value))
             recorded.append(active.copy())
+            success |= active & step_success(vec, terminated, reward)
             active &= ~(terminated | truncated)
             obs = next_obs
     close = getattr(vec, "close", None)
@@ -119,16 +126,17 @@ def play_round(
         close()
     lengths = np.stack(recorded).sum(axis=0) if recorded else np.zeros(n, dtype=np.int64)
     stacked = {name: np.stack(values, axis=1) for name, values in steps.items()}  # (B, T, ...)
-    episodes = []
+    episodes, succeeded = [], []
     for slot in range(n):
         length = int(lengths[slot])
         if length == 0:  # the budget was spent before this episode's first step
             continue
+        succeeded.append(bool(success[slot]))
         episode = {name: values[slot, :length].copy() for name, values in stacked.items()}
         if not (episode["terminated"][-1] or episode["truncated"][-1]):
             episode["truncated"][-1] = True  # cut short when the labels ran out
         episodes.append((episode, int(task_index[slot])))
-    return RoundPlay(episodes, intervener.labels_used - labels_before)
+    return RoundPlay(episodes, intervener.labels_used - labels_before, succeeded)
 
 
 def _per_slot(mask: np.ndarray, chosen: np.ndarray, other: np.ndarray) -> np.ndarray:
