@@ -28,14 +28,19 @@ from clonekit.data import Dataset
 from clonekit.distributed import init_ray, ordered_map
 from clonekit.envs import get_env_family
 from clonekit.envs.avoiding import NUM_MODES, classify_paths
-from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.diversity import diversity_metrics
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.avoiding_plots import plot_avoiding_trajectories
-from clonekit.experiments.common import head_policies, report_tail, results_head, torch_threads, train_head
-from clonekit.experts.collect import collect
+from clonekit.experiments.common import (
+    collected_once,
+    head_policies,
+    report_tail,
+    results_head,
+    torch_threads,
+    train_head,
+)
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.seeding import derive_seed
@@ -112,22 +117,12 @@ def paths_dataset(out: Path, config: Any, seed: int, show_progress: bool, **ray:
     """The ``paths`` expert's demonstrations in ``out/data`` (``config.episodes`` episodes from
     ``config.train_starts`` start states), collected or, when already there, checked and opened."""
     path = out / "data"
-    if path.exists():
-        dataset = Dataset.open(path)
-        env = dataset.env
-        if (
-            env.get("seed") != seed
-            or len(env.get("tasks", [])) != config.train_starts
-            or dataset.num_episodes != config.episodes
-        ):
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return dataset
-    return collect(
+    return collected_once(
+        path,
         "avoiding",
         "paths",
-        episodes=config.episodes,
         seed=seed,
-        out=path,
+        episodes=config.episodes,
         num_tasks=config.train_starts,
         show_progress=show_progress,
         **ray,

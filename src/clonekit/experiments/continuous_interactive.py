@@ -43,11 +43,9 @@ from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.envs.metaworld import check_task_names
-from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.experiments.common import report_tail
+from clonekit.experiments.common import collected_once, report_tail
 from clonekit.experiments.interactive_compare import compare, plot_success_vs_labels, success_table
-from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_text
 from clonekit.policies import Policy
 
@@ -230,17 +228,12 @@ def _pool(out: Path, config: ContinuousInteractiveConfig, seed: int) -> Dataset:
     path = out / "data" / "pool"
     # Scripted reach episodes take 20-80 steps; twice the budget's worth at 20 leaves room for any task.
     episodes = min(config.train_tasks, config.demo_episodes + config.label_budget // 20 + 2)
-    if path.exists():
-        pool = Dataset.open(path)
-        if pool.env.get("seed") != seed or pool.num_episodes != episodes:
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return pool
-    return collect(
+    return collected_once(
+        path,
         ENV,
         "scripted",
-        episodes=episodes,
         seed=seed,
-        out=path,
+        episodes=episodes,
         num_tasks=config.train_tasks,
         env_kwargs={"task": config.task, "max_steps": config.max_steps},
         batch_size=MAX_PARALLEL,

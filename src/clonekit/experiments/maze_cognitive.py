@@ -47,8 +47,7 @@ from clonekit.evaluation import split_tasks
 from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.evaluation.thoughts import thought_rollout
-from clonekit.experiments.common import report_tail, results_head, torch_threads
-from clonekit.experts.collect import collect
+from clonekit.experiments.common import collected_once, report_tail, results_head, torch_threads
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.quality.improve import KEEP, ImproveConfig, improve
 from clonekit.train import TrainConfig, train
@@ -264,24 +263,12 @@ def _prefixed(log: Any, prefix: str) -> Callable[[str], None]:
 
 def _demonstrations(path: Path, config: MazeCognitiveConfig, seed: int, env_kwargs: dict[str, Any]) -> Dataset:
     """The dfs-thoughts demonstrations (collected once; a rerun checks they fit the settings)."""
-    if path.exists():
-        demos = Dataset.open(path)
-        env = demos.env
-        fits = (
-            env.get("seed") == seed
-            and len(env.get("tasks", [])) == config.train_mazes
-            and demos.num_episodes == config.demo_episodes
-            and all(env.get("kwargs", {}).get(k) == v for k, v in env_kwargs.items())
-        )
-        if not fits:
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return demos
-    return collect(
+    return collected_once(
+        path,
         "maze",
         "dfs-thoughts",
-        episodes=config.demo_episodes,
         seed=seed,
-        out=path,
+        episodes=config.demo_episodes,
         num_tasks=config.train_mazes,
         env_kwargs=env_kwargs,
         show_progress=False,

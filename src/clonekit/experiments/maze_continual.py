@@ -40,8 +40,7 @@ from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import N_RESAMPLES, format_metric, summarize
-from clonekit.experiments.common import report_tail, results_head
-from clonekit.experts.collect import collect
+from clonekit.experiments.common import collected_once, report_tail, results_head
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import build_policy
 from clonekit.seeding import derive_seed
@@ -218,28 +217,16 @@ def _group_datasets(out: Path, config: MazeContinualConfig, seed: int) -> list[D
     for g in range(config.groups):
         path = out / "data" / f"group_{g + 1}"
         group_seed = derive_seed(seed, f"maze-continual:group:{g}") % 2**31
-        if path.exists():
-            dataset = Dataset.open(path)
-            env = dataset.env
-            fits = (
-                env.get("seed") == group_seed
-                and len(env.get("tasks", [])) == config.mazes_per_group
-                and dataset.num_episodes == config.episodes_per_group
-                and env.get("kwargs", {}).get("size") == config.maze_size
-            )
-            if not fits:
-                raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        else:
-            dataset = collect(
-                "maze",
-                "bfs",
-                episodes=config.episodes_per_group,
-                seed=group_seed,
-                out=path,
-                num_tasks=config.mazes_per_group,
-                env_kwargs={"size": config.maze_size},
-                show_progress=False,
-            )
+        dataset = collected_once(
+            path,
+            "maze",
+            "bfs",
+            seed=group_seed,
+            episodes=config.episodes_per_group,
+            num_tasks=config.mazes_per_group,
+            env_kwargs={"size": config.maze_size},
+            show_progress=False,
+        )
         datasets.append(dataset)
     layouts = [t["layout"] for d in datasets for t in d.env["tasks"]]
     if len(set(layouts)) != len(layouts):

@@ -40,8 +40,7 @@ from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import format_metric, summarize
-from clonekit.experiments.common import report_tail, results_head
-from clonekit.experts.collect import collect
+from clonekit.experiments.common import collected_once, report_tail, results_head
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies.idm import InverseDynamicsModel
 from clonekit.policies.idm.label import label_dataset
@@ -202,28 +201,16 @@ def _datasets(out: Path, config: MazeIDMConfig, seed: int) -> dict[str, Dataset]
     root = out / "data"
     path = root / "expert"
     episodes = config.labelled_episodes + config.unlabelled_episodes
-    if path.exists():
-        expert = Dataset.open(path)
-        env = expert.env
-        fits = (
-            env.get("seed") == seed
-            and len(env.get("tasks", [])) == config.train_mazes
-            and expert.num_episodes == episodes
-            and env.get("kwargs", {}).get("size") == config.maze_size
-        )
-        if not fits:
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-    else:
-        expert = collect(
-            "maze",
-            "bfs",
-            episodes=episodes,
-            seed=seed,
-            out=path,
-            num_tasks=config.train_mazes,
-            env_kwargs={"size": config.maze_size},
-            show_progress=False,
-        )
+    expert = collected_once(
+        path,
+        "maze",
+        "bfs",
+        seed=seed,
+        episodes=episodes,
+        num_tasks=config.train_mazes,
+        env_kwargs={"size": config.maze_size},
+        show_progress=False,
+    )
     if expert.num_episodes != episodes:  # the BFS expert never fails, so no episode should be skipped
         raise DatasetError(f"{path}: expected {episodes} expert episodes, found {expert.num_episodes}")
     first = list(range(config.labelled_episodes))

@@ -38,11 +38,9 @@ from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.envs.maze import START_RULES
-from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.experiments.common import check_policy_keys, report_tail
+from clonekit.experiments.common import check_policy_keys, collected_once, report_tail
 from clonekit.experiments.interactive_compare import KEYS, SPLITS, compare, plot_success_vs_labels, success_table
-from clonekit.experts.collect import collect
 from clonekit.io import atomic_write_text
 from clonekit.policies import Policy
 
@@ -221,17 +219,12 @@ def _pool(out: Path, config: MazeInteractiveConfig, seed: int) -> Dataset:
     """Expert demonstrations enough for the demonstrations and ``bc``'s larger set (collected once)."""
     path = out / "data" / "pool"
     episodes = config.demo_episodes + config.label_budget // 2  # every maze episode has >= 2 steps but a few
-    if path.exists():
-        pool = Dataset.open(path)
-        if pool.env.get("seed") != seed or pool.num_episodes != episodes:
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return pool
-    return collect(
+    return collected_once(
+        path,
         "maze",
         "bfs",
-        episodes=episodes,
         seed=seed,
-        out=path,
+        episodes=episodes,
         num_tasks=config.train_mazes,
         env_kwargs={"size": config.maze_size, "start": config.start},
         show_progress=False,

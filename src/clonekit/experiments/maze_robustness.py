@@ -34,13 +34,11 @@ from clonekit.config import check, config_to_json
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.envs.maze import AGENT, GOAL, MOVES, WALL, MazeTask, bfs_from_goal
-from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.attacks import AttackConfig, attack_metrics, attacked_rollout, normalized_scale
 from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import format_metric
-from clonekit.experiments.common import report_tail, results_head, torch_threads
-from clonekit.experts.collect import collect
+from clonekit.experiments.common import collected_once, report_tail, results_head, torch_threads
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.train import TrainConfig, train
@@ -145,18 +143,12 @@ QUICK = replace(
 def _dataset(out: Path, config: MazeRobustnessConfig, seed: int, show_progress: bool) -> Dataset:
     path = out / "data"
     episodes = config.num_mazes * config.episodes_per_maze
-    if path.exists():
-        dataset = Dataset.open(path)
-        env = dataset.env
-        if env.get("seed") != seed or len(env.get("tasks", [])) != config.num_mazes or dataset.num_episodes != episodes:
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return dataset
-    return collect(
+    return collected_once(
+        path,
         "maze",
         "bfs",
-        episodes=episodes,
         seed=seed,
-        out=path,
+        episodes=episodes,
         num_tasks=config.num_mazes,
         env_kwargs=config.env_kwargs(),
         show_progress=show_progress,

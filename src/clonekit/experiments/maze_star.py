@@ -27,12 +27,10 @@ from clonekit.checkpoint import load_policy
 from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
-from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import _pyplot
 from clonekit.evaluation.stats import format_metric
-from clonekit.experiments.common import report_tail, results_head
-from clonekit.experts.collect import collect
+from clonekit.experiments.common import collected_once, report_tail, results_head
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.quality.improve import KEEP, ImproveConfig, improve
 from clonekit.train import TrainConfig, train
@@ -186,24 +184,12 @@ def run(
 def _demonstrations(out: Path, config: MazeStarConfig, seed: int) -> Dataset:
     """The expert demonstrations (collected once; a rerun checks they fit the settings)."""
     path = out / "data" / "demos"
-    if path.exists():
-        demos = Dataset.open(path)
-        env = demos.env
-        fits = (
-            env.get("seed") == seed
-            and len(env.get("tasks", [])) == config.train_mazes
-            and demos.num_episodes == config.demo_episodes
-            and env.get("kwargs", {}).get("size") == config.maze_size
-        )
-        if not fits:
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return demos
-    return collect(
+    return collected_once(
+        path,
         "maze",
         "bfs",
-        episodes=config.demo_episodes,
         seed=seed,
-        out=path,
+        episodes=config.demo_episodes,
         num_tasks=config.train_mazes,
         env_kwargs={"size": config.maze_size},
         show_progress=False,

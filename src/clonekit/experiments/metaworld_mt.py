@@ -32,13 +32,18 @@ from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.envs.metaworld import check_task_names
-from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.evaluation.task_plots import plot_task_success
-from clonekit.experiments.common import head_policies, report_tail, results_head, torch_threads, train_head
-from clonekit.experts.collect import collect
+from clonekit.experiments.common import (
+    collected_once,
+    head_policies,
+    report_tail,
+    results_head,
+    torch_threads,
+    train_head,
+)
 from clonekit.experts.metaworld import ScriptedMetaWorldPolicy
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
@@ -123,24 +128,13 @@ QUICK = replace(
 def _dataset(out: Path, config: MetaWorldMTConfig, seed: int, show_progress: bool) -> Dataset:
     path = out / "data"
     num_tasks = config.demos_per_task * len(config.task_names)
-    if path.exists():
-        dataset = Dataset.open(path)
-        env = dataset.env
-        if (
-            env.get("seed") != seed
-            or env.get("kwargs") != config.env_kwargs
-            or len(env.get("tasks", [])) != num_tasks
-            or dataset.num_episodes != num_tasks
-        ):
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return dataset
     # Task i is task_names[i % K] (see clonekit.envs.metaworld.sample_tasks): one episode per training seed.
-    return collect(
+    return collected_once(
+        path,
         ENV,
         "scripted",
-        episodes=num_tasks,
         seed=seed,
-        out=path,
+        episodes=num_tasks,
         num_tasks=num_tasks,
         env_kwargs=config.env_kwargs,
         show_progress=show_progress,
