@@ -37,7 +37,8 @@ Evaluate = Callable[[Policy, str], dict[str, Any]]
 
 def interactive_methods(config: Any) -> dict[str, tuple[str, dict[str, Any]]]:
     """Policy key -> (method, :class:`InteractiveConfig` settings besides the shared ones), from an experiment
-    config with ``beta``, ``beta_decay``, ``dagger_episodes_per_round``, ``subopt_noise`` and ``subopt_delay``.
+    config with ``beta``, ``beta_decay``, ``dagger_episodes_per_round``, ``subopt_noise`` and ``subopt_delay``,
+    and optionally ``dagger_max_steps`` (DAgger's own episode cut, in place of the shared one).
 
     ``sirius_uniform`` is Sirius's rounds with every weight 1; ``*_subopt`` plays with the suboptimal
     intervener (``expert_noise = subopt_noise``, ``delay = subopt_delay``)."""
@@ -48,6 +49,8 @@ def interactive_methods(config: Any) -> dict[str, tuple[str, dict[str, Any]]]:
         "beta_decay": config.beta_decay,
         "episodes_per_round": config.dagger_episodes_per_round,
     }
+    if getattr(config, "dagger_max_steps", None) is not None:
+        dagger["max_episode_steps"] = config.dagger_max_steps
     return {
         "dagger": ("dagger", dagger),
         "hg_dagger": ("hg_dagger", {}),
