@@ -237,18 +237,8 @@ def run(
     )
     metrics: dict[str, Any] = {}
     for key in POLICIES:
-        dataset, weights, labels = data[key]
-        settings = TrainConfig(
-            steps=config.train_steps,
-            batch_size=config.batch_size,
-            seed=seed,
-            tensorboard=False,
-            val_fraction=0.0,
-            sample_weights=weights,
-        )
-        policy: Policy = train(
-            "bc", dataset, out / "runs" / key, settings, resume=True, same_settings=True, show_progress=show_progress
-        )
+        dataset, _, labels = data[key]
+        policy = _train(out, config, seed, key, data, show_progress)
         counts = {"expert_labels": exact_metric(labels), "data_steps": exact_metric(dataset.num_steps)}
         metrics[key] = {}
         for split, mazes in tasks.items():
@@ -272,6 +262,88 @@ def run(
     plots = ["maze_recovery.png"] if _plot(results, out / "maze_recovery.png") else []
     atomic_write_text(out / "report.md", _report(results, plots))
     return results
+
+
+def _train(
+    out: Path,
+    config: MazeRecoveryConfig,
+    seed: int,
+    key: str,
+    data: dict[str, tuple[Dataset, str | None, int]],
+    show_progress: bool,
+) -> Policy:
+    """BC on ``key``'s data (sampled by its weight stream), in ``out/runs/KEY``; reused when trained there."""
+    dataset, weights, _ = data[key]
+    settings = TrainConfig(
+        steps=config.train_steps,
+        batch_size=config.batch_size,
+        seed=seed,
+        tensorboard=False,
+        val_fraction=0.0,
+        sample_weights=weights,
+    )
+    return train(
+        "bc", dataset, out / "runs" / key, settings, resume=True, same_settings=True, show_progress=show_progress
+    )
+
+
+def way_back_accuracy(
+    out: Path, config: MazeRecoveryConfig, seed: int, pushes_per_maze: int = 16, show_progress: bool = False
+) -> dict[str, Any]:
+    """The recovery claim at the step level: how often ``bc_clean`` and ``bc_recovery`` pick the expert's move on
+    its way back after a push, at the states no demonstration visited.
+
+    Plays ``pushes_per_maze`` held-out pushed expert rollouts on each training maze (the experiment's push
+    protocol, another seed than the splices'); the states after each push's last step that are not among the
+    demonstrations' observations are the probe, the expert's recorded moves its labels. Trains (or reuses, from
+    ``out/runs``) both policies as :func:`run` does. Returns ``{"states": N, "bc_clean": acc, "bc_recovery":
+    acc}``."""
+    data = datasets(out, config, seed)
+    clean = data["bc_clean"][0]
+    env_kwargs = dict(clean.env["kwargs"])
+    family = get_env_family("maze")
+    mazes = [family.task_from_json(t, **env_kwargs) for t in clean.env["tasks"][: config.train_mazes]]
+    probe_path = out / "data" / "probe"
+    probe = (
+        Dataset.open(probe_path)
+        if probe_path.exists()
+        else perturbed_rollouts(
+            "maze",
+            ExpertActor(make_expert("maze", "bfs")),
+            tasks=mazes,
+            episodes=pushes_per_maze * config.train_mazes,
+            seed=seed + 10_000,
+            rate=0.0,
+            out=probe_path,
+            env_kwargs=env_kwargs,
+            burst=config.burst,
+            burst_window=config.burst_window,
+            burst_repeat=config.push,
+        )
+    )
+    seen = {o.tobytes() for o in np.asarray(clean.column("obs"))}
+    obs, labels = [], []
+    for k in range(probe.num_episodes):
+        steps = probe.episode(k)
+        pushed = np.flatnonzero(np.asarray(steps["perturbed"]))
+        if pushed.size == 0:
+            continue
+        back = np.arange(len(steps["action"])) > pushed[-1]
+        for o, a in zip(np.asarray(steps["obs"])[back], np.asarray(steps["action"])[back], strict=True):
+            if o.tobytes() not in seen:
+                obs.append(o)
+                labels.append(a)
+    result: dict[str, Any] = {"states": len(labels)}
+    for key in ("bc_clean", "bc_recovery"):
+        policy = _train(out, config, seed, key, data, show_progress)
+        policy.eval()
+        if not labels:
+            result[key] = float("nan")
+            continue
+        with torch.inference_mode():
+            chosen, _ = policy.act({"obs": torch.from_numpy(np.stack(obs))}, policy.initial_state(len(obs)))
+        result[key] = float((chosen.cpu().numpy() == np.asarray(labels)).mean())
+    return result
 
 
 def protocol_text(config: dict[str, Any]) -> str:
@@ -349,4 +421,14 @@ def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
-__all__ = ["FULL", "NAME", "QUICK", "MazeRecoveryConfig", "datasets", "recovery_labels", "run", "success_table"]
+__all__ = [
+    "FULL",
+    "NAME",
+    "QUICK",
+    "MazeRecoveryConfig",
+    "datasets",
+    "recovery_labels",
+    "run",
+    "success_table",
+    "way_back_accuracy",
+]
