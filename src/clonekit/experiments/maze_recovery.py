@@ -171,24 +171,7 @@ def datasets(out: Path, config: MazeRecoveryConfig, seed: int) -> dict[str, tupl
     family = get_env_family("maze")
     train_tasks = [family.task_from_json(t, **env_kwargs) for t in pool.env["tasks"][:n]]
     clean = write_subset(pool, data / "clean", list(range(n)), f"the first {n} demonstrations")
-    perturbed_path = data / "perturbed"
-    perturbed = (
-        Dataset.open(perturbed_path)
-        if perturbed_path.exists()
-        else perturbed_rollouts(
-            "maze",
-            ExpertActor(make_expert("maze", "bfs")),
-            tasks=train_tasks,
-            episodes=n * config.recovery_per_maze,
-            seed=seed,
-            rate=0.0,
-            out=perturbed_path,
-            env_kwargs=env_kwargs,
-            burst=config.burst,
-            burst_window=config.burst_window,
-            burst_repeat=config.push,
-        )
-    )
+    perturbed = _pushed_once(data / "perturbed", config, train_tasks, n * config.recovery_per_maze, seed, env_kwargs)
     recovery_path = data / "recovery"
     if not recovery_path.exists():
         spliced = recovery_episodes(perturbed, "bfs", seed=seed, resume_after="perturbed")
@@ -264,6 +247,27 @@ def run(
     return results
 
 
+def _pushed_once(
+    path: Path, config: MazeRecoveryConfig, mazes: list[Any], episodes: int, seed: int, env_kwargs: dict[str, Any]
+) -> Dataset:
+    """BFS expert rollouts on ``mazes`` pushed once each by the experiment's protocol, at ``path`` (made once)."""
+    if path.exists():
+        return Dataset.open(path)
+    return perturbed_rollouts(
+        "maze",
+        ExpertActor(make_expert("maze", "bfs")),
+        tasks=mazes,
+        episodes=episodes,
+        seed=seed,
+        rate=0.0,
+        out=path,
+        env_kwargs=env_kwargs,
+        burst=config.burst,
+        burst_window=config.burst_window,
+        burst_repeat=config.push,
+    )
+
+
 def _train(
     out: Path,
     config: MazeRecoveryConfig,
@@ -303,23 +307,8 @@ def way_back_accuracy(
     env_kwargs = dict(clean.env["kwargs"])
     family = get_env_family("maze")
     mazes = [family.task_from_json(t, **env_kwargs) for t in clean.env["tasks"][: config.train_mazes]]
-    probe_path = out / "data" / "probe"
-    probe = (
-        Dataset.open(probe_path)
-        if probe_path.exists()
-        else perturbed_rollouts(
-            "maze",
-            ExpertActor(make_expert("maze", "bfs")),
-            tasks=mazes,
-            episodes=pushes_per_maze * config.train_mazes,
-            seed=seed + 10_000,
-            rate=0.0,
-            out=probe_path,
-            env_kwargs=env_kwargs,
-            burst=config.burst,
-            burst_window=config.burst_window,
-            burst_repeat=config.push,
-        )
+    probe = _pushed_once(
+        out / "data" / "probe", config, mazes, pushes_per_maze * config.train_mazes, seed + 10_000, env_kwargs
     )
     seen = {o.tobytes() for o in np.asarray(clean.column("obs"))}
     obs, labels = [], []
