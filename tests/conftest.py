@@ -16,7 +16,8 @@ from clonekit.experts.collect import collect
 # The test files that take longest (seconds of one worker on a quiet 2-core host, `--durations=0`), run first:
 # with `--dist loadfile --no-loadscope-reorder` (the Makefile's) each xdist worker takes the next file in
 # collection order, so starting with the longest files lets the two workers finish together (xdist's own order,
-# by number of tests, leaves these few-but-slow files for last).
+# by number of tests, leaves these few-but-slow files for last). test_registration.py also starts a Ray cluster:
+# it stays in its alphabetical place, away from test_ray.py (two clusters starting at once on 2 cores).
 SLOW_FILES = (
     "test_claims.py",  # 40.7 s
     "test_ray.py",  # 33.9
@@ -29,7 +30,6 @@ SLOW_FILES = (
     "test_export.py",  # 13.5
     "test_policy_metrics.py",  # 13.1
     "test_policies.py",  # 12.9
-    "test_registration.py",
     "test_action_labels.py",
     "test_hilp_play.py",
     "test_transformer_bc.py",
