@@ -18,11 +18,19 @@ from clonekit.checkpoint import load_policy
 from clonekit.data import Dataset
 from clonekit.envs.babyai import OBS_SIZE
 from clonekit.envs.maze import ACTION_NAMES, AGENT, MOVES, MazeTask, bfs_from_goal, generate_maze
-from clonekit.errors import ConfigError
+from clonekit.errors import ConfigError, DatasetError
 from clonekit.evaluation.thoughts import thought_accuracy
 from clonekit.experts import make_expert
 from clonekit.experts.collect import collect
-from clonekit.experts.maze_strategies import CHOICE_ORDER, STRATEGIES, plan_strategy
+from clonekit.experts.maze_strategies import (
+    CHOICE_ORDER,
+    SHARED_VOCABULARY,
+    STRATEGIES,
+    VOCABULARY,
+    plan_strategy,
+    strategy_switches,
+    thought_strategies,
+)
 from clonekit.policies import build_policy
 from clonekit.policies.thought_cloning.grid_encoder import GridEncoder
 from clonekit.policies.thought_cloning.policy import BabyAIEncoder
@@ -174,6 +182,65 @@ def test_the_chooser_runs_the_shortest_successful_strategy_and_names_it(tmp_path
     assert len(chosen) >= 2, chosen
 
 
+@pytest.mark.parametrize("expert", [f"{s}-thoughts" for s in STRATEGIES])
+def test_shared_vocabulary_narrates_the_same_steps_in_words_that_hide_the_strategy(tmp_path: Path, expert: str) -> None:
+    """Same episodes as the strategy's own words (whose alignment the tests above check), each thought the shared
+    wording of the same rule with the move's direction; no word tells the strategies apart."""
+    own = _episodes(_collect(tmp_path, expert, 0.0))
+    shared = _episodes(_collect(tmp_path, expert, 0.0, shared_vocabulary=True))
+    used = set()
+    for (_, cells, actions, thoughts, strategy), (_, cells2, actions2, shared_thoughts, strategy2) in zip(
+        own, shared, strict=True
+    ):
+        assert cells == cells2 and list(actions) == list(actions2) and list(strategy) == list(strategy2)
+        name = STRATEGIES[int(strategy[0])]
+        for thought, said, action in zip(thoughts, shared_thoughts, actions, strict=True):
+            direction = ACTION_NAMES[action]
+            # The rule behind the strategy's own thought, and the shared wording of that rule, for this move.
+            rule = next(p for p in VOCABULARY[name] if p.replace("DIR", direction) == thought)
+            assert said == VOCABULARY[name][rule].replace("DIR", direction) and said.endswith(direction), said
+            assert VOCABULARY[name][rule] in SHARED_VOCABULARY and thought_strategies(said) == frozenset(STRATEGIES)
+            used.add(VOCABULARY[name][rule])
+    assert used == ({"go DIR"} if name == "bfs" else set(SHARED_VOCABULARY)), used
+
+
+def test_thought_strategies_and_switches_on_hand_made_thoughts() -> None:
+    assert thought_strategies("follow shortest path") == {"bfs"}
+    assert thought_strategies("move closer up") == {"greedy"} == thought_strategies("greedy detour left")
+    assert thought_strategies("wall ahead turn right") == {"wall"} == thought_strategies("wall wall ahead turn right")
+    assert thought_strategies("dfs check left not visited") == {"dfs"}
+    assert thought_strategies("backtrack down") == {"dfs", "greedy"} == thought_strategies("check goal ahead")
+    assert thought_strategies("go back up") == set(STRATEGIES) == thought_strategies("bfs check left")
+    for nonsense in ("move closer", "explore sideways", ""):
+        assert thought_strategies(nonsense) == set()
+
+    def switches(*thoughts: str) -> int:
+        return strategy_switches([thought_strategies(t) for t in thoughts])
+
+    assert switches() == 0 and switches("follow shortest path", "follow shortest path") == 0
+    # Words two strategies share join either side: dfs -> (dfs or greedy) -> greedy is one change, not two.
+    assert switches("explore up", "backtrack down", "check goal ahead", "move closer left") == 1
+    assert switches("move closer up", "keep left wall turn left", "move closer up", "follow shortest path") == 3
+    assert switches("explore up", "garbled words", "explore left") == 0  # no vocabulary: skipped
+    assert switches("go up", "check left", "go back down") == 0  # the shared vocabulary: nothing to switch
+
+    from clonekit.experiments.maze_strategies import commitment
+
+    episodes = [
+        ["greedy move closer up", "greedy backtrack left", "dfs backtrack left"],  # words: one; names: a switch
+        ["bfs follow shortest path", "bfs move closer up", "greedy wall ahead turn right"],  # words: two switches
+        ["bfs go up", "garbled"],
+        ["bfs explore up", "", "bfs explore left"],
+    ]
+    success, groups = np.array([True, False, True, False]), np.array([0, 0, 1, 1])
+    words, names = commitment(episodes, success, groups, 0), commitment(episodes, success, groups, 0, named=True)
+    assert words["strategy_switches"]["mean"] == 0.5 and words["one_strategy"]["mean"] == 0.75
+    assert words["success_one_strategy"]["mean"] == 2 / 3 and words["success_switched"]["mean"] == 0.0
+    assert words["off_vocabulary"]["mean"] == pytest.approx((0 + 0 + 1 / 2 + 1 / 3) / 4)
+    assert names["named_switches"]["mean"] == 0.5 and names["one_named_strategy"]["mean"] == 0.5
+    assert names["success_one_named_strategy"]["mean"] == 0.5 and names["success_named_switched"]["n"] == 2
+
+
 def test_expert_names_and_options(tmp_path: Path) -> None:
     expert = make_expert("maze", "strategies", strategy="greedy")
     assert expert.strategy == "greedy"  # type: ignore[attr-defined]
@@ -265,3 +332,12 @@ def test_tiny_maze_strategies_experiment_writes_results(tmp_path: Path) -> None:
     assert abs(sum(results["teacher"]["train_choices"].values()) - 1) < 1e-9
     assert (tmp_path / "report.md").read_text().startswith("# maze-strategies")
     assert len(maze_strategies.success_table(results)) == 3
+    for key, splits in results["metrics"].items():
+        for cell in splits.values():
+            n = cell["one_strategy"]["n"]
+            assert n == 6 and ("one_named_strategy" in cell) == (key == "tc_strategy")
+            assert sum(cell[s]["n"] for s in ("success_one_strategy", "success_switched") if s in cell) == n
+    # tc_single only knows bfs's words: it cannot switch.
+    assert results["metrics"]["tc_single"]["ood"]["strategy_switches"]["mean"] == 0
+    with pytest.raises(DatasetError, match="collected with other settings"):  # another vocabulary, same --out
+        maze_strategies.run(tmp_path, 0, True, False, lambda m: None, replace(config, shared_vocabulary=True))

@@ -19,6 +19,15 @@ loses most success while the teacher's choices still vary). Metrics: ``success``
 mazes) and, for ``tc_strategy``, ``strategy_accuracy``: on the teacher's own episodes of the split's mazes,
 the share whose first generated thought names the teacher's choice (the agent's choice is made at the first
 step, from the maze alone).
+
+Commitment: each strategy narrates in its own words, so a generated thought already says which strategy the
+agent is following (:func:`~clonekit.experts.maze_strategies.thought_strategies`). Per rollout,
+``strategy_switches`` is the fewest changes of strategy that explain its thoughts (0: it stays within one
+strategy's vocabulary), ``one_strategy`` whether it is 0, and ``success_one_strategy`` / ``success_switched``
+the success of those two groups of episodes; ``tc_strategy`` also gets the same read from the strategy it
+names (``named_switches``, ``one_named_strategy``, ``success_one_named_strategy``, ``success_named_switched``).
+With ``shared_vocabulary`` every expert narrates in one shared vocabulary ("go DIR", "check DIR", "go back
+DIR"), so only the names tell the strategies apart (and the vocabulary metrics are 0 by construction).
 Everything derives from ``--seed``; nothing is tuned on ``test`` or ``ood``.
 """
 
@@ -41,7 +50,7 @@ from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.evaluation.thoughts import thought_rollout
 from clonekit.experiments.common import report_tail, results_head, torch_threads
 from clonekit.experts.collect import collect
-from clonekit.experts.maze_strategies import STRATEGIES
+from clonekit.experts.maze_strategies import STRATEGIES, strategy_switches, thought_strategies
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.train import TrainConfig, train
@@ -75,6 +84,9 @@ class MazeStrategiesConfig:
         hidden_size: LSTM and feature width.
         lr: Adam learning rate.
         threads: torch intra-op threads for the run (recorded: results depend on it).
+        shared_vocabulary: Every expert narrates in the vocabulary all strategies share (see
+            :class:`~clonekit.experts.maze_strategies.MazeStrategyExpert`), so only ``tc_strategy``'s names
+            tell the strategies apart.
     """
 
     size: int = 9
@@ -90,6 +102,7 @@ class MazeStrategiesConfig:
     hidden_size: int = 128
     lr: float = 1e-3
     threads: int = 1
+    shared_vocabulary: bool = False
 
     def __post_init__(self) -> None:
         check(self.size >= 5, "size", ">= 5", self.size)
@@ -100,6 +113,7 @@ class MazeStrategiesConfig:
         check(self.hidden_size >= 1, "hidden_size", ">= 1", self.hidden_size)
         check(self.threads >= 1, "threads", ">= 1", self.threads)
         check(self.lr > 0, "lr", "> 0", self.lr)
+        check(isinstance(self.shared_vocabulary, bool), "shared_vocabulary", "true or false", self.shared_vocabulary)
 
 
 FULL = MazeStrategiesConfig()
@@ -111,10 +125,12 @@ QUICK = replace(
 def _collect(
     path: Path, expert: str, options: dict[str, Any], env_kwargs: dict[str, Any], episodes: int, mazes: int, **kw: Any
 ) -> Dataset:
-    """Expert episodes at ``path`` (reused when they are there with the same seed and episode count)."""
+    """Expert episodes at ``path`` (reused when they are there with the same seed, episode count and expert
+    options)."""
     if path.exists():
         dataset = Dataset.open(path)
-        if dataset.env.get("seed") != kw["seed"] or dataset.num_episodes != episodes:
+        same = dataset.env.get("expert_kwargs", {}) == options
+        if dataset.env.get("seed") != kw["seed"] or dataset.num_episodes != episodes or not same:
             raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
         return dataset
     return collect(
@@ -126,6 +142,34 @@ def chosen_strategies(thoughts: list[str]) -> list[str]:
     """The strategy named by each thought's first word (``""`` when it names none)."""
     words = [t.split()[:1] for t in thoughts]
     return [w[0] if w and w[0] in STRATEGIES else "" for w in words]
+
+
+def commitment(
+    thoughts: list[list[str]], success: np.ndarray, groups: np.ndarray, seed: int, named: bool = False
+) -> dict[str, Any]:
+    """Metrics of how episodes keep to one strategy (see the module docstring), from each episode's generated
+    ``thoughts``, its ``success`` and task ``groups`` ``(N,)``: read from the thoughts' vocabulary, or with
+    ``named`` from the strategy each thought names (``named_switches``, ``one_named_strategy``,
+    ``success_one_named_strategy``, ``success_named_switched``). ``off_vocabulary``: per episode, the share of
+    its thoughts in no strategy's vocabulary (skipped when counting switches)."""
+    if named:
+        labels = [[frozenset({name} if name else ()) for name in chosen_strategies(e)] for e in thoughts]
+    else:
+        labels = [[thought_strategies(t) for t in episode] for episode in thoughts]
+    switches = np.array([strategy_switches(episode) for episode in labels])
+    one = switches == 0
+    tag = "named_" if named else ""
+    cells = {
+        "named_switches" if named else "strategy_switches": summarize(switches, seed, groups=groups),
+        f"one_{tag}strategy": summarize(one, seed, groups=groups),
+    }
+    if not named:
+        off = np.array([np.mean([not label for label in episode]) if episode else 0.0 for episode in labels])
+        cells["off_vocabulary"] = summarize(off, seed, groups=groups)
+    for name, subset in ((f"success_one_{tag}strategy", one), (f"success_{tag}switched", ~one)):
+        if subset.any():
+            cells[name] = summarize(success[subset], seed, groups=groups[subset])
+    return cells
 
 
 def strategy_accuracy(policy: Policy, teacher: Dataset) -> np.ndarray:
@@ -163,8 +207,11 @@ def _run(
     kw = {"seed": seed, "show_progress": show_progress}
     train_env = {"size": config.size, "loop_fraction": config.loop_fraction}
     split_env = {"test": train_env, "ood": {"size": config.size, "loop_fraction": config.ood_loop_fraction}}
+    shared = {"shared_vocabulary": True} if config.shared_vocabulary else {}
     data = {
-        key: _collect(out / "data" / key, expert, options, train_env, config.episodes, config.train_mazes, **kw)
+        key: _collect(
+            out / "data" / key, expert, options | shared, train_env, config.episodes, config.train_mazes, **kw
+        )
         for key, (expert, options) in DATA.items()
     }
     mixture = data["tc_strategy"]
@@ -177,7 +224,7 @@ def _run(
         split: _collect(
             out / "teacher" / split,
             "choose-thoughts",
-            {"prefix_thoughts": True},
+            {"prefix_thoughts": True} | shared,
             env_kwargs,
             config.eval_episodes,
             config.test_mazes,
@@ -221,7 +268,10 @@ def _run(
             episodes = thought_rollout(policy, family, tasks[split], config.eval_episodes, seed, env_kwargs)
             played = episodes.results
             cell: dict[str, Any] = {"success": summarize(played.success, seed, groups=played.task_index)}
+            success, groups = np.asarray(played.success), np.asarray(played.task_index)
+            cell |= commitment(episodes.thoughts, success, groups, seed)
             if key == "tc_strategy":
+                cell |= commitment(episodes.thoughts, success, groups, seed, named=True)
                 reference = teacher[split]
                 right = strategy_accuracy(policy, reference)
                 cell["strategy_accuracy"] = summarize(right, seed, groups=reference.episode_info("task_index"))
@@ -256,7 +306,12 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
         "start with the strategy's name, which the agent must generate itself; `tc_mixture`: the same episodes "
         "without the names; `tc_single`: the bfs expert's episodes. `test`: unseen mazes (loop fraction "
         f"{c['loop_fraction']}); `ood`: unseen mazes with loop fraction {c['ood_loop_fraction']}. "
-        "95% intervals, cluster bootstrap over mazes.",
+        + (
+            "Every expert narrates in the shared vocabulary ('go DIR', 'check DIR', 'go back DIR'). "
+            if c.get("shared_vocabulary")
+            else ""
+        )
+        + "95% intervals, cluster bootstrap over mazes.",
         "",
         "| policy | split | success | strategy accuracy |",
         "|---|---|---|---|",
@@ -265,6 +320,26 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
         for split, cell in splits.items():
             accuracy = format_metric(cell["strategy_accuracy"]) if "strategy_accuracy" in cell else "–"
             lines.append(f"| {key} | {split} | {format_metric(cell['success'])} | {accuracy} |")
+    lines += [
+        "",
+        "Commitment: how many times an episode's generated thoughts change strategy (the fewest changes that "
+        "explain them), the share of episodes that keep to one strategy, and success split by that; read from the "
+        "thoughts' words (names skipped) and, for `tc_strategy`, from the names it generates.",
+        "",
+        "| policy | split | read from | switches | one strategy | success (one strategy) | success (switched) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    readings = {
+        "words": ("strategy_switches", "one_strategy", "success_one_strategy", "success_switched"),
+        "names": ("named_switches", "one_named_strategy", "success_one_named_strategy", "success_named_switched"),
+    }
+    for key, splits in m.items():
+        for split, cell in splits.items():
+            for reading, names in readings.items():
+                if names[0] not in cell:
+                    continue
+                row = [reading, *(format_metric(cell[name]) if name in cell else "–" for name in names)]
+                lines.append(f"| {key} | {split} | " + " | ".join(row) + " |")
     lines += [
         "",
         f"Teacher's choices on the training episodes: {results['teacher']['train_choices']}.",
@@ -286,4 +361,14 @@ def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
-__all__ = ["FULL", "KEYS", "NAME", "QUICK", "MazeStrategiesConfig", "run", "strategy_accuracy", "success_table"]
+__all__ = [
+    "FULL",
+    "KEYS",
+    "NAME",
+    "QUICK",
+    "MazeStrategiesConfig",
+    "commitment",
+    "run",
+    "strategy_accuracy",
+    "success_table",
+]

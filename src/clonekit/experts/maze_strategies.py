@@ -23,10 +23,17 @@ thought from a small vocabulary and the id of its strategy:
 ``3`` greedy) of the procedure that produced the step (for ``choose``, the chosen one). With
 ``prefix_thoughts=True`` every thought starts with that strategy's name ("dfs explore up"), so a thought
 cloning agent trained on the data states its choice in words.
+
+Each procedure's words are its own, so a thought names its strategy even without the prefix
+(:func:`thought_strategies` reads it back; :data:`VOCABULARY` lists every pattern). With
+``shared_vocabulary=True`` all four narrate the same steps in one vocabulary, "go DIR", "check DIR" (a dfs
+junction check, a greedy detour, a wall ahead) and "go back DIR" (a dead end and the way back), with DIR the
+move's direction: then only the prefix tells the strategies apart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -160,6 +167,81 @@ def plan_wall(task: MazeTask, start: Cell, max_steps: int) -> Plan:
 
 PLANNERS = {"bfs": plan_bfs, "dfs": plan_dfs, "wall": plan_wall, "greedy": plan_greedy}
 
+# Every thought a procedure writes, as a word pattern ("DIR": a direction in ACTION_NAMES), and its wording in
+# the shared vocabulary: the same rule, in words that no longer tell the procedures apart.
+VOCABULARY: dict[str, dict[str, str]] = {
+    "bfs": {"follow shortest path": "go DIR"},
+    "dfs": {
+        "explore DIR": "go DIR",
+        "check DIR not visited": "check DIR",
+        "check goal ahead": "go DIR",
+        "dead end go back": "go back DIR",
+        "backtrack DIR": "go back DIR",
+    },
+    "wall": {
+        WALL_THOUGHTS["left"]: "go DIR",
+        WALL_THOUGHTS["straight"]: "go DIR",
+        WALL_THOUGHTS["right"]: "check DIR",
+        WALL_THOUGHTS["back"]: "go back DIR",
+    },
+    "greedy": {
+        "move closer DIR": "go DIR",
+        "detour DIR": "check DIR",
+        "check goal ahead": "go DIR",
+        "stuck go back": "go back DIR",
+        "backtrack DIR": "go back DIR",
+    },
+}
+SHARED_VOCABULARY = ("go DIR", "check DIR", "go back DIR")
+
+
+def _fits(pattern: str, words: list[str]) -> bool:
+    expected = pattern.split()
+    return len(expected) == len(words) and all(
+        e == w or (e == "DIR" and w in ACTION_NAMES) for e, w in zip(expected, words, strict=True)
+    )
+
+
+def shared_thought(strategy: str, thought: str, action: int) -> str:
+    """``thought``, written by ``strategy`` for ``action``, in the shared vocabulary ("detour up" -> "check up")."""
+    words = thought.split()
+    for pattern, shared in VOCABULARY[strategy].items():
+        if _fits(pattern, words):
+            return shared.replace("DIR", ACTION_NAMES[action])
+    raise ValueError(f"{strategy}: thought {thought!r} matches none of {list(VOCABULARY[strategy])}")
+
+
+def thought_strategies(thought: str) -> frozenset[str]:
+    """The strategies whose vocabulary holds ``thought``, with or without a leading strategy name.
+
+    One strategy for words only it uses ("move closer up": greedy), several for words they share ("backtrack
+    up": dfs and greedy; any shared-vocabulary thought: all four), none for words of no vocabulary.
+    """
+    words = thought.split()
+    # "wall ahead turn right" starts with a strategy's name but is no prefixed thought: try both readings.
+    readings = [words, words[1:]] if words and words[0] in STRATEGIES else [words]
+    if any(_fits(pattern, r) for pattern in SHARED_VOCABULARY for r in readings):
+        return frozenset(STRATEGIES)
+    return frozenset(s for s, patterns in VOCABULARY.items() for p in patterns for r in readings if _fits(p, r))
+
+
+def strategy_switches(labels: Sequence[frozenset[str]]) -> int:
+    """The fewest changes of strategy along an episode whose step ``t`` may come from any strategy in
+    ``labels[t]`` (e.g. :func:`thought_strategies` of its thought); empty sets (no vocabulary) are skipped.
+
+    0 when one strategy explains every step. Greedy: keep the strategies that explain the steps since the last
+    change, and count a change where none explains the next step (this gives the fewest).
+    """
+    current, switches = frozenset(STRATEGIES), 0
+    for label in labels:
+        if not label:
+            continue
+        if current & label:
+            current &= label
+        else:
+            current, switches = label, switches + 1
+    return switches
+
 
 def plan_strategy(strategy: str, task: MazeTask, start: Cell, max_steps: int) -> Plan:
     """The episode that ``strategy`` (one of :data:`STRATEGIES`, or ``"choose"``) plays from ``start``."""
@@ -184,15 +266,18 @@ class MazeStrategyExpert:
         strategy: One of ``bfs``, ``dfs``, ``wall``, ``greedy``, or ``choose`` (per episode, the shortest
             successful procedure from the start).
         prefix_thoughts: Start every thought with the strategy's name ("dfs explore up").
+        shared_vocabulary: Narrate in the vocabulary all strategies share ("go up", "check left", "go back
+            down"; see :data:`VOCABULARY`) instead of each strategy's own words.
     """
 
     name = "strategies"
 
-    def __init__(self, strategy: str = "bfs", prefix_thoughts: bool = False) -> None:
+    def __init__(self, strategy: str = "bfs", prefix_thoughts: bool = False, shared_vocabulary: bool = False) -> None:
         if strategy not in (*STRATEGIES, "choose"):
             raise ConfigError(f"maze expert: strategy: expected one of {[*STRATEGIES, 'choose']}, got {strategy!r}")
         self.strategy = strategy
         self.prefix_thoughts = bool(prefix_thoughts)
+        self.shared_vocabulary = bool(shared_vocabulary)
         self._tasks: list[MazeTask] = []
         self._max_steps = 0
         self._plans: list[Plan | None] = []
@@ -233,7 +318,10 @@ class MazeStrategyExpert:
             strategies[i] = STRATEGIES.index(plan.strategy)
             if t < len(plan.actions):
                 actions[i] = plan.actions[t]
-                thoughts[i] = f"{plan.strategy} {plan.thoughts[t]}" if self.prefix_thoughts else plan.thoughts[t]
+                thought = plan.thoughts[t]
+                if self.shared_vocabulary:
+                    thought = shared_thought(plan.strategy, thought, plan.actions[t])
+                thoughts[i] = f"{plan.strategy} {thought}" if self.prefix_thoughts else thought
             self._progress[i] = t + 1
         return actions, {"thought": thoughts, "strategy": strategies}
 
@@ -242,8 +330,8 @@ def strategy_expert(strategy: str) -> type[MazeStrategyExpert]:
     """A :class:`MazeStrategyExpert` subclass fixed to ``strategy`` (the registered ``STRATEGY-thoughts``)."""
 
     class Fixed(MazeStrategyExpert):
-        def __init__(self, prefix_thoughts: bool = False) -> None:
-            super().__init__(strategy, prefix_thoughts)
+        def __init__(self, prefix_thoughts: bool = False, shared_vocabulary: bool = False) -> None:
+            super().__init__(strategy, prefix_thoughts, shared_vocabulary)
 
     Fixed.name = f"{strategy}-thoughts"
     Fixed.__name__ = Fixed.__qualname__ = f"{strategy.capitalize()}ThoughtsExpert"
@@ -253,7 +341,9 @@ def strategy_expert(strategy: str) -> type[MazeStrategyExpert]:
 
 __all__ = [
     "CHOICE_ORDER",
+    "SHARED_VOCABULARY",
     "STRATEGIES",
+    "VOCABULARY",
     "MazeStrategyExpert",
     "Plan",
     "choose_plan",
@@ -262,5 +352,8 @@ __all__ = [
     "plan_greedy",
     "plan_strategy",
     "plan_wall",
+    "shared_thought",
     "strategy_expert",
+    "strategy_switches",
+    "thought_strategies",
 ]
