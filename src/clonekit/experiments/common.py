@@ -220,7 +220,8 @@ def collected_once(
 ) -> Dataset:
     """``expert``'s demonstrations at ``path``: collected there on the first call (``collect`` with these settings
     and ``collect_options``), reopened on a rerun (resume). A dataset at ``path`` made with another seed, task count,
-    episode count or env option of ``env_kwargs`` is refused (``DatasetError``: use a fresh ``--out``)."""
+    episode count, env option of ``env_kwargs`` or expert options (``collect_options["expert_kwargs"]``) is refused
+    (``DatasetError``: use a fresh ``--out``)."""
     kwargs = dict(env_kwargs or {})
     if path.exists():
         dataset = Dataset.open(path)
@@ -230,6 +231,7 @@ def collected_once(
             or len(meta.get("tasks", [])) != num_tasks
             or dataset.num_episodes != episodes
             or any(meta.get("kwargs", {}).get(k) != v for k, v in kwargs.items())
+            or meta.get("expert_kwargs", {}) != dict(collect_options.get("expert_kwargs") or {})
         ):
             raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
         return dataset

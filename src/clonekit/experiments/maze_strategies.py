@@ -48,8 +48,7 @@ from clonekit.errors import DatasetError
 from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.evaluation.thoughts import thought_rollout
-from clonekit.experiments.common import report_tail, results_head, torch_threads
-from clonekit.experts.collect import collect
+from clonekit.experiments.common import collected_once, report_tail, results_head, torch_threads
 from clonekit.experts.maze_strategies import STRATEGIES, strategy_switches, thought_strategies
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
@@ -125,17 +124,12 @@ QUICK = replace(
 def _collect(
     path: Path, expert: str, options: dict[str, Any], env_kwargs: dict[str, Any], episodes: int, mazes: int, **kw: Any
 ) -> Dataset:
-    """Expert episodes at ``path`` (reused when they are there with the same seed, episode count and expert
-    options)."""
-    if path.exists():
-        dataset = Dataset.open(path)
-        same = dataset.env.get("expert_kwargs", {}) == options
-        if dataset.env.get("seed") != kw["seed"] or dataset.num_episodes != episodes or not same:
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return dataset
-    return collect(
-        "maze", expert, episodes=episodes, out=path, num_tasks=mazes, env_kwargs=env_kwargs, expert_kwargs=options, **kw
-    )
+    """Expert episodes at ``path`` with expert options ``options`` (collected once; a rerun checks the settings)."""
+    seed = kw.pop("seed")
+    return collected_once(
+        path, "maze", expert, seed=seed, episodes=episodes, num_tasks=mazes, env_kwargs=env_kwargs,
+        expert_kwargs=options, **kw,
+    )  # fmt: skip
 
 
 def chosen_strategies(thoughts: list[str]) -> list[str]:
