@@ -18,7 +18,8 @@ in ``benchmarks/maze_strategies_ood.py``: of the 9x9 settings, the one where per
 loses most success while the teacher's choices still vary). Metrics: ``success`` (cluster bootstrap over
 mazes) and, for ``tc_strategy``, ``strategy_accuracy``: on the teacher's own episodes of the split's mazes,
 the share whose first generated thought names the teacher's choice (the agent's choice is made at the first
-step, from the maze alone).
+step, from the maze alone), and ``strategy_majority``, its baseline: the share of those episodes where the
+teacher chose its most frequent training choice (what always naming that one would score).
 
 Commitment: each strategy narrates in its own words, so a generated thought already says which strategy the
 agent is following (:func:`~clonekit.experts.maze_strategies.thought_strategies`). Per rollout,
@@ -269,6 +270,10 @@ def _run(
                 reference = teacher[split]
                 right = strategy_accuracy(policy, reference)
                 cell["strategy_accuracy"] = summarize(right, seed, groups=reference.episode_info("task_index"))
+                # The baseline of naming, every time, the choice the teacher made most often in training.
+                choices = np.asarray(reference.gather(reference.episode_starts, ["strategy"])["strategy"])
+                majority = choices == int(np.argmax(shares))
+                cell["strategy_majority"] = summarize(majority, seed, groups=reference.episode_info("task_index"))
                 first = chosen_strategies([t[0] if t else "" for t in episodes.thoughts])
                 chosen_in_rollouts[split] = {s or "none": first.count(s) / len(first) for s in sorted(set(first))}
             metrics[key][split] = cell
