@@ -45,6 +45,7 @@ from clonekit.experiments import (
     pixels_dynamo,
     terrain_procedure,
 )
+from clonekit.experiments.common import split_success_table
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         description="BC vs procedure cloning trained on 16x16 mazes, evaluated on unseen 16x16, 24x24 and 32x32 mazes",
         run=maze_procedure_size.run,
         table_columns=("policy", "train [95% CI]", "test16 [95% CI]", "test24 [95% CI]", "test32 [95% CI]"),
-        table=maze_procedure_size.success_table,
+        table=split_success_table,
         full=maze_procedure_size.FULL,
         quick=maze_procedure_size.QUICK,
     ),
@@ -91,7 +92,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         "16x16, 24x24 and 32x32 grids",
         run=terrain_procedure.run,
         table_columns=("policy", "train [95% CI]", "test16 [95% CI]", "test24 [95% CI]", "test32 [95% CI]"),
-        table=terrain_procedure.success_table,
+        table=split_success_table,
         full=terrain_procedure.FULL,
         quick=terrain_procedure.QUICK,
     ),

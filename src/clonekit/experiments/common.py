@@ -206,6 +206,14 @@ def exact_metric(value: float, method: str = "count") -> dict[str, Any]:
     return {"mean": value, "ci95": [value, value], "n": 1, "method": method}
 
 
+def split_success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows ``(policy, success per split...)`` of formatted success metrics, splits in results order (an
+    experiment spec's ``table`` for experiments whose every split has a ``success`` metric)."""
+    return [
+        (key, *(format_metric(m["success"]) for m in splits.values())) for key, splits in results["metrics"].items()
+    ]
+
+
 def collected_once(
     path: Path,
     env: str,

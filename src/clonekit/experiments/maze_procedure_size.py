@@ -298,13 +298,6 @@ def _report(results: dict[str, Any], config: MazeProcedureSizeConfig, plots: lis
     return "\n".join(lines)
 
 
-def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
-    """Rows ``(policy, success per split...)`` of formatted success metrics, splits in results order."""
-    return [
-        (key, *(format_metric(m["success"]) for m in splits.values())) for key, splits in results["metrics"].items()
-    ]
-
-
 __all__ = [
     "FULL",
     "KEYS",
@@ -317,5 +310,4 @@ __all__ = [
     "run_key",
     "search_exact",
     "split_mazes",
-    "success_table",
 ]

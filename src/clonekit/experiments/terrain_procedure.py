@@ -458,13 +458,6 @@ def _report(results: dict[str, Any], config: TerrainProcedureConfig, plots: list
     return "\n".join(lines)
 
 
-def success_table(results: dict[str, Any]) -> list[tuple[str, ...]]:
-    """Rows ``(policy, success per split...)`` of formatted success metrics, splits in results order."""
-    return [
-        (key, *(format_metric(m["success"]) for m in splits.values())) for key, splits in results["metrics"].items()
-    ]
-
-
 __all__ = [
     "FULL",
     "KEYS",
@@ -480,5 +473,4 @@ __all__ = [
     "run_key",
     "search_exact",
     "split_grids",
-    "success_table",
 ]
