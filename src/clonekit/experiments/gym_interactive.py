@@ -47,11 +47,9 @@ from typing import Any
 
 from clonekit.config import check
 from clonekit.data import Dataset
-from clonekit.errors import DatasetError
-from clonekit.experiments.common import check_policy_keys, report_tail
+from clonekit.experiments.common import check_policy_keys, collected_once, report_tail
 from clonekit.experiments.continuous_interactive import compare_continuous
 from clonekit.experiments.interactive_compare import KEYS, success_table
-from clonekit.experts.collect import collect
 
 NAME = "gym-interactive"
 ENV = "gym"
@@ -170,18 +168,12 @@ def run(
 def _pool(out: Path, config: GymInteractiveConfig, seed: int) -> Dataset:
     """Expert demonstrations enough for the demonstrations and ``bc``'s larger set (collected once), one per
     training seed."""
-    path = out / "data" / "pool"
-    if path.exists():
-        pool = Dataset.open(path)
-        if pool.env.get("seed") != seed or pool.num_episodes != config.train_tasks:
-            raise DatasetError(f"{path}: exists but was collected with other settings; use a fresh --out")
-        return pool
-    return collect(
+    return collected_once(
+        out / "data" / "pool",
         f"{ENV}:{config.env_id}",
         config.expert,
-        episodes=config.train_tasks,
         seed=seed,
-        out=path,
+        episodes=config.train_tasks,
         num_tasks=config.train_tasks,
         env_kwargs={"success_threshold": config.success_return},
         show_progress=False,
