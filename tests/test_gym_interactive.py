@@ -76,6 +76,7 @@ def test_an_interactive_run_on_a_gym_env_is_labelled_by_the_expert_that_recorded
         ("threshold", 0.0, "threshold"),
         ("demo_episodes", 500, "demo_episodes"),
         ("dagger_max_steps", 0, "dagger_max_steps"),
+        ("delay", -1, "delay"),
     ],
 )
 def test_gym_interactive_settings_are_checked(field: str, value: object, needle: str) -> None:

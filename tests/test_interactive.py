@@ -202,6 +202,28 @@ def test_hg_dagger_round_flags_interventions(tiny: Dataset, tmp_path: Path, one_
     assert run.expert_labels == int(flags.sum())
 
 
+@pytest.mark.parametrize("delay", [0, 2])
+def test_sirius_window_holds_the_moves_that_fired_the_rule_only_when_the_intervener_is_late(
+    tiny: Dataset, tmp_path: Path, one_torch_thread: None, delay: int
+) -> None:
+    """Sirius's premise: the steps just before a take-over are the behaviour that caused it. With no reaction
+    delay the proposal that fires the rule never runs, so every down-weighted step is a move the intervener
+    approved; with a delay of 2 the fired proposals run and fall in the window."""
+    config = InteractiveConfig(train_steps=20, episodes_per_round=6, delay=delay, **FAST)
+    run = run_interactive("sirius", tiny, tmp_path / "run", rounds=1, seed=0, config=config)
+    data = run.dataset
+    new = np.flatnonzero(np.asarray(data.column("round")) == 0)
+    _, closer = _optimal(data, new)
+    flags = np.asarray(data.column("intervention"))[new]
+    window = np.asarray(data.column("weight"))[new] == SegmentWeights().pre_intervention
+    assert flags.any() and window.any()
+    if delay == 0:
+        assert closer[~flags].all()  # min_regret=1: every policy step that ran moved closer, the window's too
+    else:
+        assert not closer[window].all()  # the late take-over let wrong moves run, just before it
+        assert closer[~flags & ~window].all()  # and only there: outside the window every kept move is good
+
+
 def test_resume_after_a_kill_continues_and_matches_an_uninterrupted_run(
     tiny: Dataset, tmp_path: Path, one_torch_thread: None
 ) -> None:
@@ -367,6 +389,26 @@ def test_cli_bad_input_is_one_error_line(
     code = main([*args, "--data", str(tiny.path), "--out", str(tmp_path / "run"), "--rounds", "1"])
     assert_one_error_line(code, capsys.readouterr().err, needle)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_experiments_delay_is_the_gated_methods_intervener_and_not_the_suboptimal_ones() -> None:
+    from dataclasses import replace
+
+    from clonekit.experiments import maze_interactive
+    from clonekit.experiments.interactive_compare import interactive_methods
+
+    methods = interactive_methods(replace(maze_interactive.FULL, delay=3, subopt_delay=1))
+    delays = {key: settings.get("delay") for key, (_, settings) in methods.items()}
+    assert delays == {
+        "dagger": None,
+        "hg_dagger": 3,
+        "sirius": 3,
+        "sirius_uniform": 3,
+        "rlif": 3,
+        "hg_dagger_subopt": 1,
+        "rlif_subopt": 1,
+    }
+    assert interactive_methods(maze_interactive.FULL)["sirius"][1] == {"delay": 0}
 
 
 @pytest.mark.usefixtures("one_torch_thread")

@@ -80,6 +80,9 @@ class ContinuousInteractiveConfig:
         beta_decay: DAgger's mixing decay per round.
         subopt_noise: Standard deviation of the Gaussian noise on the suboptimal intervener's actions.
         subopt_delay: Reaction delay of the suboptimal intervener, in steps.
+        delay: Reaction delay of the (otherwise optimal) intervener of ``hg_dagger``, ``sirius``,
+            ``sirius_uniform`` and ``rlif``, in steps (0: it takes over at the step its rule fires, so the
+            proposal that fired it never runs; ``d``: that proposal and the next ``d - 1`` run first).
     """
 
     task: str = "reach-v3"
@@ -101,6 +104,7 @@ class ContinuousInteractiveConfig:
     beta_decay: float = 0.5
     subopt_noise: float = 0.5
     subopt_delay: int = 2
+    delay: int = 0
 
     def __post_init__(self) -> None:
         check_task_names([self.task])
@@ -125,6 +129,7 @@ class ContinuousInteractiveConfig:
         check(all(h >= 1 for h in self.hidden_sizes), "hidden_sizes", "widths >= 1", self.hidden_sizes)
         check(0 <= self.subopt_noise <= 1, "subopt_noise", "in [0, 1]", self.subopt_noise)
         check(self.subopt_delay >= 0, "subopt_delay", ">= 0", self.subopt_delay)
+        check(self.delay >= 0, "delay", ">= 0", self.delay)
 
 
 FULL = ContinuousInteractiveConfig()
@@ -249,7 +254,8 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
         f"Meta-World `{config['task']}`, one policy (`continuous_bc`, MSE head). Every interactive method starts from",
         f"the same {results['demo_labels']} demonstration steps and may spend {config['label_budget']} more expert",
         f"labels in {config['rounds']} rounds; `bc` trains on as many demonstration steps. The intervener takes over",
-        f"while the policy's action is >= {config['threshold']} (L2) from the scripted policy's. `*_subopt`: an",
+        f"while the policy's action is >= {config['threshold']} (L2) from the scripted policy's,",
+        f"{config['delay']} step(s) late. `*_subopt`: an",
         f"intervener with Gaussian noise of std {config['subopt_noise']} on its actions, {config['subopt_delay']}",
         "step(s) late. `sirius_uniform`: Sirius's rounds with every sample weight 1. `test`: unseen seeds (goal",
         "and object positions); `train`: training seeds. One episode per seed (deterministic); Wilson intervals.",

@@ -86,6 +86,9 @@ class GymInteractiveConfig:
         beta_decay: DAgger's mixing decay per round.
         subopt_noise: Standard deviation of the Gaussian noise on the suboptimal intervener's actions.
         subopt_delay: Reaction delay of the suboptimal intervener, in steps.
+        delay: Reaction delay of the (otherwise optimal) intervener of ``hg_dagger``, ``sirius``,
+            ``sirius_uniform`` and ``rlif``, in steps (0: it takes over at the step its rule fires, so the
+            proposal that fired it never runs; ``d``: that proposal and the next ``d - 1`` run first).
         policies: The policy keys to run (default: all of them).
     """
 
@@ -110,6 +113,7 @@ class GymInteractiveConfig:
     beta_decay: float = 0.5
     subopt_noise: float = 0.5
     subopt_delay: int = 2
+    delay: int = 0
     policies: tuple[str, ...] = KEYS
 
     def __post_init__(self) -> None:
@@ -131,6 +135,7 @@ class GymInteractiveConfig:
         check(all(h >= 1 for h in self.hidden_sizes), "hidden_sizes", "widths >= 1", self.hidden_sizes)
         check(0 <= self.subopt_noise <= 1, "subopt_noise", "in [0, 1]", self.subopt_noise)
         check(self.subopt_delay >= 0, "subopt_delay", ">= 0", self.subopt_delay)
+        check(self.delay >= 0, "delay", ">= 0", self.delay)
         check_policy_keys(self.policies, KEYS)
 
 
@@ -192,7 +197,8 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
         f"{config['dagger_max_steps']} steps (beta {config['beta']}, x{config['beta_decay']} a round), the gated",
         f"methods {config['episodes_per_round']} cut at {config['round_max_steps']} steps. The intervener takes",
         f"over while the policy's action is >= {config['threshold']}",
-        f"(L2) from the expert's. `*_subopt`: an intervener with Gaussian noise of std {config['subopt_noise']}",
+        f"(L2) from the expert's, {config['delay']} step(s) late. `*_subopt`: an intervener with Gaussian noise",
+        f"of std {config['subopt_noise']}",
         f"on its actions, {config['subopt_delay']} step(s) late. `sirius_uniform`: Sirius's rounds with every",
         f"sample weight 1. Success: return >= {config['success_return']}. `test`: unseen reset seeds; `train`:",
         "training seeds. One episode per seed; Wilson intervals.",

@@ -38,11 +38,14 @@ Evaluate = Callable[[Policy, str], dict[str, Any]]
 def interactive_methods(config: Any) -> dict[str, tuple[str, dict[str, Any]]]:
     """Policy key -> (method, :class:`InteractiveConfig` settings besides the shared ones), from an experiment
     config with ``beta``, ``beta_decay``, ``dagger_episodes_per_round``, ``subopt_noise`` and ``subopt_delay``,
-    and optionally ``dagger_max_steps`` (DAgger's own episode cut, in place of the shared one).
+    and optionally ``dagger_max_steps`` (DAgger's own episode cut, in place of the shared one) and ``delay``
+    (the reaction delay of the intervener of ``hg_dagger``, ``sirius``, ``sirius_uniform`` and ``rlif``;
+    default 0).
 
     ``sirius_uniform`` is Sirius's rounds with every weight 1; ``*_subopt`` plays with the suboptimal
     intervener (``expert_noise = subopt_noise``, ``delay = subopt_delay``)."""
-    uniform = {"weight_intervention": 1.0, "weight_pre_intervention": 1.0}
+    late = {"delay": getattr(config, "delay", 0)}
+    uniform = {**late, "weight_intervention": 1.0, "weight_pre_intervention": 1.0}
     subopt = {"expert_noise": config.subopt_noise, "delay": config.subopt_delay}
     dagger = {
         "beta": config.beta,
@@ -53,10 +56,10 @@ def interactive_methods(config: Any) -> dict[str, tuple[str, dict[str, Any]]]:
         dagger["max_episode_steps"] = config.dagger_max_steps
     return {
         "dagger": ("dagger", dagger),
-        "hg_dagger": ("hg_dagger", {}),
-        "sirius": ("sirius", {}),
+        "hg_dagger": ("hg_dagger", late),
+        "sirius": ("sirius", late),
         "sirius_uniform": ("sirius", uniform),
-        "rlif": ("rlif", {}),
+        "rlif": ("rlif", late),
         "hg_dagger_subopt": ("hg_dagger", subopt),
         "rlif_subopt": ("rlif", subopt),
     }

@@ -75,6 +75,9 @@ class MazeInteractiveConfig:
         beta_decay: DAgger's mixing decay per round.
         subopt_noise: Share of wrong actions of the suboptimal intervener (``hg_dagger_subopt``).
         subopt_delay: Reaction delay of the suboptimal intervener, in steps.
+        delay: Reaction delay of the (otherwise optimal) intervener of ``hg_dagger``, ``sirius``,
+            ``sirius_uniform`` and ``rlif``, in steps (0: it takes over at the step its rule fires, so the
+            proposal that fired it never runs; ``d``: that proposal and the next ``d - 1`` run first).
         eval_episodes: Evaluation episodes per policy and split (the final policies).
         curve_episodes: Test episodes per round's policy for the success-vs-labels plot.
         policies: The policy keys to run (default: all of them).
@@ -97,6 +100,7 @@ class MazeInteractiveConfig:
     beta_decay: float = 0.5
     subopt_noise: float = 0.3
     subopt_delay: int = 1
+    delay: int = 0
     eval_episodes: int = 300
     curve_episodes: int = 100
     policies: tuple[str, ...] = KEYS
@@ -114,6 +118,7 @@ class MazeInteractiveConfig:
         check(self.lr > 0, "lr", "> 0", self.lr)
         check(0 <= self.subopt_noise <= 1, "subopt_noise", "in [0, 1]", self.subopt_noise)
         check(self.subopt_delay >= 0, "subopt_delay", ">= 0", self.subopt_delay)
+        check(self.delay >= 0, "delay", ">= 0", self.delay)
         check_policy_keys(self.policies, KEYS)
 
 
@@ -238,7 +243,8 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
         "",
         f"Every interactive method starts from the same {results['demo_labels']} demonstration steps and may spend",
         f"{config['label_budget']} more expert labels in {config['rounds']} rounds; `bc` trains on as many",
-        "demonstration steps. `*_subopt`: an intervener whose actions are wrong with probability",
+        f"demonstration steps. The gated methods' intervener reacts {config['delay']} step(s) late. `*_subopt`: an",
+        "intervener whose actions are wrong with probability",
         f"{config['subopt_noise']} and who reacts {config['subopt_delay']} step(s) late. `sirius_uniform`: Sirius's",
         "rounds with every sample weight 1. Intervals: cluster bootstrap over mazes (see `clonekit.evaluation.stats`).",
         "",
