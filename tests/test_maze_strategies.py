@@ -182,6 +182,29 @@ def test_the_chooser_runs_the_shortest_successful_strategy_and_names_it(tmp_path
     assert len(chosen) >= 2, chosen
 
 
+def test_the_random_chooser_runs_a_drawn_successful_strategy_whole_and_replays_from_its_seed(tmp_path: Path) -> None:
+    plain = _episodes(_collect(tmp_path, "choose-thoughts", 0.0, choice="random"))
+    named = _episodes(_collect(tmp_path / "named", "choose-thoughts", 0.0, choice="random", prefix_thoughts=True))
+    again = _episodes(_collect(tmp_path / "again", "choose-thoughts", 0.0, choice="random"))
+    chosen, longer = [], 0
+    for (task, cells, actions, thoughts, strategy), (_, cells2, _, named_thoughts, _), (_, cells3, *_) in zip(
+        plain, named, again, strict=True
+    ):
+        assert cells == cells2 == cells3 and len(set(strategy.tolist())) == 1  # same draws, whole episodes
+        name = STRATEGIES[int(strategy[0])]
+        chosen.append(name)
+        plan = plan_strategy(name, task, cells[0], 200)
+        assert plan.success and list(actions) == plan.actions and thoughts == plan.thoughts
+        assert named_thoughts == [f"{name} {t}" for t in thoughts]
+        longer += len(actions) > len(plan_strategy("bfs", task, cells[0], 200).actions)
+    # Perfect mazes: the draws differ from the shortest choice, and some episodes are not shortest paths.
+    assert len(set(chosen)) >= 3 and longer >= 2, (chosen, longer)
+    with pytest.raises(ConfigError, match="choice: expected one of"):
+        make_expert("maze", "choose-thoughts", choice="best")
+    with pytest.raises(ConfigError, match="only the 'choose' expert chooses"):
+        make_expert("maze", "dfs-thoughts", choice="random")
+
+
 @pytest.mark.parametrize("expert", [f"{s}-thoughts" for s in STRATEGIES])
 def test_shared_vocabulary_narrates_the_same_steps_in_words_that_hide_the_strategy(tmp_path: Path, expert: str) -> None:
     """Same episodes as the strategy's own words (whose alignment the tests above check), each thought the shared
@@ -342,3 +365,7 @@ def test_tiny_maze_strategies_experiment_writes_results(tmp_path: Path) -> None:
     assert results["metrics"]["tc_single"]["ood"]["strategy_switches"]["mean"] == 0
     with pytest.raises(DatasetError, match="collected with other settings"):  # another vocabulary, same --out
         maze_strategies.run(tmp_path, 0, True, False, lambda m: None, replace(config, shared_vocabulary=True))
+    with pytest.raises(DatasetError, match="collected with other settings"):  # another teacher, same --out
+        maze_strategies.run(tmp_path, 0, True, False, lambda m: None, replace(config, teacher_choice="random"))
+    with pytest.raises(ConfigError, match="teacher_choice"):
+        replace(config, teacher_choice="best")

@@ -50,7 +50,7 @@ from clonekit.evaluation.plots import plot_success_bars
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.evaluation.thoughts import thought_rollout
 from clonekit.experiments.common import collected_once, report_tail, results_head, torch_threads
-from clonekit.experts.maze_strategies import STRATEGIES, strategy_switches, thought_strategies
+from clonekit.experts.maze_strategies import CHOICES, STRATEGIES, strategy_switches, thought_strategies
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
 from clonekit.train import TrainConfig, train
@@ -87,6 +87,10 @@ class MazeStrategiesConfig:
         shared_vocabulary: Every expert narrates in the vocabulary all strategies share (see
             :class:`~clonekit.experts.maze_strategies.MazeStrategyExpert`), so only ``tc_strategy``'s names
             tell the strategies apart.
+        teacher_choice: How the teacher picks its procedure per episode: ``"shortest"`` (every episode a
+            shortest path; the names change only the narration) or ``"random"`` (a uniformly drawn procedure
+            that reaches the goal, so the named procedures act differently too; ``tc_mixture`` and
+            ``tc_strategy`` still get the same episodes).
     """
 
     size: int = 9
@@ -103,6 +107,7 @@ class MazeStrategiesConfig:
     lr: float = 1e-3
     threads: int = 1
     shared_vocabulary: bool = False
+    teacher_choice: str = "shortest"
 
     def __post_init__(self) -> None:
         check(self.size >= 5, "size", ">= 5", self.size)
@@ -114,6 +119,7 @@ class MazeStrategiesConfig:
         check(self.threads >= 1, "threads", ">= 1", self.threads)
         check(self.lr > 0, "lr", "> 0", self.lr)
         check(isinstance(self.shared_vocabulary, bool), "shared_vocabulary", "true or false", self.shared_vocabulary)
+        check(self.teacher_choice in CHOICES, "teacher_choice", f"one of {list(CHOICES)}", self.teacher_choice)
 
 
 FULL = MazeStrategiesConfig()
@@ -203,9 +209,16 @@ def _run(
     train_env = {"size": config.size, "loop_fraction": config.loop_fraction}
     split_env = {"test": train_env, "ood": {"size": config.size, "loop_fraction": config.ood_loop_fraction}}
     shared = {"shared_vocabulary": True} if config.shared_vocabulary else {}
+    choice = {"choice": config.teacher_choice} if config.teacher_choice != "shortest" else {}
     data = {
         key: _collect(
-            out / "data" / key, expert, options | shared, train_env, config.episodes, config.train_mazes, **kw
+            out / "data" / key,
+            expert,
+            options | shared | (choice if expert == "choose-thoughts" else {}),
+            train_env,
+            config.episodes,
+            config.train_mazes,
+            **kw,
         )
         for key, (expert, options) in DATA.items()
     }
@@ -219,7 +232,7 @@ def _run(
         split: _collect(
             out / "teacher" / split,
             "choose-thoughts",
-            {"prefix_thoughts": True} | shared,
+            {"prefix_thoughts": True} | shared | choice,
             env_kwargs,
             config.eval_episodes,
             config.test_mazes,
@@ -300,8 +313,13 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
     lines = [
         f"# {NAME} (seed {results['seed']}{', quick' if results['quick'] else ''})",
         "",
-        f"Thought cloning on {c['size']}x{c['size']} mazes. The teacher picks, per episode, the strategy with the "
-        "shortest successful episode (ties: the one that searches least) and narrates it. `tc_strategy`: thoughts "
+        f"Thought cloning on {c['size']}x{c['size']} mazes. The teacher picks, per episode, "
+        + (
+            "a uniformly drawn strategy among those that reach the goal"
+            if c.get("teacher_choice") == "random"
+            else "the strategy with the shortest successful episode (ties: the one that searches least)"
+        )
+        + " and narrates it. `tc_strategy`: thoughts "
         "start with the strategy's name, which the agent must generate itself; `tc_mixture`: the same episodes "
         "without the names; `tc_single`: the bfs expert's episodes. `test`: unseen mazes (loop fraction "
         f"{c['loop_fraction']}); `ood`: unseen mazes with loop fraction {c['ood_loop_fraction']}. "

@@ -17,7 +17,10 @@ thought from a small vocabulary and the id of its strategy:
   and when stuck (no unvisited neighbour) "stuck go back", then "backtrack DIR" as ``dfs``.
 * ``choose`` (the teacher): plans all four from the start and runs the one with the shortest successful
   episode; ties go to the procedure that searches least (``greedy``, ``wall``, ``dfs``, then ``bfs``). BFS is
-  always among the shortest, so it is chosen where every cheaper procedure would take a detour.
+  always among the shortest, so it is chosen where every cheaper procedure would take a detour, and every
+  episode the teacher plays is a shortest path: the choice changes the narration, never how long the way is.
+  With ``choice="random"`` it instead runs a uniformly drawn one of the procedures that reach the goal within
+  the episode limit (drawn from the seed given to ``reset``), so the chosen procedures act differently too.
 
 ``strategy`` stream: int64 per step, the index in :data:`STRATEGIES` (``0`` bfs, ``1`` dfs, ``2`` wall,
 ``3`` greedy) of the procedure that produced the step (for ``choose``, the chosen one). With
@@ -45,6 +48,7 @@ from clonekit.errors import ConfigError
 STRATEGIES = ("bfs", "dfs", "wall", "greedy")
 # The chooser's tie order among equally short episodes: the procedure that searches least first.
 CHOICE_ORDER = ("greedy", "wall", "dfs", "bfs")
+CHOICES = ("shortest", "random")  # how the chooser picks among the successful procedures
 UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
 LEFT_OF = {UP: LEFT, LEFT: DOWN, DOWN: RIGHT, RIGHT: UP}
 RIGHT_OF = {UP: RIGHT, RIGHT: DOWN, DOWN: LEFT, LEFT: UP}
@@ -243,19 +247,25 @@ def strategy_switches(labels: Sequence[frozenset[str]]) -> int:
     return switches
 
 
-def plan_strategy(strategy: str, task: MazeTask, start: Cell, max_steps: int) -> Plan:
-    """The episode that ``strategy`` (one of :data:`STRATEGIES`, or ``"choose"``) plays from ``start``."""
+def plan_strategy(
+    strategy: str, task: MazeTask, start: Cell, max_steps: int, rng: np.random.Generator | None = None
+) -> Plan:
+    """The episode that ``strategy`` (one of :data:`STRATEGIES`, or ``"choose"``, with ``rng`` the random
+    choice) plays from ``start``."""
     if strategy != "choose":
         return PLANNERS[strategy](task, start, max_steps)
-    return choose_plan(task, start, max_steps)
+    return choose_plan(task, start, max_steps, rng)
 
 
-def choose_plan(task: MazeTask, start: Cell, max_steps: int) -> Plan:
-    """The teacher's choice: the shortest successful plan of the four (ties: :data:`CHOICE_ORDER`)."""
+def choose_plan(task: MazeTask, start: Cell, max_steps: int, rng: np.random.Generator | None = None) -> Plan:
+    """The teacher's choice: the shortest successful plan of the four (ties: :data:`CHOICE_ORDER`), or with
+    ``rng`` a uniformly drawn successful one."""
     plans = [PLANNERS[name](task, start, max_steps) for name in CHOICE_ORDER]
     successful = [p for p in plans if p.success]
     if not successful:  # the goal is unreachable from start (never in generated mazes): BFS's empty plan
         return plans[-1]
+    if rng is not None:
+        return successful[int(rng.integers(len(successful)))]
     return min(successful, key=lambda p: len(p.actions))  # min keeps the first of equals: the tie order
 
 
@@ -268,16 +278,30 @@ class MazeStrategyExpert:
         prefix_thoughts: Start every thought with the strategy's name ("dfs explore up").
         shared_vocabulary: Narrate in the vocabulary all strategies share ("go up", "check left", "go back
             down"; see :data:`VOCABULARY`) instead of each strategy's own words.
+        choice: How ``choose`` picks: ``"shortest"`` (the shortest successful procedure) or ``"random"`` (a
+            uniformly drawn successful one, from the seed given to :meth:`reset`). Only for ``choose``.
     """
 
     name = "strategies"
 
-    def __init__(self, strategy: str = "bfs", prefix_thoughts: bool = False, shared_vocabulary: bool = False) -> None:
+    def __init__(
+        self,
+        strategy: str = "bfs",
+        prefix_thoughts: bool = False,
+        shared_vocabulary: bool = False,
+        choice: str = "shortest",
+    ) -> None:
         if strategy not in (*STRATEGIES, "choose"):
             raise ConfigError(f"maze expert: strategy: expected one of {[*STRATEGIES, 'choose']}, got {strategy!r}")
+        if choice not in CHOICES:
+            raise ConfigError(f"maze expert: choice: expected one of {list(CHOICES)}, got {choice!r}")
+        if choice != "shortest" and strategy != "choose":
+            raise ConfigError(f"maze expert: choice: only the 'choose' expert chooses, got {choice!r} for {strategy!r}")
         self.strategy = strategy
         self.prefix_thoughts = bool(prefix_thoughts)
         self.shared_vocabulary = bool(shared_vocabulary)
+        self.choice = choice
+        self._rng: np.random.Generator | None = None
         self._tasks: list[MazeTask] = []
         self._max_steps = 0
         self._plans: list[Plan | None] = []
@@ -291,8 +315,9 @@ class MazeStrategyExpert:
         ]
 
     def reset(self, env: MazeVecEnv, seed: int | None = None) -> None:
-        """Forget the plans; each slot plans from its first observed cell. The experts are deterministic, so
-        ``seed`` is not used."""
+        """Forget the plans; each slot plans from its first observed cell. The procedures are deterministic;
+        ``seed`` (None: 0) seeds only the random choice."""
+        self._rng = np.random.default_rng(seed or 0) if self.choice == "random" else None
         self._tasks = list(env.tasks)
         self._max_steps = int(env.max_steps)
         self._plans = [None] * len(self._tasks)
@@ -313,7 +338,7 @@ class MazeStrategyExpert:
             cell = (int(flat[i] // w), int(flat[i] % w))
             plan, t = self._plans[i], self._progress[i]
             if plan is None or t >= len(plan.cells) or plan.cells[t] != cell:
-                plan, t = plan_strategy(self.strategy, self._tasks[i], cell, self._max_steps), 0
+                plan, t = plan_strategy(self.strategy, self._tasks[i], cell, self._max_steps, self._rng), 0
                 self._plans[i] = plan
             strategies[i] = STRATEGIES.index(plan.strategy)
             if t < len(plan.actions):
@@ -330,8 +355,10 @@ def strategy_expert(strategy: str) -> type[MazeStrategyExpert]:
     """A :class:`MazeStrategyExpert` subclass fixed to ``strategy`` (the registered ``STRATEGY-thoughts``)."""
 
     class Fixed(MazeStrategyExpert):
-        def __init__(self, prefix_thoughts: bool = False, shared_vocabulary: bool = False) -> None:
-            super().__init__(strategy, prefix_thoughts, shared_vocabulary)
+        def __init__(
+            self, prefix_thoughts: bool = False, shared_vocabulary: bool = False, choice: str = "shortest"
+        ) -> None:
+            super().__init__(strategy, prefix_thoughts, shared_vocabulary, choice)
 
     Fixed.name = f"{strategy}-thoughts"
     Fixed.__name__ = Fixed.__qualname__ = f"{strategy.capitalize()}ThoughtsExpert"
@@ -340,6 +367,7 @@ def strategy_expert(strategy: str) -> type[MazeStrategyExpert]:
 
 
 __all__ = [
+    "CHOICES",
     "CHOICE_ORDER",
     "SHARED_VOCABULARY",
     "STRATEGIES",
