@@ -433,9 +433,14 @@ def test_maze_interactive_compares_every_key_at_an_equal_label_budget(tmp_path: 
         train_steps=10,
         eval_episodes=6,
         curve_episodes=6,
+        lr_schedule="cosine",
     )
     results = maze_interactive.run(tmp_path, 0, True, show_progress=False, log=lambda _: None, config=config)
     assert list(results["metrics"]) == ["bc", *interactive_methods(config)]
+    trainings = [tmp_path / "runs" / "bc", *(tmp_path / "runs").glob("*/policies/round_*")]
+    assert len(trainings) == 1 + 2 * len(interactive_methods(config))  # bc, and rounds 0 and 1 of every method
+    for run_dir in trainings:  # every training, bc's included, followed the experiment's schedule
+        assert json.loads((run_dir / "config.json").read_text())["train_config"]["lr_schedule"] == "cosine"
     demo_labels = results["demo_labels"]
     for key, splits in results["metrics"].items():
         labels = splits["test"]["expert_labels"]["mean"]

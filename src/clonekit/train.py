@@ -53,6 +53,8 @@ from clonekit.policies import POLICIES, Policy, build_policy, policy_classes
 from clonekit.policies.from_data import action_fields, fitting_policies
 from clonekit.progress import progress_bar
 
+LR_SCHEDULES = ("constant", "cosine")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -61,7 +63,11 @@ class TrainConfig:
     Args:
         steps: Number of gradient steps.
         batch_size: Transitions per step, sampled uniformly with replacement.
-        lr: Adam learning rate.
+        lr: Adam learning rate (the peak one with a schedule).
+        lr_schedule: ``"constant"``, or ``"cosine"``: the learning rate falls from ``lr`` at the first step
+            along a half cosine towards 0 at the last (a function of the step, so a resumed run follows it
+            exactly), which keeps the last steps from moving the weights far: the final weights are then
+            less an accident of the last few batches.
         weight_decay: Adam weight decay.
         grad_clip: Clip the global gradient norm to this value; 0 turns clipping off.
         fused_adam: Use torch's fused Adam: one kernel updates every parameter instead of a Python loop over
@@ -95,6 +101,7 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 256
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     fused_adam: bool = True
@@ -117,6 +124,7 @@ class TrainConfig:
         check(self.steps >= 1, "steps", ">= 1", self.steps)
         check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
         check(self.lr > 0 and math.isfinite(self.lr), "lr", "a finite number > 0", self.lr)
+        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {list(LR_SCHEDULES)}", self.lr_schedule)
         check(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
         check(self.grad_clip >= 0, "grad_clip", ">= 0", self.grad_clip)
         check(self.checkpoint_every >= 1, "checkpoint_every", ">= 1", self.checkpoint_every)
@@ -381,6 +389,7 @@ def train(
     adversary = _Adversary(config, dataset, device) if config.adversarial_epsilon > 0 else None
     parameters = list(model.parameters())
     grad_norm: torch.Tensor | None = None
+    scheduled = config.lr_schedule != "constant"
     model.train()
     try:
         with (
@@ -400,6 +409,9 @@ def train(
                 loss.backward()
                 if config.grad_clip > 0:
                     grad_norm = clip_grad_norm(parameters, config.grad_clip)
+                if scheduled:
+                    for group in optimizer.param_groups:
+                        group["lr"] = learning_rate(config, step)
                 optimizer.step()
                 with torch.no_grad():
                     model.after_optimizer_step(step)
@@ -457,6 +469,13 @@ def deterministic_kernels(enabled: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of gradient step ``step`` (1 to ``config.steps``) under ``config.lr_schedule``."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / config.steps))
+    return config.lr
 
 
 def clip_grad_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:

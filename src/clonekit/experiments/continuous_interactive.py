@@ -48,6 +48,7 @@ from clonekit.experiments.common import collected_once, report_tail
 from clonekit.experiments.interactive_compare import compare, plot_success_vs_labels, success_table
 from clonekit.io import atomic_write_text
 from clonekit.policies import Policy
+from clonekit.train import LR_SCHEDULES
 
 NAME = "continuous-interactive"
 ENV = "metaworld"
@@ -75,6 +76,8 @@ class ContinuousInteractiveConfig:
         train_steps: Gradient steps of every training (each round retrains from scratch).
         batch_size: Transitions per gradient step.
         lr: Adam learning rate.
+        lr_schedule: Learning-rate schedule of every training, ``bc``'s included (``"constant"`` or
+            ``"cosine"``; see :class:`~clonekit.train.TrainConfig`).
         hidden_sizes: Widths of the policy's MLP (``continuous_bc``, MSE head).
         beta: DAgger's round-0 mixing probability (decays by ``beta_decay`` a round).
         beta_decay: DAgger's mixing decay per round.
@@ -99,6 +102,7 @@ class ContinuousInteractiveConfig:
     train_steps: int = 1500
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     hidden_sizes: tuple[int, ...] = (256, 256)
     beta: float = 0.5
     beta_decay: float = 0.5
@@ -130,6 +134,7 @@ class ContinuousInteractiveConfig:
         check(0 <= self.subopt_noise <= 1, "subopt_noise", "in [0, 1]", self.subopt_noise)
         check(self.subopt_delay >= 0, "subopt_delay", ">= 0", self.subopt_delay)
         check(self.delay >= 0, "delay", ">= 0", self.delay)
+        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {list(LR_SCHEDULES)}", self.lr_schedule)
 
 
 FULL = ContinuousInteractiveConfig()

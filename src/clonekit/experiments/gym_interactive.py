@@ -50,6 +50,7 @@ from clonekit.data import Dataset
 from clonekit.experiments.common import check_policy_keys, collected_once, report_tail
 from clonekit.experiments.continuous_interactive import compare_continuous
 from clonekit.experiments.interactive_compare import KEYS, success_table
+from clonekit.train import LR_SCHEDULES
 
 NAME = "gym-interactive"
 ENV = "gym"
@@ -80,6 +81,8 @@ class GymInteractiveConfig:
         train_steps: Gradient steps of every training (each round retrains from scratch).
         batch_size: Transitions per gradient step.
         lr: Adam learning rate.
+        lr_schedule: Learning-rate schedule of every training, ``bc``'s included (``"constant"`` or
+            ``"cosine"``; see :class:`~clonekit.train.TrainConfig`).
         hidden_sizes: Widths of the policy's MLP (``continuous_bc``, MSE head).
         beta: DAgger's round-0 mixing probability (decays by ``beta_decay`` a round); 0: the learner acts
             alone in every round (the demonstrations already hold the expert's own states).
@@ -108,6 +111,7 @@ class GymInteractiveConfig:
     train_steps: int = 2000
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     hidden_sizes: tuple[int, ...] = (256, 256)
     beta: float = 0.0
     beta_decay: float = 0.5
@@ -136,6 +140,7 @@ class GymInteractiveConfig:
         check(0 <= self.subopt_noise <= 1, "subopt_noise", "in [0, 1]", self.subopt_noise)
         check(self.subopt_delay >= 0, "subopt_delay", ">= 0", self.subopt_delay)
         check(self.delay >= 0, "delay", ">= 0", self.delay)
+        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {list(LR_SCHEDULES)}", self.lr_schedule)
         check_policy_keys(self.policies, KEYS)
 
 

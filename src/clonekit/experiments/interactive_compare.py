@@ -104,7 +104,8 @@ def compare(
     """Train ``bc`` and run every :func:`interactive_methods` key from ``pool`` into ``out``; the results dict.
 
     ``config`` is the experiment's config (``demo_episodes``, ``label_budget``, ``rounds``, ``train_steps``,
-    ``batch_size``, ``lr`` and the fields :func:`interactive_methods` reads); ``shared`` holds the
+    ``batch_size``, ``lr``, optionally ``lr_schedule`` (every training's, ``bc``'s too), and the fields
+    :func:`interactive_methods` reads); ``shared`` holds the
     :class:`InteractiveConfig` settings every method gets; ``bc_policy`` is the policy name and overrides of
     ``bc``; ``curve_evaluate`` (default ``evaluate``) evaluates every round's policy for the curve. Every stage
     resumes (``OUT/runs/KEY``). An optional ``config.policies`` (keys among ``KEYS``) runs only those keys."""
@@ -120,10 +121,13 @@ def compare(
         return {split: {"success": evaluate(policy, split)["success"], "expert_labels": count} for split in SPLITS}
 
     policy_name, overrides = bc_policy
+    lr_schedule = getattr(config, "lr_schedule", "constant")
+    shared = {**shared, "lr_schedule": lr_schedule}
     train_config = TrainConfig(
         steps=config.train_steps,
         batch_size=config.batch_size,
         lr=config.lr,
+        lr_schedule=lr_schedule,
         seed=seed,
         tensorboard=False,
         val_fraction=0.0,

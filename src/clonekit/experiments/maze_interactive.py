@@ -43,6 +43,7 @@ from clonekit.experiments.common import check_policy_keys, collected_once, repor
 from clonekit.experiments.interactive_compare import KEYS, SPLITS, compare, plot_success_vs_labels, success_table
 from clonekit.io import atomic_write_text
 from clonekit.policies import Policy
+from clonekit.train import LR_SCHEDULES
 
 NAME = "maze-interactive"
 FARTHEST_NAME = "maze-interactive-farthest"
@@ -71,6 +72,8 @@ class MazeInteractiveConfig:
         train_steps: Gradient steps of every training (each round retrains from scratch).
         batch_size: Transitions per gradient step.
         lr: Adam learning rate.
+        lr_schedule: Learning-rate schedule of every training, ``bc``'s included (``"constant"`` or
+            ``"cosine"``; see :class:`~clonekit.train.TrainConfig`).
         beta: DAgger's round-0 mixing probability (decays by ``beta_decay`` a round).
         beta_decay: DAgger's mixing decay per round.
         subopt_noise: Share of wrong actions of the suboptimal intervener (``hg_dagger_subopt``).
@@ -96,6 +99,7 @@ class MazeInteractiveConfig:
     train_steps: int = 800
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     beta: float = 0.5
     beta_decay: float = 0.5
     subopt_noise: float = 0.3
@@ -119,6 +123,7 @@ class MazeInteractiveConfig:
         check(0 <= self.subopt_noise <= 1, "subopt_noise", "in [0, 1]", self.subopt_noise)
         check(self.subopt_delay >= 0, "subopt_delay", ">= 0", self.subopt_delay)
         check(self.delay >= 0, "delay", ">= 0", self.delay)
+        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {list(LR_SCHEDULES)}", self.lr_schedule)
         check_policy_keys(self.policies, KEYS)
 
 

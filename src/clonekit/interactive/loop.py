@@ -59,7 +59,7 @@ from clonekit.interactive.segments import SegmentWeights, segment_classes
 from clonekit.io import acknowledge_dataset, atomic_write_json, remove_stale_datasets
 from clonekit.policies import Policy
 from clonekit.seeding import derive_seed
-from clonekit.train import TrainConfig, train
+from clonekit.train import LR_SCHEDULES, TrainConfig, train
 
 RUN_FILE = "run.json"
 RUN_FORMAT = "clonekit-interactive/2"  # /2: rounds play the tasks after the demonstrations' first
@@ -146,6 +146,8 @@ class InteractiveConfig:
         train_steps: Gradient steps per round; each round trains from scratch on all data so far.
         batch_size: Transitions per gradient step.
         lr: Adam learning rate.
+        lr_schedule: Learning-rate schedule of every round's training (``"constant"`` or ``"cosine"``; see
+            :class:`~clonekit.train.TrainConfig`).
         episodes_per_round: Episodes played per round (on the demonstrations' training tasks, in turn).
         max_episode_steps: Cut every interactive episode after this many steps (truncated); None: the env's own
             limit. A short horizon keeps a lost policy from spending labels on one maze.
@@ -181,6 +183,7 @@ class InteractiveConfig:
     train_steps: int = 1000
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     episodes_per_round: int = 32
     max_episode_steps: int | None = None
     beta: float = 0.5
@@ -210,6 +213,7 @@ class InteractiveConfig:
         check(self.train_steps >= 1, "train_steps", ">= 1", self.train_steps)
         check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
         check(self.lr > 0 and math.isfinite(self.lr), "lr", "a finite number > 0", self.lr)
+        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {list(LR_SCHEDULES)}", self.lr_schedule)
         check(self.episodes_per_round >= 1, "episodes_per_round", ">= 1", self.episodes_per_round)
         steps = self.max_episode_steps
         check(steps is None or steps >= 1, "max_episode_steps", "null or >= 1", steps)
@@ -390,6 +394,7 @@ def train_config_for(method: str, config: InteractiveConfig, seed: int) -> Train
         steps=config.train_steps,
         batch_size=config.batch_size,
         lr=config.lr,
+        lr_schedule=config.lr_schedule,
         seed=seed,
         checkpoint_every=max(config.train_steps // 2, 1),
         keep_checkpoints=1,
