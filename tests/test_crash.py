@@ -3,7 +3,7 @@ never interrupted, and a write cut off midway never leaves something that loads.
 
 The kill lands at a fixed point, found by watching the run directory (not after a timer, which a loaded machine
 can outrun): right after the metrics line of step ``KILL_AFTER_STEP`` appears, i.e. after the checkpoint of step
-40 and before that of step 60, with steps after the last checkpoint already logged and 350 steps still to go.
+40 and before that of step 60, with steps after the last checkpoint already logged and 150 steps still to go.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from clonekit.checkpoint import MODEL_FILE, checkpoint_dirs, load_policy, write_
 from clonekit.data import Dataset
 from clonekit.errors import CheckpointError
 
-STEPS = 400
+STEPS = 200
 CHECKPOINT_EVERY = 20
 KILL_AFTER_STEP = 50  # a logged step (the default log_every is 50) between two checkpoints
 
