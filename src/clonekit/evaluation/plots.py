@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from clonekit.io import atomic_write_bytes
 
 
 def _pyplot() -> Any | None:
@@ -18,6 +21,20 @@ def _pyplot() -> Any | None:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:
+    """Lay ``fig`` out, write it to ``path`` atomically (the image format from the suffix; a reader or a kill
+    midway never finds half a file) and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.tight_layout()
+        fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def plot_success_bars(results: dict[str, Any], path: Path, metric: str = "success") -> bool:
@@ -44,7 +61,5 @@ def plot_success_bars(results: dict[str, Any], path: Path, metric: str = "succes
     ax.set_title(f"{results['experiment']}: {metric} on seen (train) and unseen (test) tasks")
     ax.legend(title="split")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True

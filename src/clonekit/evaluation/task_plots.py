@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 
 
 def plot_task_success(
@@ -38,7 +38,5 @@ def plot_task_success(
     ax.set_title(f"{results['experiment']}: {metric} per task on unseen seeds ({split})")
     ax.legend(ncol=len(names), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18))
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True

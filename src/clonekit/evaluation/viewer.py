@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 
 
 def write_thought_strip(
@@ -40,7 +40,5 @@ def write_thought_strip(
         ax.text(0.5, -0.08, label, transform=ax.transAxes, ha="center", va="top", fontsize=7, wrap=True)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return True

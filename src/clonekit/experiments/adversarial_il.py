@@ -41,7 +41,7 @@ from clonekit.data import Dataset
 from clonekit.data.writer import DatasetWriter
 from clonekit.envs import get_env_family
 from clonekit.evaluation import rollout
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.common import check_policy_keys, report_tail, results_head
 from clonekit.experts.collect import collect
@@ -312,9 +312,7 @@ def _plot(results: dict[str, Any], path: Path) -> bool:
     )
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=5)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

@@ -30,7 +30,7 @@ from clonekit.data import Dataset, DatasetWriter
 from clonekit.envs import get_env_family
 from clonekit.envs.arm import ArmFamily, ArmTask
 from clonekit.evaluation import rollout
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.common import play_episodes, report_tail, results_head, torch_threads, train_offline_key
 from clonekit.experts.arm import ArmReachExpert
@@ -272,9 +272,7 @@ def _plot(results: dict[str, Any], source: Dataset, retargeted: Dataset, path: P
     right.set_title("source paths (wide) and retargeted end effector (dots)")
     right.grid(alpha=0.3)
     fig.suptitle(f"{results['experiment']} (seed {results['seed']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

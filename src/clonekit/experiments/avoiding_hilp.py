@@ -44,7 +44,7 @@ from clonekit.envs.avoiding import (
 )
 from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout
-from clonekit.evaluation.plots import _pyplot, plot_success_bars
+from clonekit.evaluation.plots import _pyplot, plot_success_bars, save_figure
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.common import report_tail, results_head, torch_threads
 from clonekit.experts.play import write_play_data
@@ -246,9 +246,7 @@ def plot_reach_paths(path: Path, panels: Mapping[str, ReachRollouts], tasks: lis
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

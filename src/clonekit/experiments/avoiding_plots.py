@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from clonekit.envs.avoiding import ARENA_X, FINISH_Y, NUM_MODES, OBSTACLE_RADIUS, OBSTACLES
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 
 
 def plot_avoiding_trajectories(
@@ -45,7 +45,5 @@ def plot_avoiding_trajectories(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True

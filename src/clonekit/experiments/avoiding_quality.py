@@ -43,7 +43,7 @@ from clonekit.envs import get_env_family
 from clonekit.envs.avoiding import ARENA_X, FINISH_Y, OBSTACLE_RADIUS, OBSTACLES
 from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.avoiding_pollution import AvoidingPollutionConfig, ground_truth, polluted_demonstrations
 from clonekit.experiments.common import (
@@ -324,9 +324,7 @@ def _plot(results: dict[str, Any], polluted: Dataset, found: ContinuousDetection
     bars.set_title("BC (GMM) on held-out starts")
     detector_panel(detectors, metrics, DETECTORS)
     fig.suptitle(f"{results['experiment']} (seed {results['seed']}{', quick' if results['quick'] else ''})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

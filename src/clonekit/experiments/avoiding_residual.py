@@ -29,7 +29,7 @@ from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.evaluation.plots import _pyplot, plot_success_bars
+from clonekit.evaluation.plots import _pyplot, plot_success_bars, save_figure
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.avoiding_modes import paths_dataset
 from clonekit.experiments.common import report_tail, results_head, torch_threads
@@ -269,9 +269,7 @@ def _plot_curve(curve: list[tuple[int, float]], path: Path) -> bool:
     ax.set_ylabel("success (training starts)")
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{NAME}: the residual while training")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
     return True
 
 

@@ -31,7 +31,7 @@ from clonekit.checkpoint import load_policy, load_run_config
 from clonekit.config import check
 from clonekit.envs import get_env_family
 from clonekit.errors import ConfigError
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.evaluation.thoughts import overthinking, thought_accuracy, thought_rollout
 from clonekit.experiments.babyai_thought import BabyAIThoughtConfig, _dataset, _ood_tasks, _test_tasks
@@ -276,9 +276,7 @@ def plot_tradeoff(results: dict[str, Any], path: Path) -> bool:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=6, loc="best")
     fig.suptitle(f"{NAME} (seed {results['seed']}): circles test, squares ood", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

@@ -34,7 +34,7 @@ from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.envs.maze import MazeEnv
 from clonekit.evaluation import rollout
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.common import report_tail, results_head
 from clonekit.experts.collect import collect
@@ -341,9 +341,7 @@ def _plot(results: dict[str, Any], path: Path) -> bool:
     )
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

@@ -30,7 +30,7 @@ import torch
 
 from clonekit.config import check
 from clonekit.envs.hidden_goal import HiddenGoalSpec, train_test_tasks
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.common import check_policy_keys, report_tail, results_head, torch_threads
 from clonekit.io import atomic_write_json, atomic_write_text
@@ -204,9 +204,7 @@ def plot_trials(results: dict[str, Any], path: Path, metric: str = "success") ->
     ax.set_xticks(x)
     ax.set_title(f"{results['experiment']}: {metric} on unseen tasks, 95% interval")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

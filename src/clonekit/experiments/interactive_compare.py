@@ -20,7 +20,7 @@ import torch
 from clonekit.checkpoint import load_policy
 from clonekit.data import Dataset, DatasetWriter
 from clonekit.errors import ConfigError
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.common import exact_metric, results_head
 from clonekit.interactive import InteractiveConfig, run_interactive
@@ -205,9 +205,7 @@ def plot_success_vs_labels(results: dict[str, Any], path: Path, ylabel: str) -> 
     ax.set_title(f"{results['experiment']} (seed {results['seed']}): success vs expert labels")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

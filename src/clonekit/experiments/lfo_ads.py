@@ -46,7 +46,7 @@ from clonekit.data import Dataset
 from clonekit.data.observation_only import write_observation_only
 from clonekit.envs import get_env_family
 from clonekit.evaluation import rollout
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.adversarial_il import adversarial_curve
 from clonekit.experiments.common import check_policy_keys, report_tail, results_head
@@ -349,9 +349,7 @@ def _plot(results: dict[str, Any], path: Path) -> bool:
         if axis.get_legend_handles_labels()[0]:  # bco alone draws no discount
             axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

@@ -44,7 +44,7 @@ from clonekit.envs import get_env_family
 from clonekit.envs.maze import ACTION_NAMES
 from clonekit.errors import DatasetError
 from clonekit.evaluation import split_tasks
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.evaluation.thoughts import thought_rollout
 from clonekit.experiments.common import collected_once, report_tail, results_head, torch_threads
@@ -331,9 +331,7 @@ def _plot(results: dict[str, Any], path: Path) -> bool:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{results['experiment']} (seed {results['seed']}): primed with cognitive thoughts vs plain moves")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

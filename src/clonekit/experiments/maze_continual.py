@@ -38,7 +38,7 @@ from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import N_RESAMPLES, format_metric, summarize
 from clonekit.experiments.common import collected_once, report_tail, results_head
 from clonekit.io import atomic_write_json, atomic_write_text
@@ -325,9 +325,7 @@ def _plot(results: dict[str, Any], path: Path) -> bool:
     ax.axhline(0, color="k", lw=0.8)
     ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{results['experiment']} (seed {results['seed']}): dotted = before the group's stage")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return True
 
 

@@ -38,7 +38,7 @@ from clonekit.envs import get_env_family
 from clonekit.envs.maze import AGENT, MOVES, WALL
 from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.common import collected_once, report_tail, results_head
 from clonekit.io import atomic_write_json, atomic_write_text
@@ -309,9 +309,7 @@ def _plot(results: dict[str, Any], path: Path) -> bool:
     right.legend(loc="lower left", fontsize=8)
     right.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{results['experiment']} (seed {results['seed']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from clonekit.envs.maze import MOVES, MazeTask, MazeVecEnv
-from clonekit.evaluation.plots import _pyplot, plot_success_bars
+from clonekit.evaluation.plots import _pyplot, plot_success_bars, save_figure
 from clonekit.experts.bfs import FIRST_ACTION_LABEL, GOAL_LABEL
 from clonekit.policies import Policy
 
@@ -84,8 +84,6 @@ def plot_maze_procedure(
         fontsize=9,
     )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "procedure.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "procedure.png")
     written.append("procedure.png")
     return written

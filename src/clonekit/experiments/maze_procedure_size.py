@@ -34,7 +34,7 @@ from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.envs.maze import MazeTask, bfs_from_goal
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.common import collected_once, report_tail, results_head
 from clonekit.experiments.maze_plots import plot_maze_procedure
@@ -259,9 +259,7 @@ def plot_sizes(path: Path, results: dict[str, Any], config: MazeProcedureSizeCon
     ax.set_title(f"{NAME}: trained on {config.train_size}x{config.train_size} mazes", fontsize=10)
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path.name]
 
 

@@ -46,7 +46,7 @@ from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.errors import ConfigError, DatasetError
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.common import exact_metric, report_tail, results_head
 from clonekit.experiments.quality_plots import errorbar
@@ -361,9 +361,7 @@ def _plot(results: dict[str, Any], path: Path) -> bool:
         ax.legend(fontsize=8)
     axes[0].set_ylabel("success (95% CI)")
     fig.suptitle(f"{results['experiment']} (seed {results['seed']}{', quick' if results['quick'] else ''})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

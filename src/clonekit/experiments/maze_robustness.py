@@ -36,7 +36,7 @@ from clonekit.envs import get_env_family
 from clonekit.envs.maze import AGENT, GOAL, MOVES, WALL, MazeTask, bfs_from_goal
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.evaluation.attacks import AttackConfig, attack_metrics, attacked_rollout, normalized_scale
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.common import collected_once, report_tail, results_head, torch_threads
 from clonekit.io import atomic_write_json, atomic_write_text
@@ -271,9 +271,7 @@ def _plot(out: Path, results: dict[str, Any]) -> list[str]:
     bars(right, [(0.0, "attack", "attack_success", "attack")])
     right.set_ylabel("steps whose action PGD changed (95% CI)")
     fig.suptitle(f"{NAME} (seed {results['seed']}): untargeted PGD, {results['config']['attack_steps']} steps")
-    fig.tight_layout()
-    fig.savefig(out / "robustness.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "robustness.png")
     return ["robustness.png"]
 
 

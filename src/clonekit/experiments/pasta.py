@@ -41,7 +41,7 @@ from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.errors import DatasetError
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.evaluation.plots import plot_success_bars
+from clonekit.evaluation.plots import _pyplot, plot_success_bars, save_figure
 from clonekit.evaluation.stats import format_metric
 from clonekit.experiments.avoiding_mixed import write_mixture
 from clonekit.experiments.common import (
@@ -298,12 +298,8 @@ def _datasets(out: Path, config: PastaExperimentConfig, seed: int) -> tuple[Data
 
 def _plot_pretraining(results: dict[str, Any], path: Path) -> bool:
     """Pretraining loss over steps (left) and test success per budget for both keys (right)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     losses = np.asarray(results["pretraining"]["train_losses"], dtype=np.float64)
@@ -326,9 +322,7 @@ def _plot_pretraining(results: dict[str, Any], path: Path) -> bool:
     right.set_title("fine-tuned on few expert episodes")
     right.legend()
     right.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

@@ -56,7 +56,7 @@ from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.common import check_policy_keys, report_tail, results_head, torch_threads
 from clonekit.experts.collect import collect
@@ -355,9 +355,7 @@ def _plot(results: dict[str, Any], config: PixelsDynamoConfig, encoder_dir: Path
     right.grid(alpha=0.3)
     right.legend()
     fig.suptitle(f"{results['experiment']} (seed {results['seed']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

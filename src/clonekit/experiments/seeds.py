@@ -31,6 +31,7 @@ import torch
 from clonekit import __version__
 from clonekit.distributed import init_ray, ordered_map
 from clonekit.errors import ConfigError
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import (
     format_metric,
     interquartile_mean,
@@ -209,13 +210,9 @@ def seeds_report(results: dict[str, Any], plots: list[str]) -> str:
 def plot_seeds(results: dict[str, Any], path: Path, metric: str = "success") -> bool:
     """Per policy and split (no per-task splits): each seed's ``metric`` as a dot, the mean as a bar with its
     interval; False without matplotlib or without the metric."""
-    try:
-        import matplotlib
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return False
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = [p for p, splits in results["metrics"].items() if any(metric in m for m in splits.values())]
     splits = [s for s in dict.fromkeys(s for p in names for s in results["metrics"][p]) if ":" not in s]
     if not names or not splits:
@@ -236,7 +233,5 @@ def plot_seeds(results: dict[str, Any], path: Path, metric: str = "success") -> 
     ax.set_ylabel(metric)
     ax.set_title(f"{results['experiment']}: {len(results['seeds'])} training seeds (dots), mean and 95% interval")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True

@@ -50,7 +50,7 @@ from clonekit.envs.terrain import (
     route_cost,
 )
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.rollout import RolloutWatcher
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.experiments.common import collected_once, report_tail, results_head
@@ -343,9 +343,7 @@ def plot_sizes(path: Path, results: dict[str, Any], config: TerrainProcedureConf
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="center right")
     fig.suptitle(f"{NAME}: trained on {config.train_size}x{config.train_size} terrain grids", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path.name]
 
 
@@ -412,9 +410,7 @@ def plot_search(
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path.name]
 
 

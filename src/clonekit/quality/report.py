@@ -275,7 +275,7 @@ def write_plots(dataset: Dataset, out: Path) -> list[str]:
     """Histograms of episode length and return, and a coverage map: per-channel occupancy for ``(C, H, W)``
     observations, a 2-D histogram of the first two dimensions for vectors. Returns the files written (none
     without matplotlib)."""
-    from clonekit.evaluation.plots import _pyplot
+    from clonekit.evaluation.plots import _pyplot, save_figure
 
     plt = _pyplot()
     if plt is None:
@@ -287,9 +287,7 @@ def write_plots(dataset: Dataset, out: Path) -> list[str]:
     axes[0].set_xlabel("episode length")
     axes[1].hist(facts.ret, bins=20)
     axes[1].set_xlabel("episode return")
-    fig.tight_layout()
-    fig.savefig(out / "histograms.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "histograms.png", dpi=100)
     written.append("histograms.png")
     obs = np.asarray(dataset.column("obs"))
     if obs.ndim == 4:
@@ -307,9 +305,7 @@ def write_plots(dataset: Dataset, out: Path) -> list[str]:
         ax.set_title("state coverage")
     else:
         return written
-    fig.tight_layout()
-    fig.savefig(out / "coverage.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "coverage.png", dpi=100)
     written.append("coverage.png")
     return written
 

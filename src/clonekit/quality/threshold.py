@@ -30,7 +30,7 @@ from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.errors import ConfigError
 from clonekit.evaluation import rollout, split_tasks
-from clonekit.evaluation.plots import _pyplot
+from clonekit.evaluation.plots import _pyplot, save_figure
 from clonekit.evaluation.stats import format_metric, rowwise_mean, stratified_bootstrap
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.quality.subset import write_subset
@@ -186,9 +186,7 @@ def _plot(results: dict[str, Any], path: Path) -> bool:
     ax.set_title(f"imitation threshold: {Path(results['data']).name}, {results['config']['policy']}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
