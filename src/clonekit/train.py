@@ -56,6 +56,11 @@ from clonekit.progress import progress_bar
 LR_SCHEDULES = ("constant", "cosine")
 
 
+def check_lr_schedule(value: str) -> None:
+    """A config's ``lr_schedule`` is one of :data:`LR_SCHEDULES` (else :class:`ConfigError` naming it)."""
+    check(value in LR_SCHEDULES, "lr_schedule", f"one of {list(LR_SCHEDULES)}", value)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings of the training loop (the policy's own settings live in its config).
@@ -124,7 +129,7 @@ class TrainConfig:
         check(self.steps >= 1, "steps", ">= 1", self.steps)
         check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
         check(self.lr > 0 and math.isfinite(self.lr), "lr", "a finite number > 0", self.lr)
-        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {list(LR_SCHEDULES)}", self.lr_schedule)
+        check_lr_schedule(self.lr_schedule)
         check(self.weight_decay >= 0, "weight_decay", ">= 0", self.weight_decay)
         check(self.grad_clip >= 0, "grad_clip", ">= 0", self.grad_clip)
         check(self.checkpoint_every >= 1, "checkpoint_every", ">= 1", self.checkpoint_every)

@@ -48,7 +48,7 @@ from clonekit.experiments.common import collected_once, report_tail
 from clonekit.experiments.interactive_compare import compare, plot_success_vs_labels, success_table
 from clonekit.io import atomic_write_text
 from clonekit.policies import Policy
-from clonekit.train import LR_SCHEDULES
+from clonekit.train import check_lr_schedule
 
 NAME = "continuous-interactive"
 ENV = "metaworld"
@@ -134,7 +134,7 @@ class ContinuousInteractiveConfig:
         check(0 <= self.subopt_noise <= 1, "subopt_noise", "in [0, 1]", self.subopt_noise)
         check(self.subopt_delay >= 0, "subopt_delay", ">= 0", self.subopt_delay)
         check(self.delay >= 0, "delay", ">= 0", self.delay)
-        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {list(LR_SCHEDULES)}", self.lr_schedule)
+        check_lr_schedule(self.lr_schedule)
 
 
 FULL = ContinuousInteractiveConfig()

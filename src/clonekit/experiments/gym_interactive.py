@@ -50,7 +50,7 @@ from clonekit.data import Dataset
 from clonekit.experiments.common import check_policy_keys, collected_once, report_tail
 from clonekit.experiments.continuous_interactive import compare_continuous
 from clonekit.experiments.interactive_compare import KEYS, success_table
-from clonekit.train import LR_SCHEDULES
+from clonekit.train import check_lr_schedule
 
 NAME = "gym-interactive"
 ENV = "gym"
@@ -140,7 +140,7 @@ class GymInteractiveConfig:
         check(0 <= self.subopt_noise <= 1, "subopt_noise", "in [0, 1]", self.subopt_noise)
         check(self.subopt_delay >= 0, "subopt_delay", ">= 0", self.subopt_delay)
         check(self.delay >= 0, "delay", ">= 0", self.delay)
-        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {list(LR_SCHEDULES)}", self.lr_schedule)
+        check_lr_schedule(self.lr_schedule)
         check_policy_keys(self.policies, KEYS)
 
 

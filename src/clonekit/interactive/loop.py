@@ -59,7 +59,7 @@ from clonekit.interactive.segments import SegmentWeights, segment_classes
 from clonekit.io import acknowledge_dataset, atomic_write_json, remove_stale_datasets
 from clonekit.policies import Policy
 from clonekit.seeding import derive_seed
-from clonekit.train import LR_SCHEDULES, TrainConfig, train
+from clonekit.train import TrainConfig, check_lr_schedule, train
 
 RUN_FILE = "run.json"
 RUN_FORMAT = "clonekit-interactive/2"  # /2: rounds play the tasks after the demonstrations' first
@@ -213,7 +213,7 @@ class InteractiveConfig:
         check(self.train_steps >= 1, "train_steps", ">= 1", self.train_steps)
         check(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
         check(self.lr > 0 and math.isfinite(self.lr), "lr", "a finite number > 0", self.lr)
-        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {list(LR_SCHEDULES)}", self.lr_schedule)
+        check_lr_schedule(self.lr_schedule)
         check(self.episodes_per_round >= 1, "episodes_per_round", ">= 1", self.episodes_per_round)
         steps = self.max_episode_steps
         check(steps is None or steps >= 1, "max_episode_steps", "null or >= 1", steps)
