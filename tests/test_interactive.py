@@ -450,3 +450,32 @@ def test_maze_interactive_compares_every_key_at_an_equal_label_budget(tmp_path: 
         assert [point["round"] for point in curve] == [0, 1], key
         assert curve[0]["expert_labels"] == demo_labels
     assert (tmp_path / "report.md").is_file() and (tmp_path / "success_vs_labels.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("demo_episodes", 0),
+        ("label_budget", 0),
+        ("rounds", 0),
+        ("episodes_per_round", 0),
+        ("dagger_episodes_per_round", 0),
+        ("train_steps", 0),
+        ("batch_size", 0),
+        ("lr", 0.0),
+        ("lr_schedule", "linear"),
+        ("subopt_noise", 1.5),
+        ("subopt_delay", -1),
+        ("delay", -1),
+    ],
+)
+def test_every_interactive_experiment_checks_the_settings_they_share(field: str, value: object) -> None:
+    from clonekit.experiments.continuous_interactive import ContinuousInteractiveConfig
+    from clonekit.experiments.gym_interactive import GymInteractiveConfig
+    from clonekit.experiments.maze_interactive import MazeInteractiveConfig
+
+    for config in (MazeInteractiveConfig, GymInteractiveConfig, ContinuousInteractiveConfig):
+        with pytest.raises(ConfigError, match=field) as err:
+            config(**{field: value})  # type: ignore[arg-type]
+        assert "\n" not in str(err.value)
+        config()  # the defaults pass

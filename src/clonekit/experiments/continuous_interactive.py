@@ -45,10 +45,14 @@ from clonekit.envs import get_env_family
 from clonekit.envs.metaworld import check_task_names
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.experiments.common import collected_once, report_tail
-from clonekit.experiments.interactive_compare import compare, plot_success_vs_labels, success_table
+from clonekit.experiments.interactive_compare import (
+    check_interactive_settings,
+    compare,
+    plot_success_vs_labels,
+    success_table,
+)
 from clonekit.io import atomic_write_text
 from clonekit.policies import Policy
-from clonekit.train import check_lr_schedule
 
 NAME = "continuous-interactive"
 ENV = "metaworld"
@@ -112,16 +116,9 @@ class ContinuousInteractiveConfig:
 
     def __post_init__(self) -> None:
         check_task_names([self.task])
-        for name in ("max_steps", "train_tasks", "test_tasks", "demo_episodes", "rounds", "train_steps"):
+        for name in ("max_steps", "train_tasks", "test_tasks", "round_max_steps"):
             check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
-        for name in (
-            "episodes_per_round",
-            "dagger_episodes_per_round",
-            "round_max_steps",
-            "batch_size",
-            "label_budget",
-        ):
-            check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
+        check_interactive_settings(self)
         check(
             self.demo_episodes <= self.train_tasks,
             "demo_episodes",
@@ -129,12 +126,7 @@ class ContinuousInteractiveConfig:
             self.demo_episodes,
         )
         check(self.threshold > 0, "threshold", "> 0", self.threshold)
-        check(self.lr > 0, "lr", "> 0", self.lr)
         check(all(h >= 1 for h in self.hidden_sizes), "hidden_sizes", "widths >= 1", self.hidden_sizes)
-        check(0 <= self.subopt_noise <= 1, "subopt_noise", "in [0, 1]", self.subopt_noise)
-        check(self.subopt_delay >= 0, "subopt_delay", ">= 0", self.subopt_delay)
-        check(self.delay >= 0, "delay", ">= 0", self.delay)
-        check_lr_schedule(self.lr_schedule)
 
 
 FULL = ContinuousInteractiveConfig()

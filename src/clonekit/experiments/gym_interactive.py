@@ -49,8 +49,7 @@ from clonekit.config import check
 from clonekit.data import Dataset
 from clonekit.experiments.common import check_policy_keys, collected_once, report_tail
 from clonekit.experiments.continuous_interactive import compare_continuous
-from clonekit.experiments.interactive_compare import KEYS, success_table
-from clonekit.train import check_lr_schedule
+from clonekit.experiments.interactive_compare import KEYS, check_interactive_settings, success_table
 
 NAME = "gym-interactive"
 ENV = "gym"
@@ -123,11 +122,9 @@ class GymInteractiveConfig:
     def __post_init__(self) -> None:
         check(bool(self.env_id), "env_id", "a gymnasium id", self.env_id)
         check(bool(self.expert), "expert", "an expert name or spec", self.expert)
-        for name in ("train_tasks", "test_tasks", "demo_episodes", "rounds", "train_steps", "batch_size"):
+        for name in ("train_tasks", "test_tasks", "round_max_steps", "dagger_max_steps"):
             check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
-        for name in ("episodes_per_round", "dagger_episodes_per_round", "round_max_steps", "dagger_max_steps"):
-            check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
-        check(self.label_budget >= 1, "label_budget", ">= 1", self.label_budget)
+        check_interactive_settings(self)
         check(
             self.demo_episodes <= self.train_tasks,
             "demo_episodes",
@@ -135,12 +132,7 @@ class GymInteractiveConfig:
             self.demo_episodes,
         )
         check(self.threshold > 0, "threshold", "> 0", self.threshold)
-        check(self.lr > 0, "lr", "> 0", self.lr)
         check(all(h >= 1 for h in self.hidden_sizes), "hidden_sizes", "widths >= 1", self.hidden_sizes)
-        check(0 <= self.subopt_noise <= 1, "subopt_noise", "in [0, 1]", self.subopt_noise)
-        check(self.subopt_delay >= 0, "subopt_delay", ">= 0", self.subopt_delay)
-        check(self.delay >= 0, "delay", ">= 0", self.delay)
-        check_lr_schedule(self.lr_schedule)
         check_policy_keys(self.policies, KEYS)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from clonekit.checkpoint import load_policy
+from clonekit.config import check
 from clonekit.data import Dataset, DatasetWriter
 from clonekit.errors import ConfigError
 from clonekit.evaluation.plots import _pyplot, save_figure
@@ -26,13 +27,39 @@ from clonekit.experiments.common import exact_metric, results_head
 from clonekit.interactive import InteractiveConfig, run_interactive
 from clonekit.io import atomic_write_json
 from clonekit.policies import Policy
-from clonekit.train import TrainConfig, train
+from clonekit.train import TrainConfig, check_lr_schedule, train
 
 SPLITS = ("test", "train")
 # Every policy key, in the order they run; an experiment config's optional ``policies`` field picks some.
 KEYS = ("bc", "dagger", "hg_dagger", "sirius", "sirius_uniform", "rlif", "hg_dagger_subopt", "rlif_subopt")
 # evaluate(policy, split) -> that split's metrics (``success`` among them).
 Evaluate = Callable[[Policy, str], dict[str, Any]]
+
+
+# Settings every interactive experiment config has, each a count >= 1.
+_COUNTS = (
+    "demo_episodes",
+    "label_budget",
+    "rounds",
+    "episodes_per_round",
+    "dagger_episodes_per_round",
+    "train_steps",
+    "batch_size",
+)
+
+
+def check_interactive_settings(config: Any) -> None:
+    """The checks of the settings every interactive experiment config shares: the counts ``demo_episodes``,
+    ``label_budget``, ``rounds``, ``episodes_per_round``, ``dagger_episodes_per_round``, ``train_steps`` and
+    ``batch_size`` >= 1, ``lr`` > 0, ``lr_schedule``, ``subopt_noise`` in [0, 1], and the delays ``subopt_delay``
+    and ``delay`` >= 0 (a :class:`~clonekit.errors.ConfigError` naming the first setting that fails)."""
+    for name in _COUNTS:
+        check(getattr(config, name) >= 1, name, ">= 1", getattr(config, name))
+    check(config.lr > 0, "lr", "> 0", config.lr)
+    check_lr_schedule(config.lr_schedule)
+    check(0 <= config.subopt_noise <= 1, "subopt_noise", "in [0, 1]", config.subopt_noise)
+    for name in ("subopt_delay", "delay"):
+        check(getattr(config, name) >= 0, name, ">= 0", getattr(config, name))
 
 
 def interactive_methods(config: Any) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -40,10 +40,16 @@ from clonekit.envs import get_env_family
 from clonekit.envs.maze import START_RULES
 from clonekit.evaluation import rollout, split_tasks
 from clonekit.experiments.common import check_policy_keys, collected_once, report_tail
-from clonekit.experiments.interactive_compare import KEYS, SPLITS, compare, plot_success_vs_labels, success_table
+from clonekit.experiments.interactive_compare import (
+    KEYS,
+    SPLITS,
+    check_interactive_settings,
+    compare,
+    plot_success_vs_labels,
+    success_table,
+)
 from clonekit.io import atomic_write_text
 from clonekit.policies import Policy
-from clonekit.train import check_lr_schedule
 
 NAME = "maze-interactive"
 FARTHEST_NAME = "maze-interactive-farthest"
@@ -112,18 +118,9 @@ class MazeInteractiveConfig:
     def __post_init__(self) -> None:
         check(self.maze_size >= 5, "maze_size", ">= 5", self.maze_size)
         check(self.start in START_RULES, "start", f"one of {list(START_RULES)}", self.start)
-        for name in ("train_mazes", "test_mazes", "demo_episodes", "rounds", "episodes_per_round", "train_steps"):
+        for name in ("train_mazes", "test_mazes", "max_episode_steps", "eval_episodes", "curve_episodes"):
             check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
-        for name in ("dagger_episodes_per_round", "max_episode_steps"):
-            check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
-        for name in ("batch_size", "eval_episodes", "curve_episodes"):
-            check(getattr(self, name) >= 1, name, ">= 1", getattr(self, name))
-        check(self.label_budget >= 1, "label_budget", ">= 1", self.label_budget)
-        check(self.lr > 0, "lr", "> 0", self.lr)
-        check(0 <= self.subopt_noise <= 1, "subopt_noise", "in [0, 1]", self.subopt_noise)
-        check(self.subopt_delay >= 0, "subopt_delay", ">= 0", self.subopt_delay)
-        check(self.delay >= 0, "delay", ">= 0", self.delay)
-        check_lr_schedule(self.lr_schedule)
+        check_interactive_settings(self)
         check_policy_keys(self.policies, KEYS)
 
 
