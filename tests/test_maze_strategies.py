@@ -351,10 +351,13 @@ def test_tiny_maze_strategies_experiment_writes_results(tmp_path: Path) -> None:
         for cell in splits.values():
             assert cell["success"]["n"] == 6 and cell["success"]["n_tasks"] == 3
             assert ("strategy_accuracy" in cell) == (key == "tc_strategy")
+            assert ("success_committed" in cell) == (key == "tc_strategy")
     assert results["metrics"]["tc_strategy"]["ood"]["strategy_accuracy"]["n"] == 6
     assert results["metrics"]["tc_strategy"]["ood"]["strategy_majority"]["n"] == 6
     assert abs(sum(results["teacher"]["train_choices"].values()) - 1) < 1e-9
-    assert (tmp_path / "report.md").read_text().startswith("# maze-strategies")
+    assert results["metrics"]["tc_strategy"]["ood"]["success_committed"]["n"] == 6
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith("# maze-strategies") and "(thought control `commit`): test " in report
     assert len(maze_strategies.success_table(results)) == 3
     for key, splits in results["metrics"].items():
         for cell in splits.values():

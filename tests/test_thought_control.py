@@ -134,6 +134,8 @@ def test_rerank_acts_on_one_of_its_candidates_and_changes_its_mind_less(
         ("rerank:0", "candidates: expected in [1, 64]"),
         ("rerank:4:1:2", "expected greedy, sticky"),
         ("patience:5:2", "changes: expected in [1, window=2]"),
+        ("commit:go:to", "expected greedy, sticky"),
+        ("commit:two words", "word: expected one word"),
     ],
 )
 def test_bad_spec_is_one_config_error_line(
@@ -176,6 +178,7 @@ def test_grouped_controls_play_as_each_control_alone(tiny_tc: tuple[ThoughtCloni
         ThoughtControl("rerank", candidates=3, penalty=0.5, seed=3),
         ThoughtControl("patience", changes=1, window=3),
         ThoughtControl("greedy"),
+        ThoughtControl("commit"),
     ]
     groups = [(control, split) for control in controls for split in (tasks, ood)]
     short = {"level": LEVEL, "max_steps": 12}  # episodes cut at 12 steps keep the test fast
@@ -192,3 +195,28 @@ def test_grouped_controls_play_as_each_control_alone(tiny_tc: tuple[ThoughtCloni
             assert cost["decoder_sequences_per_step"] == alone.cost()["decoder_sequences_per_step"]
     changes = [overthinking(together.thoughts[rows])["thought_changes_per_step"].mean() for rows in grouped.slices]
     assert changes[2] < changes[6], changes  # the settings did act differently (patience:1:3 holds thoughts)
+
+
+def _first_words(thoughts: list[list[str]]) -> list[list[str]]:
+    return [[t.split()[0] if t.split() else "" for t in episode] for episode in thoughts]
+
+
+def test_commit_holds_the_first_word_of_the_first_thought_and_commit_word_asks_for_one(
+    tiny_tc: tuple[ThoughtCloningPolicy, Dataset, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy, data, run = tiny_tc
+    plain = _first_words(_replay(policy, data)[1])
+    assert any(len(set(episode)) > 1 for episode in plain), plain  # greedy decoding does change its first word
+    controlled = ControlledThoughtPolicy(policy, parse_thought_control("commit"))
+    committed = _first_words(_replay(controlled, data)[1])
+    assert [episode[0] for episode in committed] == [episode[0] for episode in plain]  # the first step is free
+    assert all(len(set(episode)) == 1 for episode in committed), committed
+    assert 1.0 < controlled.cost()["decoder_sequences_per_step"] <= 2.0  # greedy, then the held word's thought
+    # Asked for a word the agent rarely starts with: every thought of every episode starts with it.
+    counts = {word: sum(e.count(word) for e in plain) for word in policy.tokenizer.words}
+    word = min(counts, key=lambda w: (counts[w], w))
+    asked = ControlledThoughtPolicy(policy, parse_thought_control(f"commit:{word}"))
+    assert all(set(episode) == {word} for episode in _first_words(_replay(asked, data)[1]))
+    assert asked.control.spec == f"commit:{word}"
+    code = main(["eval", str(run), "--episodes", "1", "--tasks", "1", "--thought-control", "commit:zzzz", "--quiet"])
+    assert_one_error_line(code, capsys.readouterr().err, "'zzzz' is not a word of the policy's thoughts")

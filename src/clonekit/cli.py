@@ -332,8 +332,9 @@ def evaluate(
     thought_control: Annotated[
         str | None,
         typer.Option(
-            help="thought_cloning: choose the thought acted on per step: greedy, sticky:MARGIN, rerank:K[:LAMBDA] "
-            "or patience:K[:M] (see clonekit.policies.thought_cloning.control); reports thought metrics and cost."
+            help="thought_cloning: choose the thought acted on per step: greedy, sticky:MARGIN, rerank:K[:LAMBDA], "
+            "patience:K[:M] or commit[:WORD] (see clonekit.policies.thought_cloning.control); reports thought "
+            "metrics and cost."
         ),
     ] = None,
     backend: Annotated[

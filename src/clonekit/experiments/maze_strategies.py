@@ -27,6 +27,9 @@ agent is following (:func:`~clonekit.experts.maze_strategies.thought_strategies`
 strategy's vocabulary), ``one_strategy`` whether it is 0, and ``success_one_strategy`` / ``success_switched``
 the success of those two groups of episodes; ``tc_strategy`` also gets the same read from the strategy it
 names (``named_switches``, ``one_named_strategy``, ``success_one_named_strategy``, ``success_named_switched``).
+``success_committed`` (``tc_strategy`` only): its success when it holds the name it generates at the first step
+as the first word of every later thought (thought control ``commit``,
+:mod:`clonekit.policies.thought_cloning.control`): the strategy chosen once per maze, then followed.
 With ``shared_vocabulary`` every expert narrates in one shared vocabulary ("go DIR", "check DIR", "go back
 DIR"), so only the names tell the strategies apart (and the vocabulary metrics are 0 by construction).
 Everything derives from ``--seed``; nothing is tuned on ``test`` or ``ood``.
@@ -53,6 +56,7 @@ from clonekit.experiments.common import collected_once, report_tail, results_hea
 from clonekit.experts.maze_strategies import CHOICES, STRATEGIES, strategy_switches, thought_strategies
 from clonekit.io import atomic_write_json, atomic_write_text
 from clonekit.policies import Policy
+from clonekit.policies.thought_cloning.control import ControlledThoughtPolicy, ThoughtControl
 from clonekit.train import TrainConfig, train
 
 NAME = "maze-strategies"
@@ -287,6 +291,9 @@ def _run(
                 choices = np.asarray(reference.gather(reference.episode_starts, ["strategy"])["strategy"])
                 majority = choices == int(np.argmax(shares))
                 cell["strategy_majority"] = summarize(majority, seed, groups=reference.episode_info("task_index"))
+                held = ControlledThoughtPolicy(policy, ThoughtControl("commit"))
+                committed = thought_rollout(held, family, tasks[split], config.eval_episodes, seed, env_kwargs).results
+                cell["success_committed"] = summarize(committed.success, seed, groups=committed.task_index)
                 first = chosen_strategies([t[0] if t else "" for t in episodes.thoughts])
                 chosen_in_rollouts[split] = {s or "none": first.count(s) / len(first) for s in sorted(set(first))}
             metrics[key][split] = cell
@@ -361,6 +368,13 @@ def _report(results: dict[str, Any], plots: list[str]) -> str:
         "",
         f"Teacher's choices on the training episodes: {results['teacher']['train_choices']}.",
         f"`tc_strategy`'s first-step choices in its rollouts: {results['tc_strategy_choices']}.",
+        "`tc_strategy` holding the name it generates at the first step (thought control `commit`): "
+        + ", ".join(
+            f"{split} {format_metric(cell['success_committed'])}"
+            for split, cell in m.get("tc_strategy", {}).items()
+            if "success_committed" in cell
+        )
+        + ".",
     ]
     lines += report_tail(results, plots)
     return "\n".join(lines)

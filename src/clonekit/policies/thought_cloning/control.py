@@ -14,6 +14,10 @@ step by a :class:`ThoughtControl`:
   Keeping the previous thought is always a candidate, so a high ``penalty`` holds thoughts as ``sticky`` does.
 * ``patience``: act on the greedy thought unless the thought already changed ``changes`` times within the
   last ``window`` steps; then hold the previous one (deliberation halted until the window clears).
+* ``commit``: keep the first word of the episode's first thought as the first word of every later thought,
+  the rest decoded after it (a strategy-conditioned agent that names its strategy first, as
+  ``maze-strategies``' ``tc_strategy``, then follows the strategy it chose at the start). ``commit:WORD``
+  starts every thought with ``WORD`` from the first step on, i.e. asks the agent for that strategy.
 
 The wrapper counts its cost: thought sequences run through the decoder (decoded word by word or scored)
 per env step, and wall time of ``act``. :class:`GroupedControlPolicy` plays several settings side by side in
@@ -38,7 +42,7 @@ from clonekit.policies.base import Policy
 from clonekit.policies.thought_cloning.policy import State, ThoughtCloningPolicy
 from clonekit.policies.thought_cloning.tokenizer import EOS, PAD, SPECIAL
 
-MODES = ("greedy", "sticky", "rerank", "patience")
+MODES = ("greedy", "sticky", "rerank", "patience", "commit")
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class ThoughtControl:
     """How a thought-cloning agent picks the thought it acts on (see the module docstring).
 
     Args:
-        mode: ``greedy`` (the policy's own behaviour), ``sticky``, ``rerank`` or ``patience``.
+        mode: ``greedy`` (the policy's own behaviour), ``sticky``, ``rerank``, ``patience`` or ``commit``.
         margin: ``sticky``: nats by which a new thought's log-probability must beat the held one's.
         candidates: ``rerank``: thoughts sampled from the decoder (K) besides the greedy and the previous one.
         penalty: ``rerank``: λ, nats subtracted per unit of change from the previous thought.
@@ -55,6 +59,8 @@ class ThoughtControl:
         changes: ``patience``: thought changes (k) within ``window`` steps after which the thought is held.
         window: ``patience``: the steps (m) over which changes are counted.
         seed: ``rerank``: seed of the sampling generator (reset by ``initial_state``).
+        word: ``commit``: the word every thought starts with from the first step ("": the agent's own first
+            word of the episode).
     """
 
     mode: str = "greedy"
@@ -65,6 +71,7 @@ class ThoughtControl:
     changes: int = 2
     window: int = 4
     seed: int = 0
+    word: str = ""
 
     def __post_init__(self) -> None:
         check(self.mode in MODES, "mode", f"one of {list(MODES)}", self.mode)
@@ -74,6 +81,8 @@ class ThoughtControl:
         check(self.revisit >= 1, "revisit", ">= 1 (a return costs at least a plain change)", self.revisit)
         check(1 <= self.window <= 64, "window", "in [1, 64]", self.window)
         check(1 <= self.changes <= self.window, "changes", f"in [1, window={self.window}]", self.changes)
+        check(not self.word or self.mode == "commit", "word", "only with mode 'commit'", self.word)
+        check(len(self.word.split()) <= 1 and self.word == self.word.strip(), "word", "one word", self.word)
 
     @property
     def spec(self) -> str:
@@ -84,26 +93,33 @@ class ThoughtControl:
             return f"rerank:{self.candidates}:{self.penalty:g}"
         if self.mode == "patience":
             return f"patience:{self.changes}:{self.window}"
+        if self.mode == "commit":
+            return f"commit:{self.word}" if self.word else "commit"
         return "greedy"
 
 
-SPEC_FORMS = "greedy, sticky[:MARGIN], rerank[:K[:LAMBDA]] or patience[:K[:M]]"
+SPEC_FORMS = "greedy, sticky[:MARGIN], rerank[:K[:LAMBDA]], patience[:K[:M]] or commit[:WORD]"
 
 
 def parse_thought_control(spec: str) -> ThoughtControl:
-    """``greedy``, ``sticky:MARGIN``, ``rerank:K[:LAMBDA]`` or ``patience:K[:M]`` (omitted values keep the
-    defaults of :class:`ThoughtControl`); anything else is a :class:`ConfigError` naming the spec."""
+    """``greedy``, ``sticky:MARGIN``, ``rerank:K[:LAMBDA]``, ``patience:K[:M]`` or ``commit[:WORD]`` (omitted
+    values keep the defaults of :class:`ThoughtControl`); anything else is a :class:`ConfigError` naming the
+    spec."""
     mode, *values = spec.strip().split(":")
     fields = {
         "greedy": (),
         "sticky": ("margin",),
         "rerank": ("candidates", "penalty"),
         "patience": ("changes", "window"),
+        "commit": ("word",),
     }
     if mode not in fields or len(values) > len(fields[mode]):
         raise ConfigError(f"--thought-control: expected {SPEC_FORMS}, got {spec!r}")
     kwargs: dict[str, Any] = {"mode": mode}
     for name, text in zip(fields[mode], values, strict=False):
+        if name == "word":
+            kwargs[name] = text
+            continue
         integer = name in ("candidates", "changes", "window")
         try:
             kwargs[name] = int(text) if integer else float(text)
@@ -143,6 +159,7 @@ class ControlledThoughtPolicy(Policy):
         self.policy = policy
         self.config = policy.config
         self.control = control or ThoughtControl()
+        self.word_id = _word_id(policy, self.control)
         self.generator = torch.Generator()
         self.reset_cost()
 
@@ -185,7 +202,7 @@ class ControlledThoughtPolicy(Policy):
         features, upper = self.policy.think(x, inner)
         greedy = self.policy.generate_thought(upper[0])
         thought, sequences = choose_thought(
-            self.policy, self.control, upper[0], greedy, previous, before, changed, self.generator
+            self.policy, self.control, upper[0], greedy, previous, before, changed, self.generator, self.word_id
         )
         logits, inner = self.policy.act_on_thought(features, upper, thought, inner)
         b = x.shape[0]
@@ -283,6 +300,7 @@ class GroupedControlPolicy(Policy):
                 before[rows],
                 changed[rows, -member.control.window :],
                 member.generator,
+                member.word_id,
             )
             chosen.append(thought)
             spent = time.perf_counter() - began
@@ -312,14 +330,24 @@ def choose_thought(
     before: Tensor,
     changed: Tensor,
     generator: torch.Generator,
+    word_id: int = -1,
 ) -> tuple[Tensor, int]:
     """The thought ``(B, L)`` to act on under ``control``, and the thought sequences per row it ran through the
     decoder (the greedy decoding included). ``upper_h`` ``(B, H)``: the thinker's memory; ``greedy``: its
     greedy thought; ``previous`` and ``before``: the thoughts acted on one and two steps ago; ``changed``
-    ``(B, control.window)``: whether the thought changed at each of the last steps, newest last."""
+    ``(B, control.window)``: whether the thought changed at each of the last steps, newest last; ``word_id``:
+    ``commit``'s word (-1: none given, the agent's own first word)."""
     b = greedy.shape[0]
     if control.mode == "greedy":
         return greedy, 1
+    if control.mode == "commit":
+        # Every thought after the first starts with the previous one's first word, so the first thought's
+        # first word is held all episode (a previous thought that began with no word holds nothing).
+        own = previous[:, 0]
+        first = torch.where(_has_thought(previous) & (own >= SPECIAL), own, torch.full_like(own, word_id))
+        if not bool((first >= 0).any()):
+            return greedy, 1
+        return policy.generate_thought(upper_h, first=first), 2
     if control.mode == "sticky":
         scores = thought_log_prob(policy, upper_h.repeat(2, 1), torch.cat([greedy, previous]))
         keep = _has_thought(previous) & (scores[:b] <= scores[b:] + control.margin)
@@ -380,6 +408,21 @@ def thought_log_prob(policy: ThoughtCloningPolicy, upper_h: Tensor, ids: Tensor)
     logits[:, last, EOS] = 0.0
     log_p = F.log_softmax(logits, -1).gather(2, ids[..., None])[..., 0]
     return torch.where(ids != PAD, log_p, 0.0).sum(1)
+
+
+def _word_id(policy: ThoughtCloningPolicy, control: ThoughtControl) -> int:
+    """The id of ``control.word`` in the policy's thought vocabulary (-1 without a word); a word the vocabulary
+    lacks is a :class:`ConfigError` listing the first words it has."""
+    if not control.word:
+        return -1
+    ids = policy.tokenizer.encode(control.word)
+    if int(ids[0]) < SPECIAL:
+        known = ", ".join(policy.tokenizer.words[:12])
+        raise ConfigError(
+            f"--thought-control {control.spec!r}: {control.word!r} is not a word of the policy's thoughts "
+            f"(its vocabulary, most frequent first: {known}{', ...' if len(policy.tokenizer.words) > 12 else ''})"
+        )
+    return int(ids[0])
 
 
 def _has_thought(ids: Tensor) -> Tensor:

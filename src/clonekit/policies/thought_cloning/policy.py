@@ -224,9 +224,13 @@ class ThoughtCloningPolicy(Policy):
         ids = torch.full((batch_size, self.config.max_thought_len), PAD, dtype=torch.long, device=device)
         return (zeros, zeros.clone(), zeros.clone(), zeros.clone(), ids)
 
-    def generate_thought(self, upper_h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def generate_thought(
+        self, upper_h: Tensor, generator: torch.Generator | None = None, first: Tensor | None = None
+    ) -> Tensor:
         """Greedy thought ids ``(B, L)`` from the thinker's memory ``(B, H)``; padding after the end id. With
-        ``generator``, each word is sampled from the decoder's distribution instead."""
+        ``generator``, each word is sampled from the decoder's distribution instead. ``first`` ``(B,)``: a word
+        id that starts the thought of each row where it is >= 0 (the rest decoded after it; e.g. a strategy's
+        name held through an episode), decoded freely where it is -1."""
         b, length = upper_h.shape[0], self.config.max_thought_len
         hidden = torch.tanh(self.decoder_init(upper_h))[None]
         word = torch.full((b,), EOS, dtype=torch.long, device=upper_h.device)
@@ -243,6 +247,8 @@ class ThoughtCloningPolicy(Policy):
                 word = logits.argmax(-1)
             else:
                 word = torch.multinomial(F.softmax(logits, -1), 1, generator=generator)[:, 0]
+            if i == 0 and first is not None and length > 1:
+                word = torch.where(first >= 0, first, word)
             ids.append(torch.where(ended, torch.full_like(word, PAD), word))
             ended = ended | (word == EOS)
         return torch.stack(ids, 1)
