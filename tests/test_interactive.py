@@ -467,6 +467,7 @@ def test_maze_interactive_compares_every_key_at_an_equal_label_budget(tmp_path: 
         ("subopt_noise", 1.5),
         ("subopt_delay", -1),
         ("delay", -1),
+        ("labels_per_round", 0),
     ],
 )
 def test_every_interactive_experiment_checks_the_settings_they_share(field: str, value: object) -> None:
@@ -479,3 +480,27 @@ def test_every_interactive_experiment_checks_the_settings_they_share(field: str,
             config(**{field: value})  # type: ignore[arg-type]
         assert "\n" not in str(err.value)
         config()  # the defaults pass
+
+
+def test_labels_per_round_spreads_the_budget_over_the_rounds(
+    tiny: Dataset, tmp_path: Path, one_torch_thread: None
+) -> None:
+    """Without a per-round cap DAgger spends its budget as its first round asks; with one, every round gets at
+    most its share, and the run (and the intervener's cap) resumes from the rounds it kept."""
+    settings = {"train_steps": 10, "episodes_per_round": 8, "label_budget": 40, **FAST}
+    free = run_interactive("dagger", tiny, tmp_path / "free", 2, 0, InteractiveConfig(**settings))  # type: ignore[arg-type]
+    assert free.rounds[0]["expert_labels"] > 4, free.rounds  # round 0 alone asks for more than a share
+    config = InteractiveConfig(labels_per_round=4, **settings)  # type: ignore[arg-type]
+    spread = run_interactive("dagger", tiny, tmp_path / "spread", 2, 0, config)
+    assert [r["expert_labels"] for r in spread.rounds] == [4, 4], spread.rounds
+    again = run_interactive("dagger", tiny, tmp_path / "spread", 3, 0, config)  # one more round, resumed
+    assert [r["expert_labels"] for r in again.rounds] == [4, 4, 4]
+    intervener = MazeIntervener(IntervenerConfig(label_budget=5))
+    intervener.round_limit = 3
+    assert intervener.labels_left == 3
+    intervener.labels_used = 4
+    assert intervener.labels_left == 0  # past the round's cap: nothing left, never negative
+    intervener.round_limit = None
+    assert intervener.labels_left == 1
+    with pytest.raises(ConfigError, match="labels_per_round"):
+        InteractiveConfig(labels_per_round=0)

@@ -72,6 +72,8 @@ class ContinuousInteractiveConfig:
         demo_episodes: Demonstrations every interactive method starts from.
         label_budget: Expert labels each interactive method may spend in its rounds; ``bc`` gets as many
             more demonstration steps.
+        labels_per_round: At most this many of them in one round, for every interactive method (None: a
+            method spends them as its rounds ask, possibly all in the first rounds).
         rounds: Interactive rounds per method.
         episodes_per_round: Episodes per round of the gated methods (HG-DAgger, Sirius, RLIF).
         dagger_episodes_per_round: Episodes per DAgger round (every visited state is a label).
@@ -98,6 +100,7 @@ class ContinuousInteractiveConfig:
     test_tasks: int = 50
     demo_episodes: int = 6
     label_budget: int = 800
+    labels_per_round: int | None = None
     rounds: int = 3
     episodes_per_round: int = 24
     dagger_episodes_per_round: int = 8

@@ -51,8 +51,9 @@ _COUNTS = (
 def check_interactive_settings(config: Any) -> None:
     """The checks of the settings every interactive experiment config shares: the counts ``demo_episodes``,
     ``label_budget``, ``rounds``, ``episodes_per_round``, ``dagger_episodes_per_round``, ``train_steps`` and
-    ``batch_size`` >= 1, ``lr`` > 0, ``lr_schedule``, ``subopt_noise`` in [0, 1], and the delays ``subopt_delay``
-    and ``delay`` >= 0 (a :class:`~clonekit.errors.ConfigError` naming the first setting that fails)."""
+    ``batch_size`` >= 1, ``lr`` > 0, ``lr_schedule``, ``subopt_noise`` in [0, 1], the delays ``subopt_delay``
+    and ``delay`` >= 0, and ``labels_per_round`` None or >= 1 (a :class:`~clonekit.errors.ConfigError` naming the
+    first setting that fails)."""
     for name in _COUNTS:
         check(getattr(config, name) >= 1, name, ">= 1", getattr(config, name))
     check(config.lr > 0, "lr", "> 0", config.lr)
@@ -60,6 +61,8 @@ def check_interactive_settings(config: Any) -> None:
     check(0 <= config.subopt_noise <= 1, "subopt_noise", "in [0, 1]", config.subopt_noise)
     for name in ("subopt_delay", "delay"):
         check(getattr(config, name) >= 0, name, ">= 0", getattr(config, name))
+    per_round = config.labels_per_round
+    check(per_round is None or per_round >= 1, "labels_per_round", "null or >= 1", per_round)
 
 
 def interactive_methods(config: Any) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -131,7 +134,8 @@ def compare(
     """Train ``bc`` and run every :func:`interactive_methods` key from ``pool`` into ``out``; the results dict.
 
     ``config`` is the experiment's config (``demo_episodes``, ``label_budget``, ``rounds``, ``train_steps``,
-    ``batch_size``, ``lr``, optionally ``lr_schedule`` (every training's, ``bc``'s too), and the fields
+    ``batch_size``, ``lr``, optionally ``lr_schedule`` (every training's, ``bc``'s too) and ``labels_per_round``
+    (every interactive method's), and the fields
     :func:`interactive_methods` reads); ``shared`` holds the
     :class:`InteractiveConfig` settings every method gets; ``bc_policy`` is the policy name and overrides of
     ``bc``; ``curve_evaluate`` (default ``evaluate``) evaluates every round's policy for the curve. Every stage
@@ -149,7 +153,7 @@ def compare(
 
     policy_name, overrides = bc_policy
     lr_schedule = getattr(config, "lr_schedule", "constant")
-    shared = {**shared, "lr_schedule": lr_schedule}
+    shared = {**shared, "lr_schedule": lr_schedule, "labels_per_round": getattr(config, "labels_per_round", None)}
     train_config = TrainConfig(
         steps=config.train_steps,
         batch_size=config.batch_size,

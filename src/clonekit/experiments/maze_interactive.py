@@ -69,6 +69,8 @@ class MazeInteractiveConfig:
         demo_episodes: Demonstrations every interactive method starts from.
         label_budget: Expert labels each interactive method may spend in its rounds; ``bc`` gets as many
             more demonstration steps.
+        labels_per_round: At most this many of them in one round, for every interactive method (None: a
+            method spends them as its rounds ask, possibly all in the first rounds).
         rounds: Interactive rounds per method.
         episodes_per_round: Episodes per round of the gated methods (HG-DAgger, Sirius), which spend labels
             only where the policy errs, so they need more episodes than DAgger to spend the same budget.
@@ -98,6 +100,7 @@ class MazeInteractiveConfig:
     test_mazes: int = 100
     demo_episodes: int = 50
     label_budget: int = 600
+    labels_per_round: int | None = None
     rounds: int = 4
     episodes_per_round: int = 150
     dagger_episodes_per_round: int = 60

@@ -40,10 +40,13 @@ from clonekit.envs.maze import AGENT, MOVES, NUM_ACTIONS, bfs_from_goal
 class Intervener(Protocol):
     """Watches a batch of episodes (one per env slot) and takes over or labels states.
 
-    ``labels_used`` counts every label given so far (across waves); the budget, if any, caps it.
+    ``labels_used`` counts every label given so far (across waves); the budget, if any, caps it, and so does
+    ``round_limit`` when set (the interactive loop sets it before each round from ``labels_per_round``: the
+    ``labels_used`` at which that round must stop; None: no cap).
     """
 
     labels_used: int
+    round_limit: int | None
 
     def reset(self, vec: Any, seed: int) -> None:
         """A new wave of episodes started in ``vec`` (one per slot); forget per-episode state."""
@@ -101,6 +104,9 @@ class SimulatedPerson:
 
     def __init__(self) -> None:
         self.labels_used = 0
+        # A cap on ``labels_used`` besides the budget: where the current round must stop (set by the
+        # interactive loop from ``labels_per_round``; None: no cap).
+        self.round_limit: int | None = None
         self._known: dict[bytes, Any] = {}  # observation -> label given: a state is labelled once
         self._rng = np.random.default_rng(0)
         self._alarm = np.zeros(0, dtype=np.int64)  # steps since the rule fired, -1 when it has not
@@ -108,9 +114,9 @@ class SimulatedPerson:
 
     @property
     def labels_left(self) -> int | None:
-        """Labels the budget still allows (None: no limit)."""
-        budget = self.config.label_budget
-        return None if budget is None else max(0, budget - self.labels_used)
+        """Labels the budget and the round's cap (:attr:`round_limit`) still allow (None: no limit)."""
+        caps = [cap for cap in (self.config.label_budget, self.round_limit) if cap is not None]
+        return max(0, min(caps) - self.labels_used) if caps else None
 
     def remember(self, obs: np.ndarray, labels: np.ndarray) -> None:
         """Labels ``(N, ...)`` already given for observations ``(N, ...)``: :meth:`label` reuses them for free."""

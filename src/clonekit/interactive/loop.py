@@ -161,6 +161,9 @@ class InteractiveConfig:
         expert_noise: Probability that the expert's action or label is a uniformly drawn wrong one (discrete
             actions); for continuous actions the standard deviation of Gaussian noise on them (at most 1).
         label_budget: Expert labels the rounds may use in all (None: no limit); the demonstrations are extra.
+        labels_per_round: Expert labels one round may use at most (None: no limit), e.g. ``label_budget /
+            rounds`` to spread the budget over the rounds: without it a method spends labels as its rounds ask
+            and may have spent all of them in the first rounds.
         weight_demo: Sirius weight of demonstration steps.
         weight_autonomous: Sirius weight of the policy's own steps.
         weight_intervention: Sirius weight of intervention steps.
@@ -194,6 +197,7 @@ class InteractiveConfig:
     delay: int = 0
     expert_noise: float = 0.0
     label_budget: int | None = None
+    labels_per_round: int | None = None
     weight_demo: float = 1.0
     weight_autonomous: float = 1.0
     weight_intervention: float = 2.0
@@ -219,6 +223,8 @@ class InteractiveConfig:
         check(steps is None or steps >= 1, "max_episode_steps", "null or >= 1", steps)
         check(0 <= self.beta <= 1, "beta", "in [0, 1]", self.beta)
         check(0 <= self.beta_decay <= 1, "beta_decay", "in [0, 1]", self.beta_decay)
+        per_round = self.labels_per_round
+        check(per_round is None or per_round >= 1, "labels_per_round", "null or >= 1", per_round)
         self.intervener_config()
         self.expert_intervener_config()
         self.segment_weights()
@@ -352,13 +358,16 @@ def run_interactive(
         ids = np.arange(first, first + config.episodes_per_round)
         beta = config.beta * config.beta_decay**i if method == "dagger" else None
         round_seed = derive_seed(seed, f"round:{i}")
+        used = sum(r["expert_labels"] for r in state["rounds"])
+        round_limit = None if config.labels_per_round is None else used + config.labels_per_round
         if player is not None:
-            used = sum(r["expert_labels"] for r in state["rounds"])
-            left = None if config.label_budget is None else max(0, config.label_budget - used)
+            caps = [cap for cap in (config.label_budget, round_limit) if cap is not None]
+            left = max(0, min(caps) - used) if caps else None
             to_play = RoundToPlay(i, policy, family, tasks, ids, round_seed, env_kwargs, config.max_episode_steps, left)
             play = player.play(to_play)
         else:
             assert intervener is not None  # made above whenever no player plays the rounds
+            intervener.round_limit = round_limit
             play = play_round(
                 policy, family, tasks, ids, round_seed, intervener, beta, env_kwargs, config.max_episode_steps
             )
