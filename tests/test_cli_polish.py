@@ -75,3 +75,22 @@ def test_eval_shows_progress_on_stderr_and_quiet_turns_it_off(
     code, out, err = _run(capsys, *args, "--quiet")
     assert code == 0, err
     assert err == "" and "success" in out
+
+
+def test_collect_and_train_show_progress_on_stderr_and_quiet_turns_it_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    collect = ("collect", "maze", "--expert", "bfs", "--episodes", 3, "--tasks", 3)
+    code, out, err = _run(capsys, *collect, "--out", data)
+    assert code == 0, err
+    assert "collect" in err and "3/3" in err
+    code, out, err = _run(capsys, *collect, "--out", tmp_path / "quiet", "--quiet")
+    assert code == 0 and err == "", err
+    train_args = ("train", "bc", "--data", data, "--steps", 3, "--batch-size", 4)
+    code, out, err = _run(capsys, *train_args, "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "train bc" in err and "3/3" in err and "trained bc for 3 steps" in out
+    code, out, err = _run(capsys, *train_args, "--out", tmp_path / "run_quiet", "--quiet")
+    assert code == 0 and err == "", err
+    assert "trained bc for 3 steps" in out

@@ -241,3 +241,24 @@ def test_dagger_lowers_the_action_error_on_its_own_states_on_metaworld_reach(
     # Measured (run seeds 0, 1, 3): bc 0.39-0.53, dagger 0.11-0.21 of bc's error; with wrong labels (expert_noise
     # 1.0, Gaussian) dagger keeps 0.82-0.95 of it.
     assert dagger <= 0.4 * bc, (bc, dagger)
+
+
+def test_play_stops_at_the_step_that_spends_the_last_label() -> None:
+    """Once the budget is spent nobody can step in, so no step after the last label is played or kept: steps
+    nobody watched never count as approved."""
+    family = get_env_family("avoiding")
+    tasks = [AvoidingTask((x, 0.0)) for x in (-0.05, 0.0, 0.03, 0.08)]
+    config = ExpertIntervenerConfig(threshold=0.5, label_budget=5)
+    intervener = ExpertIntervener(make_expert("avoiding", "paths"), BOX, config)
+    play = play_round(Constant([0.0, 1.0]), family, tasks, np.arange(4), 0, intervener, None, {}, 40)
+    episodes = [episode for episode, _ in play.episodes]
+    flags = np.zeros((len(episodes), 40), dtype=bool)
+    for row, episode in enumerate(episodes):
+        flags[row, : len(episode["intervention"])] = episode["intervention"]
+    assert play.expert_labels == flags.sum() == 5
+    last = int(np.flatnonzero(flags.any(0)).max())  # the step that spent the fifth label
+    assert max(len(episode["action"]) for episode in episodes) == last + 1
+    for episode in episodes:  # every episode ends there (or earlier, by itself), cut short as truncated
+        assert episode["terminated"][-1] or episode["truncated"][-1]
+    unlimited, _ = avoiding_round(None)
+    assert max(len(episode["action"]) for episode in unlimited) > last + 1  # without the budget, play went on

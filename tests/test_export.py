@@ -19,7 +19,7 @@ from clonekit.checkpoint import load_policy
 from clonekit.cli import main
 from clonekit.data import Dataset
 from clonekit.errors import ExportError
-from clonekit.export import export_onnx, export_policy_onnx
+from clonekit.export import OnnxRuntimePolicy, export_onnx, export_policy_onnx, onnx_model_bytes
 from clonekit.policies import POLICIES, Policy, build_policy
 from clonekit.policies.bc import BCPolicy
 from clonekit.train import TrainConfig, policy_config_for, train
@@ -200,3 +200,21 @@ def test_onnxruntime_backend_plays_the_same_episodes(
         assert code == 0 and '"success"' in capsys.readouterr().out
         code = main(["eval", str(runs[name]), "--episodes", "4", "--backend", "tensorrt"])
         assert_one_error_line(code, capsys.readouterr().err, "--backend", "onnxruntime", "tensorrt")
+
+
+@pytest.mark.parametrize(
+    ("name", "config"),
+    [
+        ("thought_cloning", {"obs_shape": [7, 7, 3], "num_actions": 7, "thought_vocab": ["go", "to"]}),
+        ("recurrent_bc", {"obs_shape": [7, 7, 3], "num_actions": 7}),
+        ("bc", {"obs_shape": [3, 5, 5], "num_actions": 4, "frame_stack": 2}),
+    ],
+)
+def test_policies_with_a_memory_are_refused_by_the_onnxruntime_backend(name: str, config: dict[str, object]) -> None:
+    policy = build_policy(name, config)
+    with pytest.raises(ExportError, match=f"policy '{name}' keeps a state between steps") as raised:
+        OnnxRuntimePolicy(policy)
+    assert "\n" not in str(raised.value)
+    if name == "bc":  # a frame stack is state the graph would not hold: no ONNX model at all
+        with pytest.raises(ExportError, match="cannot be exported to ONNX: it defines no export_module"):
+            onnx_model_bytes(policy)

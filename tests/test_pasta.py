@@ -77,7 +77,12 @@ def test_pretrained_trunk_loads_bit_for_bit_and_finetunes(
     # Fine-tuning through the training loop starts from those weights; the checkpoint no longer needs them.
     run = tmp_path / "run"
     trained = train("transformer_bc", avoiding_data, run, _train_config(3), {**COMPONENT, "pretrained": str(directory)})
-    loaded = load_policy(run)
+    hidden = directory.with_name(directory.name + "_moved")
+    directory.rename(hidden)  # the pretraining directory is gone while the run loads
+    try:
+        loaded = load_policy(run)
+    finally:
+        hidden.rename(directory)
     frames = torch.from_numpy(np.array(avoiding_data.column("obs")[:12])).view(3, 4, 2)
     for a, b in zip(_actions(trained, frames), _actions(loaded, frames), strict=True):
         assert a.shape == (4, 2)

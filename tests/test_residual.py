@@ -3,7 +3,9 @@ precision task, the run saves/loads and resumes exactly, and a base that is not 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from clonekit.checkpoint import MODEL_FILE, RUN_FORMAT, load_policy, load_tensors, save_policy
+from clonekit.checkpoint import MODEL_FILE, RUN_FORMAT, atomic_save_tensors, load_policy, load_tensors, save_policy
 from clonekit.cli import main
 from clonekit.config import config_to_json
 from clonekit.envs import ENVS
+from clonekit.errors import CheckpointError
 from clonekit.evaluation import rollout
 from clonekit.policies.bc import BCConfig, BCPolicy
 from clonekit.policies.continuous_bc import ContinuousBCConfig, ContinuousBCPolicy
+from clonekit.policies.residual import ResidualPolicy
 from clonekit.rl.agent import new_actor
 from clonekit.rl.residual import ResidualRLConfig, ResidualVecEnv, residual_policy, train_residual, zero_last_layer
 from tests.conftest import assert_one_error_line
@@ -223,3 +227,95 @@ def test_the_precision_avoiding_variant_gates_the_finish_and_drifts() -> None:
         assert reward.tolist() == expected and terminated.all(), kwargs
     plain = AvoidingVecEnv(tasks)
     assert plain.finish_gate is None and plain.drift == 0.0  # the defaults: today's env
+
+
+# The README's claims for a residual run RUN2: `load_policy(RUN2)` needs no base run (the base's weights are copied
+# into RUN2), and `residual.json` records the base's path and the SHA-256 of its weights file, which a resume checks.
+TINY = {"total_steps": 4 * 128, "num_envs": 4, "num_steps": 32, "checkpoint_every": 256}
+
+
+def _rewrite_base_weights(base: Path, change: dict[str, float], seed: int = 0) -> None:
+    """Rewrite ``base``'s weights file with noise of standard deviation ``change[name]`` added to those tensors."""
+    tensors = load_tensors(base / MODEL_FILE)
+    generator = torch.Generator().manual_seed(seed)
+    for name, std in change.items():
+        tensors[name] = tensors[name] + std * torch.randn(tensors[name].shape, generator=generator)
+    atomic_save_tensors(tensors, base / MODEL_FILE)
+
+
+def _play(policy: Any, obs: torch.Tensor, steps: int = 4) -> torch.Tensor:
+    """``policy``'s actions on ``obs`` for ``steps`` consecutive steps (a chunked base plays its queue), stacked."""
+    state, actions = policy.initial_state(len(obs)), []
+    with torch.no_grad():
+        for _ in range(steps):
+            action, state = policy.act({"obs": obs}, state)
+            actions.append(action)
+    return torch.stack(actions)
+
+
+def test_a_finished_residual_run_loads_and_acts_identically_without_its_base_run(
+    line_env: None, tmp_path: Path
+) -> None:
+    base = _constant_base(tmp_path / "base")
+    # Observation-dependent base weights, so a base missing from RUN2 (or rebuilt from scratch) would act otherwise.
+    _rewrite_base_weights(base, {"encoder.net.0.weight": 1.0, "encoder.net.0.bias": 0.5, "head.linear.weight": 0.5})
+    base_sha = hashlib.sha256((base / MODEL_FILE).read_bytes()).hexdigest()
+    run = tmp_path / "residual"
+    trained = train_residual(_config(base, **(TINY | {"total_steps": 128})), run, show_progress=False)
+    recorded = json.loads((run / "residual.json").read_text())
+    assert recorded["base"] == str(base) and recorded["base_sha256"] == base_sha
+    obs = torch.tensor([[0.05, 0.0], [0.2, 0.5], [0.4, 0.9], [-0.3, 0.2]])
+    before = _play(load_policy(run), obs)
+    assert torch.equal(before, _play(trained, obs))
+    assert not torch.equal(before, _play(load_policy(base), obs))  # the residual moved the base's actions
+    shutil.rmtree(base)
+    assert not base.exists()
+    loaded = load_policy(run)
+    assert isinstance(loaded, ResidualPolicy)
+    assert torch.equal(_play(loaded, obs), before)
+
+
+def test_resuming_a_residual_run_whose_base_weights_changed_is_refused_with_one_error_line(
+    line_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = _constant_base(tmp_path / "base")
+    original = (base / MODEL_FILE).read_bytes()
+    config = _config(base, **TINY)
+    run = tmp_path / "residual"
+
+    def stop(env_steps: int, actor: Any) -> None:
+        if env_steps == 3 * 128:  # after the checkpoint at 256
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train_residual(config, run, show_progress=False, on_update=stop)
+    provenance = (run / "residual.json").read_text()
+    started_sha = hashlib.sha256(original).hexdigest()
+    assert json.loads(provenance)["base_sha256"] == started_sha
+
+    _rewrite_base_weights(base, {"head.linear.bias": 0.01})  # one tensor of the base moved a little
+    changed_sha = hashlib.sha256((base / MODEL_FILE).read_bytes()).hexdigest()
+    assert changed_sha != started_sha
+    with pytest.raises(CheckpointError) as refused:
+        train_residual(config, run, resume=True, show_progress=False)
+    message = str(refused.value)
+    assert "\n" not in message
+    for needle in ("residual.json", str(base), started_sha, changed_sha):
+        assert needle in message, (needle, message)
+    assert (run / "residual.json").read_text() == provenance  # the refusal leaves the run as it was
+    assert not (run / MODEL_FILE).exists()
+
+    settings = ["scale=0.5", "hidden_sizes=[32, 32]", "init_log_std=-0.5", "lr=0.003", "num_minibatches=2"]
+    settings += [f"{key}={value}" for key, value in TINY.items() if key != "total_steps"]
+    capsys.readouterr()
+    code = main(
+        ["finetune", "residual", "--base", str(base), "--env", "line", "--steps", str(TINY["total_steps"])]
+        + ["--out", str(run), "--resume", "--quiet"]
+        + [arg for setting in settings for arg in ("--set", setting)]
+    )
+    assert_one_error_line(code, capsys.readouterr().err, "residual.json", started_sha, changed_sha)
+    assert (run / "residual.json").read_text() == provenance
+
+    (base / MODEL_FILE).write_bytes(original)  # the base as the run started from it: the resume goes through
+    train_residual(config, run, resume=True, show_progress=False)
+    assert isinstance(load_policy(run), ResidualPolicy)

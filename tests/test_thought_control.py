@@ -220,3 +220,11 @@ def test_commit_holds_the_first_word_of_the_first_thought_and_commit_word_asks_f
     assert asked.control.spec == f"commit:{word}"
     code = main(["eval", str(run), "--episodes", "1", "--tasks", "1", "--thought-control", "commit:zzzz", "--quiet"])
     assert_one_error_line(code, capsys.readouterr().err, "'zzzz' is not a word of the policy's thoughts")
+
+
+def test_cli_eval_refuses_the_onnxruntime_backend_for_thought_cloning_in_one_line(
+    tiny_tc: tuple[ThoughtCloningPolicy, Dataset, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, _, run = tiny_tc
+    code = main(["eval", str(run), "--episodes", "1", "--tasks", "1", "--backend", "onnxruntime", "--quiet"])
+    assert_one_error_line(code, capsys.readouterr().err, "keeps a state between steps", "torch backend")
