@@ -38,11 +38,12 @@ def test_style_bc_plays_the_asked_path(avoiding_data: Dataset, style_run: tuple[
     policy, _ = style_run
     assert policy.config.num_styles == NUM_MODES  # filled in from the style stream
     assert classifier_check(avoiding_data) == 1.0  # the path classifier returns what the expert wrote
-    tasks = split_tasks(avoiding_data.env, "train", 0, 8)
+    tasks = split_tasks(avoiding_data.env, "test", 0, 8)  # 8 start states it was not shown
     rollouts = evaluate_styles(policy, tasks, seed=0)  # each of the 8 start states asked for each of 8 paths
     agreement = style_agreement(rollouts.shown, rollouts.asked, 0, groups=rollouts.task_index)
     assert agreement["n"] == 64 and agreement["n_tasks"] == 8
-    # Measured 0.91 (58/64); a policy that ignores the request agrees on 0.08 (continuous_bc, same steps).
+    # Measured 0.86 (0.91 on its training starts); a policy that ignores the request agrees on 0.08
+    # (continuous_bc, same steps).
     assert agreement["mean"] >= 0.75, agreement
 
 
