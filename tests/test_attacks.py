@@ -137,7 +137,19 @@ def test_adversarial_training_lowers_attack_success(
     obs = _observations(maze_data)
     attack = AttackConfig("pgd", 0.3, steps=5)
     plain_rate, robust_rate = _goal_rate(bc_policy, obs, attack), _goal_rate(robust, obs, attack)
+    # Share of actions the untargeted PGD changes, measured over training seeds 0-11: plain 0.78-0.90, adversarially
+    # trained 0.05-0.12 (seed 0: 0.85 and 0.08).
     assert robust_rate <= plain_rate - 0.2, (plain_rate, robust_rate)
+    # ... at no clean cost (README, maze-robustness: "at no clean-success cost"): the clean actions agree with the
+    # expert's on all 811 training steps as often, within 0.05. Measured over seeds 0-11: plain 0.91-0.95,
+    # adversarial 0.92-0.95, adversarial minus plain -0.028 to +0.026 (seed 0: 0.924 and 0.936). Rollout success
+    # is too noisy at this size to compare (20 episodes on the 5 training mazes: differences -0.2 to +0.25).
+    all_obs = torch.from_numpy(np.array(maze_data.column("obs")))  # a writable copy
+    expert = torch.from_numpy(np.array(maze_data.column("action")))
+    with torch.inference_mode():
+        plain_actions, robust_actions = bc_policy.act({"obs": all_obs})[0], robust.act({"obs": all_obs})[0]
+    plain_agree, robust_agree = (float((a == expert).float().mean()) for a in (plain_actions, robust_actions))
+    assert robust_agree >= plain_agree - 0.05, (plain_agree, robust_agree)
 
 
 def test_attacked_rollout_plays_the_clean_episodes(bc_policy: Policy, maze_data: Dataset) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -18,7 +19,7 @@ from clonekit.cli import main
 from clonekit.data import Dataset
 from clonekit.errors import ConfigError
 from clonekit.experiments.avoiding_mode import FULL, QUICK, AvoidingModeConfig
-from clonekit.export import export_policy_onnx
+from clonekit.export import export_policy_onnx, onnx_model_bytes
 from clonekit.nn.flops import inference_macs_per_action
 from clonekit.nn.mode import MoDEHead
 from clonekit.policies import build_policy
@@ -142,3 +143,61 @@ def test_config_errors_are_one_line(avoiding_data: Dataset, tmp_path: Path, caps
     for setting, needle in (("mode_top_k=3", "mode_top_k"), ("mode_balance_weight=-1", "mode_balance_weight")):
         code = main([*base, "--steps", "1", "--set", 'head="mode"', "--set", setting])
         assert_one_error_line(code, capsys.readouterr().err, needle)
+
+
+def _graph_tensors(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Every constant tensor of the graph by name: the initializers and the values of ``Constant`` nodes."""
+    tensors = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.TENSOR:
+                    tensors[node.output[0]] = onnx.numpy_helper.to_array(attribute.t)
+    return tensors
+
+
+def _names_holding(tensors: dict[str, np.ndarray], weight: torch.Tensor) -> list[str]:
+    """The names of the graph tensors equal to ``weight`` (or to its transpose, as a MatMul would hold it)."""
+    reference = weight.detach().numpy()
+    candidates = [reference, reference.T] if reference.ndim == 2 else [reference]
+    return [
+        name
+        for name, array in tensors.items()
+        if any(array.shape == c.shape and np.allclose(array, c, rtol=0, atol=1e-7) for c in candidates)
+    ]
+
+
+def test_onnx_graph_has_no_router_and_only_the_cached_experts() -> None:
+    # 2 layers of 3 experts, top-1, 2 denoising steps (a smaller graph than SMALL's: this export takes ~2.5 s).
+    overrides = {**SMALL, "mode_layers": 2, "mode_top_k": 1, "diffusion_steps": 2}
+    torch.manual_seed(0)
+    policy = build_policy("continuous_bc", {"obs_shape": [3], "action_shape": [2], **overrides}).eval()
+    head = policy.head
+    assert isinstance(head, MoDEHead)
+    routing = head.cached_routing()
+    uses = {(layer, e): 0 for layer in range(2) for e in range(3)}
+    for step in routing:
+        for layer, (chosen, _) in enumerate(step):
+            for e in chosen:
+                uses[layer, e] += 1
+    # With torch seed 0 layer 0 runs expert 2 at both steps and layer 1 experts 0 then 1, so the check below
+    # sees a reused expert, a step-dependent choice and three experts that no step runs.
+    assert uses == {(0, 0): 0, (0, 1): 0, (0, 2): 2, (1, 0): 1, (1, 1): 1, (1, 2): 0}, uses
+
+    model = onnx.load_from_string(onnx_model_bytes(policy))
+    tensors = _graph_tensors(model)
+    # The router by name: no initializer, node or node input is named after it.
+    names = [*tensors, *(n.name for n in model.graph.node), *(i for n in model.graph.node for i in n.input)]
+    assert not [name for name in names if "router" in name.lower()]
+    # The router by value: none of its weights is a tensor of the graph, under any name.
+    for name, weight in head.routers.named_parameters():
+        assert not _names_holding(tensors, weight), f"router weight {name} is in the ONNX graph"
+    # The experts: exactly the cached ones are in the graph, each run (consumed by a Gemm/MatMul node) once
+    # per denoising step that chose it: 2 steps x 2 layers x top-1 = 4 expert runs in all.
+    for (layer, e), count in uses.items():
+        expert = head.experts[layer][e]  # type: ignore[index]
+        for linear in (m for m in expert.modules() if isinstance(m, torch.nn.Linear)):
+            held = _names_holding(tensors, linear.weight)
+            assert len(held) == (count > 0), f"expert {layer}.{e}: {held}, chosen {count} times"
+            consumers = [n for n in model.graph.node if held and held[0] in n.input]
+            assert len(consumers) == count, f"expert {layer}.{e} runs {len(consumers)} times, chosen {count} times"
