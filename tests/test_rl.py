@@ -212,3 +212,67 @@ def test_demo_rl_tiny_smoke(tmp_path: Path) -> None:
     # a rerun reads the finished runs back
     again = demo_rl.run(tmp_path, 0, True, show_progress=False, log=lambda *_: None, config=config)
     assert again["metrics"] == results["metrics"]
+
+
+class _FirstPolicy(Exception):
+    pass
+
+
+def _first_actor(config: PPOConfig, out: Path, factories: list[Any] | None = None) -> dict[str, torch.Tensor]:
+    """The actor's state PPO starts from: taken by ``on_update``'s call before the first update, which then stops
+    the run (no env step is taken)."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def stop_at_start(env_steps: int, actor: Actor) -> None:
+        assert env_steps == 0
+        seen.update({k: v.detach().clone() for k, v in actor.state_dict().items()})
+        raise _FirstPolicy
+
+    with pytest.raises(_FirstPolicy):
+        train_ppo(config, out, show_progress=False, env_factories=factories, on_update=stop_at_start)
+    return seen
+
+
+def test_init_from_prior_starts_the_actor_from_the_priors_weights(tmp_path: Path) -> None:
+    torch.manual_seed(123)  # priors unlike anything PPO's own seeded initialization draws
+    prior = BCPolicy(BCConfig((4,), 2, hidden_sizes=(8, 8), normalize_obs="per_feature"))
+    cprior = ContinuousBCPolicy(
+        ContinuousBCConfig((1,), (1,), head="mse", hidden_sizes=(8,), normalize_obs="per_feature")
+    )
+    with torch.no_grad():  # fitted-looking statistics and bounds: the buffers must come along too
+        prior.normalizer.mean.copy_(torch.tensor([0.1, -0.2, 0.3, -0.4]))
+        prior.normalizer.std.copy_(torch.tensor([0.5, 2.0, 0.25, 3.0]))
+        cprior.normalizer.std.fill_(0.5)
+        cprior.action_low.fill_(-2.0)
+        cprior.action_high.fill_(2.0)
+    cases = [
+        (replace(CARTPOLE, hidden_sizes=(8, 8)), None, _save_prior(prior, "bc", tmp_path / "prior"), prior),
+        (
+            replace(REACH, hidden_sizes=(8,)),
+            [ReachTarget] * 8,
+            _save_prior(cprior, "continuous_bc", tmp_path / "cprior"),
+            cprior,
+        ),
+    ]
+    for i, (base, factories, prior_dir, policy) in enumerate(cases):
+        expected = load_tensors(prior_dir / MODEL_FILE)  # what the prior run holds on disk
+        assert expected.keys() == policy.state_dict().keys()
+        config = replace(base, total_steps=base.batch_size, prior=str(prior_dir))
+        started = _first_actor(replace(config, init_from_prior=True), tmp_path / f"init_{i}", factories)
+        assert started.keys() == expected.keys()
+        assert all(torch.equal(started[k], expected[k]) for k in expected), [
+            k for k in expected if not torch.equal(started[k], expected[k])
+        ]
+        # Without it (same widths, the prior only pulling): PPO's own orthogonal initialization, no weight shared.
+        fresh = _first_actor(replace(config, init_from_prior=False), tmp_path / f"fresh_{i}", factories)
+        weights = {k for k in expected if k.endswith(("weight", "bias")) and "normalizer" not in k}
+        assert len(weights) >= 4 and weights == {k for k in fresh if k.endswith(("weight", "bias"))}
+        assert not any(torch.equal(fresh[k], expected[k]) for k in weights if k.endswith("weight"))
+        assert not torch.equal(fresh["normalizer.std"], expected["normalizer.std"])
+    # A finished run's actor keeps the prior's architecture and normalization (its config is the prior's).
+    train_ppo(
+        replace(cases[0][0], total_steps=256, prior=str(cases[0][2]), init_from_prior=True),
+        tmp_path / "run",
+        show_progress=False,
+    )
+    assert load_policy(tmp_path / "run").config == prior.config
