@@ -3,7 +3,8 @@
 For each seed, :func:`clonekit.experiments.maze_recovery.way_back_accuracy` at the test's size (6 training mazes
 of 11x11, 16 splices a maze, BC 300 steps): how often BC on the demonstrations alone and BC on demonstrations +
 recovery splices pick the expert's move at the states on its way back after a held-out push that no
-demonstration visited. ``--resume-after none`` is the control: splices cut at the first mistake instead of after
+demonstration visited, and BC with as many more labels spent on ordinary demonstrations (``bc_more``).
+``--resume-after none`` is the control: splices cut at the first mistake instead of after
 the whole push. Prints one line a seed and the margin's minimum and mean.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/maze_recovery_way_back.py --seeds 0-9 [--resume-after none]``.
@@ -41,18 +42,21 @@ def main() -> None:
             return splice(*a, **{**kw, "resume_after": None})
 
         maze_recovery.recovery_episodes = at_first_mistake  # type: ignore[assignment]
-    margins = []
+    margins, more = [], []
     with torch_threads(1):
         for seed in range(first, last + 1):
             with tempfile.TemporaryDirectory() as out:
-                acc = maze_recovery.way_back_accuracy(Path(out), SIZE, seed)
+                acc = maze_recovery.way_back_accuracy(Path(out), SIZE, seed, keys=maze_recovery.POLICIES)
             margins.append(acc["bc_recovery"] - acc["bc_clean"])
+            more.append(acc["bc_recovery"] - acc["bc_more"])
             print(
                 f"seed {seed}: {acc['states']} states, clean {acc['bc_clean']:.3f}, recovery "
-                f"{acc['bc_recovery']:.3f}, margin {margins[-1]:+.3f}",
+                f"{acc['bc_recovery']:.3f}, more {acc['bc_more']:.3f}, margin {margins[-1]:+.3f} over clean, "
+                f"{more[-1]:+.3f} over more",
                 flush=True,
             )
-    print(f"margin: min {min(margins):+.3f}, mean {np.mean(margins):+.3f}")
+    print(f"margin over clean: min {min(margins):+.3f}, mean {np.mean(margins):+.3f}")
+    print(f"margin over more: min {min(more):+.3f}, mean {np.mean(more):+.3f}")
 
 
 if __name__ == "__main__":

@@ -292,16 +292,20 @@ def _train(
 
 
 def way_back_accuracy(
-    out: Path, config: MazeRecoveryConfig, seed: int, pushes_per_maze: int = 16, show_progress: bool = False
+    out: Path,
+    config: MazeRecoveryConfig,
+    seed: int,
+    pushes_per_maze: int = 16,
+    show_progress: bool = False,
+    keys: tuple[str, ...] = ("bc_clean", "bc_recovery"),
 ) -> dict[str, Any]:
-    """The recovery claim at the step level: how often ``bc_clean`` and ``bc_recovery`` pick the expert's move on
-    its way back after a push, at the states no demonstration visited.
+    """The recovery claim at the step level: how often the policies ``keys`` (of :data:`POLICIES`) pick the
+    expert's move on its way back after a push, at the states no demonstration visited.
 
     Plays ``pushes_per_maze`` held-out pushed expert rollouts on each training maze (the experiment's push
     protocol, another seed than the splices'); the states after each push's last step that are not among the
     demonstrations' observations are the probe, the expert's recorded moves its labels. Trains (or reuses, from
-    ``out/runs``) both policies as :func:`run` does. Returns ``{"states": N, "bc_clean": acc, "bc_recovery":
-    acc}``."""
+    ``out/runs``) the policies as :func:`run` does. Returns ``{"states": N, KEY: acc, ...}``."""
     data = datasets(out, config, seed)
     clean = data["bc_clean"][0]
     env_kwargs = dict(clean.env["kwargs"])
@@ -323,7 +327,7 @@ def way_back_accuracy(
                 obs.append(o)
                 labels.append(a)
     result: dict[str, Any] = {"states": len(labels)}
-    for key in ("bc_clean", "bc_recovery"):
+    for key in keys:
         policy = _train(out, config, seed, key, data, show_progress)
         policy.eval()
         if not labels:
