@@ -66,6 +66,12 @@ class Intervener(Protocol):
         ...
 
 
+def labels_left(used: int, *caps: int | None) -> int | None:
+    """Labels still allowed after ``used`` under the caps on the total that are set (None: no limit)."""
+    limits = [cap for cap in caps if cap is not None]
+    return max(0, min(limits) - used) if limits else None
+
+
 @dataclass(frozen=True)
 class IntervenerConfig:
     """Quality of a simulated maze intervener (see the module docstring for the rules).
@@ -115,8 +121,7 @@ class SimulatedPerson:
     @property
     def labels_left(self) -> int | None:
         """Labels the budget and the round's cap (:attr:`round_limit`) still allow (None: no limit)."""
-        caps = [cap for cap in (self.config.label_budget, self.round_limit) if cap is not None]
-        return max(0, min(caps) - self.labels_used) if caps else None
+        return labels_left(self.labels_used, self.config.label_budget, self.round_limit)
 
     def remember(self, obs: np.ndarray, labels: np.ndarray) -> None:
         """Labels ``(N, ...)`` already given for observations ``(N, ...)``: :meth:`label` reuses them for free."""

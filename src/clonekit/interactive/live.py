@@ -35,6 +35,7 @@ import torch
 from clonekit.data import Dataset, DatasetWriter, array_stream
 from clonekit.errors import ConfigError
 from clonekit.interactive.browse import draw, encode_png
+from clonekit.interactive.interveners import labels_left
 from clonekit.io import atomic_write_json
 from clonekit.seeding import derive_seed
 
@@ -196,7 +197,7 @@ class LiveSession:
     @property
     def labels_left(self) -> int | None:
         """Steps the person may still take (None: no limit)."""
-        return None if self.label_budget is None else max(0, self.label_budget - self.labels_used)
+        return labels_left(self.labels_used, self.label_budget)
 
     # -- playing ---------------------------------------------------------------------------------------------
     def _start_episode(self) -> None:

@@ -53,7 +53,7 @@ from clonekit.evaluation import split_tasks
 from clonekit.experts import make_expert
 from clonekit.interactive.episodes import Episode, RoundPlay, play_round
 from clonekit.interactive.expert_intervener import ExpertIntervener, ExpertIntervenerConfig
-from clonekit.interactive.interveners import Intervener, IntervenerConfig, MazeIntervener
+from clonekit.interactive.interveners import Intervener, IntervenerConfig, MazeIntervener, labels_left
 from clonekit.interactive.rlif import CriticConfig, discrete_actions, rlif_weights
 from clonekit.interactive.segments import SegmentWeights, segment_classes
 from clonekit.io import acknowledge_dataset, atomic_write_json, remove_stale_datasets
@@ -361,8 +361,7 @@ def run_interactive(
         used = sum(r["expert_labels"] for r in state["rounds"])
         round_limit = None if config.labels_per_round is None else used + config.labels_per_round
         if player is not None:
-            caps = [cap for cap in (config.label_budget, round_limit) if cap is not None]
-            left = max(0, min(caps) - used) if caps else None
+            left = labels_left(used, config.label_budget, round_limit)
             to_play = RoundToPlay(i, policy, family, tasks, ids, round_seed, env_kwargs, config.max_episode_steps, left)
             play = player.play(to_play)
         else:
