@@ -31,7 +31,7 @@ from clonekit.train import TrainConfig, train
 from tests.test_avoiding_experiment import TINY as AVOIDING
 
 TINY = MazeProcedureConfig(
-    train_sizes=(2, 3), episodes_per_maze=3, test_mazes=4, eval_episodes=8, bc_steps=10, pc_steps=10, batch_size=16
+    train_sizes=(2,), episodes_per_maze=3, test_mazes=4, eval_episodes=8, bc_steps=10, pc_steps=10, batch_size=16
 )
 
 
