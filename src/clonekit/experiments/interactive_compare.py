@@ -67,14 +67,13 @@ def check_interactive_settings(config: Any) -> None:
 
 def interactive_methods(config: Any) -> dict[str, tuple[str, dict[str, Any]]]:
     """Policy key -> (method, :class:`InteractiveConfig` settings besides the shared ones), from an experiment
-    config with ``beta``, ``beta_decay``, ``dagger_episodes_per_round``, ``subopt_noise`` and ``subopt_delay``,
-    and optionally ``dagger_max_steps`` (DAgger's own episode cut, in place of the shared one) and ``delay``
-    (the reaction delay of the intervener of ``hg_dagger``, ``sirius``, ``sirius_uniform`` and ``rlif``;
-    default 0).
+    config with ``beta``, ``beta_decay``, ``dagger_episodes_per_round``, ``subopt_noise``, ``subopt_delay`` and
+    ``delay`` (the reaction delay of the intervener of ``hg_dagger``, ``sirius``, ``sirius_uniform`` and
+    ``rlif``), and optionally ``dagger_max_steps`` (DAgger's own episode cut, in place of the shared one).
 
     ``sirius_uniform`` is Sirius's rounds with every weight 1; ``*_subopt`` plays with the suboptimal
     intervener (``expert_noise = subopt_noise``, ``delay = subopt_delay``)."""
-    late = {"delay": getattr(config, "delay", 0)}
+    late = {"delay": config.delay}
     uniform = {**late, "weight_intervention": 1.0, "weight_pre_intervention": 1.0}
     subopt = {"expert_noise": config.subopt_noise, "delay": config.subopt_delay}
     dagger = {
@@ -133,10 +132,9 @@ def compare(
 ) -> dict[str, Any]:
     """Train ``bc`` and run every :func:`interactive_methods` key from ``pool`` into ``out``; the results dict.
 
-    ``config`` is the experiment's config (``demo_episodes``, ``label_budget``, ``rounds``, ``train_steps``,
-    ``batch_size``, ``lr``, optionally ``lr_schedule`` (every training's, ``bc``'s too) and ``labels_per_round``
-    (every interactive method's), and the fields
-    :func:`interactive_methods` reads); ``shared`` holds the
+    ``config`` is the experiment's config (the settings :func:`check_interactive_settings` checks, among them
+    ``lr_schedule``, every training's, ``bc``'s too, and ``labels_per_round``, every interactive method's; and
+    the fields :func:`interactive_methods` reads); ``shared`` holds the
     :class:`InteractiveConfig` settings every method gets; ``bc_policy`` is the policy name and overrides of
     ``bc``; ``curve_evaluate`` (default ``evaluate``) evaluates every round's policy for the curve. Every stage
     resumes (``OUT/runs/KEY``). An optional ``config.policies`` (keys among ``KEYS``) runs only those keys."""
@@ -152,13 +150,12 @@ def compare(
         return {split: {"success": evaluate(policy, split)["success"], "expert_labels": count} for split in SPLITS}
 
     policy_name, overrides = bc_policy
-    lr_schedule = getattr(config, "lr_schedule", "constant")
-    shared = {**shared, "lr_schedule": lr_schedule, "labels_per_round": getattr(config, "labels_per_round", None)}
+    shared = {**shared, "lr_schedule": config.lr_schedule, "labels_per_round": config.labels_per_round}
     train_config = TrainConfig(
         steps=config.train_steps,
         batch_size=config.batch_size,
         lr=config.lr,
-        lr_schedule=lr_schedule,
+        lr_schedule=config.lr_schedule,
         seed=seed,
         tensorboard=False,
         val_fraction=0.0,
