@@ -13,8 +13,9 @@ from clonekit.data import Dataset
 from clonekit.envs import get_env_family
 from clonekit.envs.maze import AGENT, MazeEnv, MazeVecEnv, bfs_from_goal, farthest_cell, generate_maze, sample_tasks
 from clonekit.errors import ConfigError
-from clonekit.evaluation import split_tasks
+from clonekit.evaluation import episodes_to_play, rollout, split_tasks
 from clonekit.experiments import maze_interactive
+from clonekit.policies.bc import BCConfig, BCPolicy
 
 
 def test_farthest_start_is_the_cell_farthest_from_the_goal_on_every_reset() -> None:
@@ -38,6 +39,17 @@ def test_the_gymnasium_env_takes_the_start_rule() -> None:
     assert first[AGENT][farthest_cell(generate_maze(3, size=9))] == 1
     with pytest.raises(ConfigError, match="start"):
         MazeEnv(start="far")
+
+
+def test_a_deterministic_policy_plays_each_maze_once_with_farthest_starts() -> None:
+    """With ``start="farthest"`` a maze fixes its whole episode, so repeating an argmax policy on it would copy one
+    outcome (and count it as several); with random start cells every asked episode is played."""
+    family, tasks = get_env_family("maze"), sample_tasks(0, "test", 4, size=7)
+    policy = BCPolicy(BCConfig(obs_shape=(3, 7, 7), num_actions=4))
+    farthest = {"size": 7, "start": "farthest"}
+    assert episodes_to_play(policy, family, tasks, 12, farthest) == 4
+    assert len(rollout(policy, family, tasks, 12, 0, farthest).success) == 4
+    assert len(rollout(policy, family, tasks, 12, 0, {"size": 7}).success) == 12
 
 
 def test_an_unknown_start_rule_is_one_clear_error() -> None:

@@ -453,7 +453,7 @@ def _evaluate_thoughts(
         policy = controlled = ControlledThoughtPolicy(policy, control)
     family = get_env_family(env.get("id", ""))
     task_list = split_tasks(env, split, seed, tasks)
-    total = episodes_to_play(policy, family, task_list, episodes)
+    total = episodes_to_play(policy, family, task_list, episodes, env.get("kwargs", {}))
     with progress_bar(f"eval {split}", total=total, enabled=show_progress) as advance:
         played = thought_rollout(
             policy,

@@ -26,7 +26,8 @@ class EnvFamily(Protocol):
 
     Optional attribute ``deterministic_tasks`` (bool, default False): True when a task alone fixes its
     episode (reset's seed is unused and the dynamics have no noise), so evaluation plays a deterministic
-    policy once per task (see :func:`clonekit.evaluation.rollout.episodes_to_play`).
+    policy once per task (see :func:`clonekit.evaluation.rollout.episodes_to_play`). A family whose answer
+    depends on its options has the optional ``tasks_fix_episodes(**kwargs) -> bool`` instead.
 
     Optional hooks (see :class:`clonekit.envs.gym.GymFamily`): ``with_id(id, kwargs)`` lets ``FAMILY:ID`` name
     one env of the family; ``resolve_kwargs(kwargs)`` returns the full options the env block records;
@@ -66,8 +67,12 @@ class MazeFamily:
 
     name = "maze"
     KWARGS = ("size", "loop_fraction", "max_steps", "canvas", "start", *pixels.MAZE_OPTIONS)
-    deterministic_tasks = False  # the start cell is drawn from the episode's seed
     action_names = maze.ACTION_NAMES  # shown on the live page's controls
+
+    def tasks_fix_episodes(self, **kwargs: Any) -> bool:
+        """Whether a maze alone fixes its episodes with these options: with ``start="farthest"`` (moves have no
+        noise); with random start cells (the default) the episode's seed draws the start."""
+        return kwargs.get("start", "random") == "farthest"
 
     def _check(self, kwargs: dict[str, Any]) -> None:
         unknown = set(kwargs) - set(self.KWARGS)

@@ -93,7 +93,7 @@ def evaluate_run(
     family = get_env_family(env_block["id"])
     num_tasks = default_num_tasks(family, episodes, 25) if num_tasks is None else num_tasks
     tasks = split_tasks(env_block, split, seed, num_tasks)
-    episodes = episodes_to_play(policy, family, tasks, episodes)
+    episodes = episodes_to_play(policy, family, tasks, episodes, env_block.get("kwargs", {}))
     with progress_bar(f"eval {split}", total=episodes, enabled=show_progress) as advance:
         if ray:
             init_ray(ray_address, workers)

@@ -450,7 +450,7 @@ def evaluate_attack_run(
     tasks = split_tasks(
         env_block, split, seed, default_num_tasks(family, episodes, 25) if num_tasks is None else num_tasks
     )
-    total = episodes_to_play(policy, family, tasks, episodes)
+    total = episodes_to_play(policy, family, tasks, episodes, env_block.get("kwargs", {}))
     with progress_bar(f"eval {split} under {attack.method}", total=total, enabled=show_progress) as advance:
         return attacked_rollout(
             policy,

@@ -109,7 +109,7 @@ def rollout(
     """
     env_kwargs = env_kwargs or {}
     if episode_inputs is None:
-        episodes = episodes_to_play(policy, family, tasks, episodes)
+        episodes = episodes_to_play(policy, family, tasks, episodes, env_kwargs)
     else:
         for name, values in episode_inputs.items():
             if len(values) < episodes:
@@ -162,13 +162,26 @@ def rollout(
     return EpisodeResults.concatenate(parts)
 
 
-def episodes_to_play(policy: Any, family: Any, tasks: list[Any], episodes: int) -> int:
+def episodes_to_play(
+    policy: Any, family: Any, tasks: list[Any], episodes: int, env_kwargs: Mapping[str, Any] | None = None
+) -> int:
     """How many of ``episodes`` are distinct outcomes: ``min(episodes, len(tasks))`` when the policy acts
-    deterministically (its ``deterministic`` property) and the family's tasks fix their episodes (its
-    ``deterministic_tasks`` attribute: reset's seed is unused and the dynamics have no noise); else all."""
-    if getattr(policy, "deterministic", False) and getattr(family, "deterministic_tasks", False):
+    deterministically (its ``deterministic`` property) and the family's tasks fix their episodes with the env
+    options ``env_kwargs`` (see :func:`tasks_fix_episodes`: reset's seed is unused and the dynamics have no
+    noise); else all."""
+    if getattr(policy, "deterministic", False) and tasks_fix_episodes(family, env_kwargs or {}):
         return min(episodes, len(tasks))
     return episodes
+
+
+def tasks_fix_episodes(family: Any, env_kwargs: Mapping[str, Any]) -> bool:
+    """Whether a task of ``family`` with the env options ``env_kwargs`` alone fixes its episode: the family's
+    optional ``tasks_fix_episodes(**env_kwargs)`` when it has one (the answer depends on its options, e.g. a
+    maze's start rule), else its ``deterministic_tasks`` attribute (default False)."""
+    decide = getattr(family, "tasks_fix_episodes", None)
+    if decide is not None:
+        return bool(decide(**env_kwargs))
+    return bool(getattr(family, "deterministic_tasks", False))
 
 
 def step_success(vec: Any, terminated: np.ndarray, reward: np.ndarray) -> np.ndarray:
