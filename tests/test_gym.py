@@ -22,6 +22,7 @@ from clonekit.envs import env_block_for_eval, resolve_env
 from clonekit.envs.gym import GymFamily, GymTask
 from clonekit.errors import ConfigError
 from clonekit.evaluation import split_tasks
+from tests.conftest import assert_one_error_line
 from tests.foreign_data import write_cartpole_minari
 
 WALK_SOURCE = '''
@@ -75,6 +76,22 @@ class WalkBroken(Walk1D):
         return super().step(action)
 
 
+class WalkShifted(Walk1D):
+    """The same walk with actions Discrete(2, start=-1): -1 left, 0 right."""
+
+    def __init__(self, size=10):
+        super().__init__(size)
+        self.action_space = gym.spaces.Discrete(2, start=-1)
+
+    def step(self, action):
+        assert self.action_space.contains(np.int64(action)), action
+        return super().step(int(action) + 1)
+
+
+def shifted_oracle(obs):
+    return (obs[:, 1] > obs[:, 0]).astype(np.int64) - 1
+
+
 def oracle(obs):
     """Batched: step towards the goal."""
     return (obs[:, 1] > obs[:, 0]).astype(np.int64)
@@ -95,6 +112,7 @@ class Predictor:
 gym.register("Walk1D-v0", entry_point=Walk1D, max_episode_steps=30)
 gym.register("WalkDict-v0", entry_point=WalkDict, max_episode_steps=30)
 gym.register("WalkBroken-v0", entry_point=WalkBroken, max_episode_steps=30)
+gym.register("WalkShifted-v0", entry_point=WalkShifted, max_episode_steps=30)
 '''
 WALK_ID = "walk1d:Walk1D-v0"
 MLP = ["--set", 'encoder="mlp"', "--set", 'normalize_obs="per_feature"', "--set", "hidden_sizes=[32]"]
@@ -296,6 +314,25 @@ def test_minari_cartpole_run_evaluates_on_the_gymnasium_env(
     assert json.loads(out.strip().splitlines()[-1])["metrics"]["return"]["mean"] >= 160
     code, _, err = _run(capsys, "eval", run, "--episodes", 8, "--split", "train")
     assert code == 2 and "no training tasks" in err
+
+
+def test_discrete_actions_not_starting_at_0_are_one_line_errors(
+    walk_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Discrete(n, start != 0): the expert's actions are recorded as the env takes them, but the discrete policies
+    act in 0..n-1, so training on them and RL on the env are refused in one line (not a traceback or wrong moves)."""
+    data = tmp_path / "data"
+    code, _, err = _run(
+        capsys, "collect", "gym:walk1d:WalkShifted-v0", "--expert", "py:walk1d:shifted_oracle", "--episodes", 2,
+        "--out", data, "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    code, _, err = _run(capsys, "train", "bc", "--data", data, "--out", tmp_path / "run", "--steps", 5, *MLP)
+    assert_one_error_line(code, err, str(data / "meta.json"), "spaces.action", "Discrete(2, start=-1)", "0..n-1")
+    code, _, err = _run(
+        capsys, "rl", "ppo", "--env", "gym:walk1d:WalkShifted-v0", "--steps", 64, "--out", tmp_path / "ppo"
+    )
+    assert_one_error_line(code, err, "action space", "Discrete(2, start=-1)", "0..n-1")
 
 
 def test_bad_gym_options_are_one_line_errors(walk_path: Path) -> None:

@@ -44,8 +44,9 @@ from clonekit.checkpoint import (
 )
 from clonekit.config import check, config_from_json, config_to_json
 from clonekit.data import Dataset
+from clonekit.data.spaces import space_from_json
 from clonekit.data.windows import EpisodeSubset, StepWeights, sample_batch
-from clonekit.errors import CheckpointError, ConfigError
+from clonekit.errors import CheckpointError, ConfigError, DatasetError
 from clonekit.evaluation.attacks import AttackConfig, adversarial_batch
 from clonekit.holdout import ValidationLoss, holdout_split
 from clonekit.io import atomic_write_json, atomic_write_text
@@ -156,7 +157,15 @@ def policy_config_for(name: str, dataset: Dataset, overrides: dict[str, Any] | N
     """
     config_cls, policy_cls = policy_classes(name)
     config: dict[str, Any] = {"obs_shape": list(dataset.streams["obs"].shape)}
-    config.update(action_fields(name, config_cls, dataset.spaces.get("action", {}), fitting_policies(POLICIES)))
+    action_space = dataset.spaces.get("action", {})
+    start = action_space.get("start", 0) if action_space.get("type") == "Discrete" else 0
+    if start != 0:
+        raise DatasetError(
+            f"{dataset.path / 'meta.json'}: spaces.action: expected a Discrete space starting at 0 (the discrete "
+            f"policies act in 0..n-1), found {space_from_json(action_space)}; record them as 0..n-1 (action - start) "
+            "instead, e.g. with a gymnasium ActionWrapper"
+        )
+    config.update(action_fields(name, config_cls, action_space, fitting_policies(POLICIES)))
     if "goal" in policy_cls.required_streams and "goal" in dataset.streams:
         config["goal_shape"] = list(dataset.streams["goal"].shape)
     config.update(policy_cls.config_from_data(dataset))

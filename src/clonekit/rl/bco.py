@@ -198,7 +198,7 @@ class _Explorer:
         space, n = self.action_space, len(obs)
         if isinstance(space, gymnasium.spaces.Discrete):
             if self.policy is None:
-                return (int(space.start) + self.rng.integers(int(space.n), size=n)).astype(np.int64)
+                return self.rng.integers(int(space.n), size=n).astype(np.int64)  # start 0 (VectorEnv checks it)
             with torch.no_grad():
                 inputs = {"obs": torch.from_numpy(obs)}
                 if self.config.explore == "greedy":

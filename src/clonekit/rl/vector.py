@@ -54,6 +54,11 @@ class VectorEnv:
         self.action_space = self.envs.single_action_space
         if not isinstance(self.action_space, gymnasium.spaces.Discrete | gymnasium.spaces.Box):
             raise ConfigError(f"env: action space: expected Discrete or Box, found {self.action_space}")
+        if isinstance(self.action_space, gymnasium.spaces.Discrete) and int(self.action_space.start) != 0:
+            raise ConfigError(
+                f"env: action space: expected a Discrete space starting at 0 (the discrete policies act in 0..n-1), "
+                f"found {self.action_space}; wrap the env so its actions are 0..n-1 (a gymnasium ActionWrapper)"
+            )
 
     def _convert(self, obs: Any, batch: int) -> np.ndarray:
         return flatten_obs(obs, self.raw_observation_space, self.obs_keys, batch)
