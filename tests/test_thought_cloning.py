@@ -4,6 +4,7 @@ contracts (as test_policies.py), a learning test, pre-crime halting and the over
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -233,16 +234,37 @@ def test_resume_reproduces_the_uninterrupted_weights(name: str, babyai_data: Dat
         assert torch.equal(whole[key], cut[key]), key
 
 
-def test_thought_cloning_learns_the_bots_thoughts_and_actions(babyai_data: Dataset, tmp_path: Path) -> None:
-    config = TrainConfig(steps=400, batch_size=8, lr=3e-3, seed=0, checkpoint_every=1000, tensorboard=False)
+def test_thought_cloning_learns_the_bots_thoughts_and_generates_them_on_held_out_seeds(tmp_path: Path) -> None:
+    """The learning test of thought cloning, and the README's headline babyai-thought claim at this size: TC
+    fits the bot's actions and thoughts on its demonstrations and generates the bot's thoughts on held-out seeds.
+    (TC beating BC out of distribution, and pre-crime halting on "red", show only at the full preset.)"""
+    level = {"level": "BabyAI-UnlockPickup-v0"}  # short episodes; PutNext needs the full preset
+    demos = collect(
+        "babyai", "bot", episodes=60, seed=0, out=tmp_path / "demos", num_tasks=60, env_kwargs=level,
+        show_progress=False,
+    )  # fmt: skip
+    reference = collect(
+        "babyai", "bot", episodes=30, seed=0, out=tmp_path / "reference", num_tasks=30, env_kwargs=level,
+        split="test", show_progress=False,
+    )  # fmt: skip
+    config = TrainConfig(steps=200, batch_size=8, lr=3e-3, seed=0, checkpoint_every=200, tensorboard=False)
     overrides = {"hidden_size": 64, "embed_dim": 16, "window": 40}
-    policy = train("thought_cloning", babyai_data, tmp_path / "tc", config, overrides, show_progress=False)
-    accuracy = thought_accuracy(policy, babyai_data)
-    # Chance: 1/7 for actions; ~40 distinct sentences ("explore", the most frequent, is ~10% of steps).
-    # Replayed on the training episodes, memory carried. Measured: thought 0.59, action 1.0.
-    assert accuracy["action_accuracy"].mean() >= 0.9, accuracy["action_accuracy"].mean()
-    assert accuracy["thought_accuracy"].mean() >= 0.4, accuracy["thought_accuracy"].mean()
-    explanation = policy.explain(_obs(babyai_data, 3))
+    tc = train("thought_cloning", demos, tmp_path / "tc", config, overrides, show_progress=False)
+    # Replayed on the training episodes, memory carried. Chance: 1/7 for actions; ~40 distinct sentences.
+    # Measured (training seeds 0-2): actions 0.99-1.00, thoughts 0.33-0.34 word for word.
+    seen = thought_accuracy(tc, demos)
+    assert seen["action_accuracy"].mean() >= 0.9, seen["action_accuracy"].mean()
+    assert seen["thought_accuracy"].mean() >= 0.25, seen["thought_accuracy"].mean()
+    accuracy = float(thought_accuracy(tc, reference)["thought_accuracy"].mean())
+    # A thinker that always says the most frequent training thought ("explore") scores this on the reference.
+    words = [" ".join(t.lower().split()) for t in demos.column("thought")]
+    majority = Counter(words).most_common(1)[0][0]
+    baseline = float(np.mean([" ".join(t.lower().split()) == majority for t in reference.column("thought")]))
+    # Measured (seeds 0-2): 0.26-0.31 word-for-word on the held-out seeds; baseline 0.10; with the thought
+    # loss off: 0 (README, full size on PutNext: 0.88-0.91).
+    assert baseline <= 0.15, f"the reference episodes are mostly {majority!r} ({baseline:.2f})"
+    assert accuracy >= 0.2, f"thought accuracy on held-out seeds {accuracy:.2f} (always {majority!r}: {baseline:.2f})"
+    explanation = tc.explain(_obs(demos, 3))
     assert explanation is not None and len(explanation["thought"]) == 3
 
 
