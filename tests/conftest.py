@@ -13,33 +13,35 @@ from clonekit.data import Dataset
 from clonekit.experiments.common import torch_threads
 from clonekit.experts.collect import collect
 
-# The test files that take longest (seconds of one worker on a quiet 2-core host, `--durations=0`), run first:
+# The test files that take longest (seconds of one worker, `--durations=0`), run first:
 # with `--dist loadfile --no-loadscope-reorder` (the Makefile's) each xdist worker takes the next file in
 # collection order, so starting with the longest files lets the two workers finish together (xdist's own order,
 # by number of tests, leaves these few-but-slow files for last). test_registration.py also starts a Ray cluster:
 # it is placed well after test_ray.py (two clusters starting at once on 2 cores would slow both).
-SLOW_FILES = (  # seconds of test time per file, measured with --durations=0 (2026-12-01)
-    "test_ray.py",  # 42.9
-    "test_claims.py",  # 41.6
-    "test_crash.py",  # 28.1
-    "test_torchrun.py",  # 22.9
-    "test_export.py",  # 17.7
-    "test_thought_cloning.py",  # 15.5
-    "test_export_continuous.py",  # 15.1
-    "test_experiment.py",  # 14.2
-    "test_rl.py",  # 14.0
-    "test_hilp_play.py",  # 12.1
-    "test_interactive.py",  # 12.1
-    "test_policies.py",  # 11.8
-    "test_browser.py",  # 10.9
-    "test_registration.py",  # 15.0, after ~100 s of other files: test_ray.py's cluster is down by then
-    "test_offline_rl.py",  # 10.7
-    "test_policy_metrics.py",  # 10.7
-    "test_recoil.py",  # 10.5
-    "test_maze_recovery.py",  # 10.3
-    "test_mode_head.py",  # 9.9
-    "test_action_labels.py",
-    "test_transformer_bc.py",
+SLOW_FILES = (  # seconds of test time per file, measured with --durations=0 (2026-12-01, a busy host)
+    "test_ray.py",  # 43.0
+    "test_crash.py",  # 29.9
+    "test_torchrun.py",  # 23.9
+    "test_thought_cloning.py",  # 21.9
+    "test_export.py",  # 21.1
+    "test_export_continuous.py",  # 20.0
+    "test_claims.py",  # 18.1
+    "test_experiment.py",  # 16.8
+    "test_policies.py",  # 16.3
+    "test_mode_head.py",  # 15.7
+    "test_hilp_play.py",  # 14.1
+    "test_policy_metrics.py",  # 13.4
+    "test_offline_rl.py",  # 12.9
+    "test_browser.py",  # 11.6
+    "test_registration.py",  # 13.5, after ~150 s of other files: test_ray.py's cluster is down by then
+    "test_maze_recovery.py",  # 11.4
+    "test_interactive.py",  # 11.3
+    "test_recoil.py",  # 10.7
+    "test_action_labels.py",  # 10.6
+    "test_thought_control.py",  # 10.4
+    "test_rl.py",  # 10.3
+    "test_continual.py",  # 10.0
+    "test_transformer_bc.py",  # 9.7
 )
 
 
