@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from importlib import import_module
 from pathlib import Path
 
 import gymnasium
@@ -18,6 +19,7 @@ from gymnasium.utils.env_checker import check_env
 
 import clonekit.envs
 from clonekit.cli import main
+from clonekit.data import Dataset
 from clonekit.envs import env_block_for_eval, resolve_env
 from clonekit.envs.gym import GymFamily, GymTask
 from clonekit.errors import ConfigError
@@ -88,6 +90,30 @@ class WalkShifted(Walk1D):
         return super().step(int(action) + 1)
 
 
+class Plane(gym.Env):
+    """A point on the unit square moving towards a goal; actions Box(-1, 1, (1, 2)): one mover, two coordinates."""
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (4,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1, 2), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos, self.goal = self.np_random.uniform(0.0, 1.0, 2), self.np_random.uniform(0.0, 1.0, 2)
+        return np.concatenate([self.pos, self.goal]).astype(np.float32), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action), action  # the env's own shape, (1, 2)
+        self.pos = np.clip(self.pos + 0.2 * action[0], 0.0, 1.0)
+        done = bool(np.linalg.norm(self.pos - self.goal) < 0.1)
+        return np.concatenate([self.pos, self.goal]).astype(np.float32), float(done), done, False, {"is_success": done}
+
+
+def plane_oracle(obs):
+    """Batched, in the env's own action shape (B, 1, 2)."""
+    return np.clip(5.0 * (obs[:, 2:] - obs[:, :2]), -1.0, 1.0)[:, None, :]
+
+
 def shifted_oracle(obs):
     return (obs[:, 1] > obs[:, 0]).astype(np.int64) - 1
 
@@ -113,6 +139,7 @@ gym.register("Walk1D-v0", entry_point=Walk1D, max_episode_steps=30)
 gym.register("WalkDict-v0", entry_point=WalkDict, max_episode_steps=30)
 gym.register("WalkBroken-v0", entry_point=WalkBroken, max_episode_steps=30)
 gym.register("WalkShifted-v0", entry_point=WalkShifted, max_episode_steps=30)
+gym.register("Plane-v0", entry_point=Plane, max_episode_steps=30)
 '''
 WALK_ID = "walk1d:Walk1D-v0"
 MLP = ["--set", 'encoder="mlp"', "--set", 'normalize_obs="per_feature"', "--set", "hidden_sizes=[32]"]
@@ -333,6 +360,36 @@ def test_discrete_actions_not_starting_at_0_are_one_line_errors(
         capsys, "rl", "ppo", "--env", "gym:walk1d:WalkShifted-v0", "--steps", 64, "--out", tmp_path / "ppo"
     )
     assert_one_error_line(code, err, "action space", "Discrete(2, start=-1)", "0..n-1")
+
+
+def test_box_actions_of_more_than_one_dimension_are_recorded_flat_and_reshaped_for_the_env(
+    walk_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_torch_thread: None
+) -> None:
+    """Box(-1, 1, (1, 2)): the expert answers in the env's shape, the dataset holds (2,) actions, continuous_bc
+    trains on them and its flat actions reach the env as (1, 2) (the env asserts its shape at every step), in
+    evaluation and in RL."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    code, _, err = _run(
+        capsys, "collect", "gym:walk1d:Plane-v0", "--expert", "py:walk1d:plane_oracle", "--episodes", 40,
+        "--out", data, "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    dataset = Dataset.open(data)
+    assert dataset.meta["spaces"]["action"]["shape"] == [2]
+    episode = dataset.episode(0)
+    np.testing.assert_allclose(episode["action"], import_module("walk1d").plane_oracle(episode["obs"])[:, 0])
+    settings = ["--set", "hidden_sizes=[64, 64]", "--steps", 600, "--quiet"]
+    code, _, err = _run(capsys, "train", "continuous_bc", "--data", data, "--out", run, *settings)
+    assert code == 0, err
+    code, out, err = _run(capsys, "eval", run, "--episodes", 40, "--seed", 1, "--split", "test", "--json")
+    assert code == 0, err
+    success = json.loads(out.strip().splitlines()[-1])["metrics"]["success"]
+    assert success["mean"] >= 0.9, success
+    code, _, err = _run(
+        capsys, "rl", "ppo", "--env", "gym:walk1d:Plane-v0", "--steps", 128, "--set", "num_envs=2",
+        "--set", "num_steps=64", "--set", "num_minibatches=2", "--out", tmp_path / "ppo", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err  # RL's vector env reshapes the flat actions too
 
 
 def test_bad_gym_options_are_one_line_errors(walk_path: Path) -> None:

@@ -26,7 +26,9 @@ Env options (the env block's ``kwargs``; :meth:`GymFamily.resolve_kwargs` fills 
 
 Observations: a ``uint8`` Box (images) is kept as it is; other Boxes become float32 (integer Boxes keep their
 dtype); a Dict is flattened to float32 in ``obs_keys`` order; a Discrete observation becomes ``(1,)`` float32.
-Actions: Discrete or Box spaces.
+Actions: Discrete or Box spaces. A Box of more than one dimension (e.g. ``(2, 3)``) is recorded flattened to
+``(6,)`` (C order): the policies act in vectors, and the vec env reshapes each action back before the env's
+``step``; an outside expert may answer in either shape (:mod:`clonekit.experts.outside`).
 """
 
 from __future__ import annotations
@@ -139,6 +141,14 @@ def observation_space(space: gymnasium.Space[Any], obs_keys: list[str] | None) -
     raise ConfigError(f"env gym: observation space: expected Box, Dict or Discrete, found {space}")
 
 
+def action_space(space: gymnasium.Space[Any]) -> gymnasium.Space[Any]:
+    """The space of the actions clonekit records for an env with action space ``space``: a Box of more than one
+    dimension flattened (C order), any other space as it is."""
+    if isinstance(space, gymnasium.spaces.Box) and len(space.shape) > 1:
+        return gymnasium.spaces.Box(space.low.ravel(), space.high.ravel(), dtype=space.dtype)
+    return space
+
+
 def flatten_obs(obs: Any, space: gymnasium.Space[Any], obs_keys: list[str] | None, batch: int) -> np.ndarray:
     """A batch of raw vector-env observations as the ``(B, *shape)`` array clonekit records."""
     if isinstance(space, gymnasium.spaces.Dict):
@@ -203,7 +213,10 @@ class GymVecEnv:
         self.tasks = list(tasks)
         self.num_envs = len(tasks)
         self.options = options
-        raw_space, self.action_space = spaces
+        raw_space, self.raw_action_space = spaces
+        self.action_space = action_space(self.raw_action_space)
+        # Actions arrive flat (B, A); an env whose Box has more dimensions gets each row reshaped back.
+        self._action_shape = self.raw_action_space.shape if self.action_space is not self.raw_action_space else None
         self.slots = slots if slots is not None else make_slots(options, self.num_envs, raw_space)
         self.raw_observation_space = raw_space
         self.observation_space = observation_space(raw_space, options.obs_keys)
@@ -229,7 +242,10 @@ class GymVecEnv:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Apply ``actions`` ``(B, ...)`` to the live slots; returns ``(obs, reward, terminated, truncated)``."""
         live = ~self.done
-        reward, terminated, truncated, reported, success = self.slots.step(np.asarray(actions), live)
+        actions = np.asarray(actions)
+        if self._action_shape is not None:
+            actions = actions.reshape(len(actions), *self._action_shape)
+        reward, terminated, truncated, reported, success = self.slots.step(actions, live)
         reward32 = reward.astype(np.float32)
         self.returns += reward32
         ended = terminated | truncated
@@ -357,7 +373,7 @@ class GymFamily:
         raw_obs, action, _ = self._describe(options.id, options.make_kwargs)
         if not isinstance(action, gymnasium.spaces.Box | gymnasium.spaces.Discrete):
             raise ConfigError(f"env gym {options.id}: action space: expected Box or Discrete, found {action}")
-        return observation_space(raw_obs, options.obs_keys), action
+        return observation_space(raw_obs, options.obs_keys), action_space(action)
 
     def sample_tasks(self, seed: int, split: str, count: int, exclude: set[str], **kwargs: Any) -> list[GymTask]:
         """``count`` distinct reset seeds of ``split``'s range, drawn from ``seed``, none of them in ``exclude``."""

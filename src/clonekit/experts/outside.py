@@ -18,7 +18,8 @@
 Every outside expert sees the observations as clonekit records them (a Dict observation flattened, see
 :mod:`clonekit.envs.gym`). Box actions are clipped to the action space before they run, so the recorded
 action is the executed one. Collection records the spec, the kind and (for files) a sha256 of the expert in
-the dataset's env block (``expert``, ``expert_source``).
+the dataset's env block (``expert``, ``expert_source``). Actions of a Box with more than one dimension may come
+in the env's own shape or flattened; they are recorded flattened (as the gym family records them).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class OutsideExpert:
         self._act_batch = act_batch
         self._reseed = reseed
         self._action_space: Any = None
+        self._raw_action_shape: tuple[int, ...] | None = None
 
     def streams(self, observation_shape: tuple[int, ...]) -> list[StreamSpec]:
         """None: an outside expert gives actions only."""
@@ -101,6 +103,8 @@ class OutsideExpert:
     def reset(self, env: VecEnv, seed: int | None = None) -> None:
         """Remember the env's action space (to check and clip actions) and reseed the expert's draws."""
         self._action_space = getattr(env, "action_space", None)
+        raw = getattr(env, "raw_action_space", None)  # a gym env whose Box actions are recorded flattened
+        self._raw_action_shape = tuple(raw.shape) if raw is not None and raw is not self._action_space else None
         if self._reseed is not None:
             self._reseed(seed)
 
@@ -114,6 +118,8 @@ class OutsideExpert:
         actions = np.asarray(raw)
         space = self._action_space
         shape = tuple(getattr(space, "shape", None) or ())
+        if self._raw_action_shape is not None and actions.shape == (len(obs), *self._raw_action_shape):
+            actions = actions.reshape(len(obs), *shape)  # the env's own shape: recorded flattened
         if actions.shape != (len(obs), *shape):
             per_observation = " (a per-observation expert? pass --expert-kwargs '{\"batched\": false}')"
             hint = per_observation if actions.ndim == 0 else ""

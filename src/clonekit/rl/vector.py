@@ -8,7 +8,8 @@ action is ignored and which must be masked out), and a truncated episode can be 
 its true last observation.
 
 Observations are converted as the ``gym`` env family converts them (:mod:`clonekit.envs.gym`: float Boxes to
-float32, Dict and Discrete observations flattened), so a policy trained here rolls out unchanged through
+float32, Dict and Discrete observations flattened; a Box action of several dimensions acted flat and reshaped for
+the env), so a policy trained here rolls out unchanged through
 clonekit's evaluation.
 """
 
@@ -22,7 +23,7 @@ import gymnasium
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from clonekit.envs.gym import GymFamily, flatten_obs, make_env, observation_space
+from clonekit.envs.gym import GymFamily, action_space, flatten_obs, make_env, observation_space
 from clonekit.errors import ConfigError
 
 EnvFactory = Callable[[], gymnasium.Env[Any, Any]]
@@ -51,7 +52,8 @@ class VectorEnv:
         self.raw_observation_space = self.envs.single_observation_space
         self.obs_keys = obs_keys
         self.observation_space = observation_space(self.raw_observation_space, obs_keys)
-        self.action_space = self.envs.single_action_space
+        self.raw_action_space = self.envs.single_action_space
+        self.action_space = action_space(self.raw_action_space)  # a Box of several dimensions acts flat
         if not isinstance(self.action_space, gymnasium.spaces.Discrete | gymnasium.spaces.Box):
             raise ConfigError(f"env: action space: expected Discrete or Box, found {self.action_space}")
         if isinstance(self.action_space, gymnasium.spaces.Discrete) and int(self.action_space.start) != 0:
@@ -72,6 +74,9 @@ class VectorEnv:
         """Apply ``actions``; returns ``(next_obs, reward, terminated, truncated, final_obs)``: ``next_obs`` is a new
         episode's first observation where one ended; ``final_obs`` maps those envs to the ended episode's last
         observation."""
+        raw_shape = self.raw_action_space.shape
+        if self.action_space is not self.raw_action_space and raw_shape is not None:
+            actions = np.asarray(actions).reshape(self.num_envs, *raw_shape)
         obs, reward, terminated, truncated, info = self.envs.step(actions)
         final: dict[int, np.ndarray] = {}
         if "_final_obs" in info:
