@@ -24,6 +24,7 @@ from clonekit.envs import env_block_for_eval, resolve_env
 from clonekit.envs.gym import GymFamily, GymTask
 from clonekit.errors import ConfigError
 from clonekit.evaluation import split_tasks
+from clonekit.rl.vector import VectorEnv, gym_env_factories
 from tests.conftest import assert_one_error_line
 from tests.foreign_data import write_cartpole_minari
 
@@ -109,6 +110,25 @@ class Plane(gym.Env):
         return np.concatenate([self.pos, self.goal]).astype(np.float32), float(done), done, False, {"is_success": done}
 
 
+class PixWalk(Walk1D):
+    """The walk drawn as a channel-last picture (size, size, 3): red column the agent, green column the goal."""
+
+    def __init__(self, size=12):
+        super().__init__(size)
+        self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
+
+    def _obs(self):
+        picture = np.zeros((self.size, self.size, 3), dtype=np.uint8)
+        picture[:, self.pos, 0] = 255
+        picture[:, self.goal, 1] = 255
+        return picture
+
+
+def pix_oracle(obs):
+    """Batched, on pictures as clonekit records them: channel-first (B, 3, H, W)."""
+    return (obs[:, 1, 0].argmax(-1) > obs[:, 0, 0].argmax(-1)).astype(np.int64)
+
+
 def plane_oracle(obs):
     """Batched, in the env's own action shape (B, 1, 2)."""
     return np.clip(5.0 * (obs[:, 2:] - obs[:, :2]), -1.0, 1.0)[:, None, :]
@@ -140,6 +160,7 @@ gym.register("WalkDict-v0", entry_point=WalkDict, max_episode_steps=30)
 gym.register("WalkBroken-v0", entry_point=WalkBroken, max_episode_steps=30)
 gym.register("WalkShifted-v0", entry_point=WalkShifted, max_episode_steps=30)
 gym.register("Plane-v0", entry_point=Plane, max_episode_steps=30)
+gym.register("PixWalk-v0", entry_point=PixWalk, max_episode_steps=30)
 '''
 WALK_ID = "walk1d:Walk1D-v0"
 MLP = ["--set", 'encoder="mlp"', "--set", 'normalize_obs="per_feature"', "--set", "hidden_sizes=[32]"]
@@ -392,6 +413,42 @@ def test_box_actions_of_more_than_one_dimension_are_recorded_flat_and_reshaped_f
     assert code == 0, err  # RL's vector env reshapes the flat actions too
 
 
+def test_channel_last_pictures_are_recorded_channel_first_and_learned_by_the_conv_encoder(
+    walk_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_torch_thread: None
+) -> None:
+    """An env observing (H, W, 3) uint8 pictures: recorded (3, H, W) (the decision recorded in the env block), the
+    expert sees them so, `bc` picks its conv encoder and learns the walk; RL's vector env observes the same arrays;
+    a run evaluated on an env with other observations is a one-line error."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    code, _, err = _run(
+        capsys, "collect", "gym:walk1d:PixWalk-v0", "--expert", "py:walk1d:pix_oracle", "--episodes", 60,
+        "--out", data, "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    meta = json.loads((data / "meta.json").read_text())
+    assert meta["spaces"]["observation"]["shape"] == [3, 12, 12] and meta["env"]["kwargs"]["transpose_images"] is True
+    small = ["--set", "conv_channels=[16, 32]", "--set", "batch_size=64"]  # 0.94 on training seeds 0-2
+    code, _, err = _run(capsys, "train", "bc", "--data", data, "--out", run, "--steps", 150, *small, "--quiet")
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["policy_config"]["encoder"] == "conv"
+    code, out, err = _run(capsys, "eval", run, "--episodes", 50, "--seed", 1, "--split", "test", "--json")
+    assert code == 0, err
+    success = json.loads(out.strip().splitlines()[-1])["metrics"]["success"]
+    assert success["mean"] >= 0.9, success
+    family, kwargs = resolve_env("gym:walk1d:PixWalk-v0")
+    vec = family.make_vec([GymTask(5), GymTask(6)], **kwargs)
+    factories, block = gym_env_factories("gym:walk1d:PixWalk-v0", {}, 2)
+    rl_envs = VectorEnv.for_block(factories, block)
+    try:
+        np.testing.assert_array_equal(rl_envs.reset(seed=5), vec.reset())  # RL resets env i with seed 5 + i
+        assert rl_envs.observation_space.shape == vec.observation_space.shape == (3, 12, 12)
+    finally:
+        rl_envs.close()
+        vec.close()
+    code, _, err = _run(capsys, "eval", run, "--episodes", 5, "--env", "gym:CartPole-v1")
+    assert_one_error_line(code, err, str(run / "config.json"), "obs_shape", "(3, 12, 12)", "(4,)")
+
+
 def test_bad_gym_options_are_one_line_errors(walk_path: Path) -> None:
     with pytest.raises(ConfigError, match="vector: expected one of"):
         resolve_env(f"gym:{WALK_ID}", {"vector": "threads"})
@@ -401,3 +458,7 @@ def test_bad_gym_options_are_one_line_errors(walk_path: Path) -> None:
         resolve_env("maze:x")
     with pytest.raises(ConfigError, match="success_threshold"):
         GymFamily().options({"id": WALK_ID, "success_threshold": "high"})
+    with pytest.raises(ConfigError, match="transpose_images: expected true, false or 'auto'"):
+        GymFamily().options({"id": WALK_ID, "transpose_images": "yes"})
+    with pytest.raises(ConfigError, match=r"transpose_images: expected a 3-dimensional Box .* found Box"):
+        GymFamily().options({"id": WALK_ID, "transpose_images": True})

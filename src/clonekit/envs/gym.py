@@ -23,8 +23,14 @@ Env options (the env block's ``kwargs``; :meth:`GymFamily.resolve_kwargs` fills 
 * ``obs_keys``: the order in which a Dict observation is flattened (nested keys joined by ``.``), recorded
   from the env's observation space, sorted as Minari imports are; ``None`` for array observations.
 * ``seed_ranges``: ``{"train": [lo, hi], "test": [lo, hi]}``, half-open, disjoint.
+* ``transpose_images``: ``true`` when the env's image observations are channel-last ``(H, W, C)`` and are
+  recorded channel-first ``(C, H, W)``, as the image encoders read them; ``"auto"`` (the default) decides from
+  the observation space (a 3-dimensional uint8 Box whose last axis has at most 4 entries and its first more),
+  and the decision is recorded. A dataset imported from elsewhere records ``false`` (its images are kept as the
+  file has them).
 
-Observations: a ``uint8`` Box (images) is kept as it is; other Boxes become float32 (integer Boxes keep their
+Observations: a ``uint8`` Box (images) is kept as it is (channel-last images moved to channel-first, see
+``transpose_images``); other Boxes become float32 (integer Boxes keep their
 dtype); a Dict is flattened to float32 in ``obs_keys`` order; a Discrete observation becomes ``(1,)`` float32.
 Actions: Discrete or Box spaces. A Box of more than one dimension (e.g. ``(2, 3)``) is recorded flattened to
 ``(6,)`` (C order): the policies act in vectors, and the vec env reshapes each action back before the env's
@@ -49,7 +55,18 @@ from clonekit.errors import ConfigError
 from clonekit.seeding import derive_seed
 
 VECTOR_MODES = ("sync", "async")
-OPTIONS = ("id", "make_kwargs", "vector", "workers", "success_threshold", "obs_keys", "seed_ranges")
+OPTIONS = (
+    "id",
+    "make_kwargs",
+    "vector",
+    "workers",
+    "success_threshold",
+    "obs_keys",
+    "seed_ranges",
+    "transpose_images",
+)
+# A channel-last image: a uint8 Box (H, W, C) with C <= MAX_CHANNELS < H.
+MAX_CHANNELS = 4
 # Reset seeds stay below 2**31 (some envs keep seeds in int32); train and test take one half each.
 DEFAULT_SEED_RANGES: dict[str, list[int]] = {"train": [0, 2**30], "test": [2**30, 2**31]}
 IDLE_SLOT_GROUPS = 2  # per options and size: rollout makes the next wave's env before the last one is freed
@@ -77,6 +94,7 @@ class GymOptions:
     success_threshold: float | None
     obs_keys: list[str] | None
     seed_ranges: dict[str, list[int]]
+    transpose_images: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +105,7 @@ class GymOptions:
             "success_threshold": self.success_threshold,
             "obs_keys": None if self.obs_keys is None else list(self.obs_keys),
             "seed_ranges": {split: list(r) for split, r in self.seed_ranges.items()},
+            "transpose_images": self.transpose_images,
         }
 
 
@@ -119,8 +138,24 @@ def _leaf_bounds(key: str, space: gymnasium.Space[Any]) -> tuple[np.ndarray, np.
     raise ConfigError(f"env gym: observation key {key!r}: expected a Box or Discrete space, found {space}")
 
 
-def observation_space(space: gymnasium.Space[Any], obs_keys: list[str] | None) -> gymnasium.spaces.Box:
-    """The space of the observations clonekit records for an env with observation space ``space``."""
+def channel_last_image(space: gymnasium.Space[Any]) -> bool:
+    """True for a uint8 Box that looks like a channel-last image ``(H, W, C)``: ``C <= 4 < H``."""
+    return (
+        isinstance(space, gymnasium.spaces.Box)
+        and space.dtype == np.uint8
+        and len(space.shape) == 3
+        and space.shape[2] <= MAX_CHANNELS < space.shape[0]
+    )
+
+
+def observation_space(
+    space: gymnasium.Space[Any], obs_keys: list[str] | None, transpose_images: bool = False
+) -> gymnasium.spaces.Box:
+    """The space of the observations clonekit records for an env with observation space ``space`` (images
+    ``(H, W, C)`` as ``(C, H, W)`` with ``transpose_images``)."""
+    if transpose_images:
+        assert isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 3
+        return gymnasium.spaces.Box(space.low.transpose(2, 0, 1), space.high.transpose(2, 0, 1), dtype=space.dtype)
     if isinstance(space, gymnasium.spaces.Dict):
         leaves = dict(_flat_keys(space))
         missing = [key for key in obs_keys or [] if key not in leaves]
@@ -149,8 +184,12 @@ def action_space(space: gymnasium.Space[Any]) -> gymnasium.Space[Any]:
     return space
 
 
-def flatten_obs(obs: Any, space: gymnasium.Space[Any], obs_keys: list[str] | None, batch: int) -> np.ndarray:
+def flatten_obs(
+    obs: Any, space: gymnasium.Space[Any], obs_keys: list[str] | None, batch: int, transpose_images: bool = False
+) -> np.ndarray:
     """A batch of raw vector-env observations as the ``(B, *shape)`` array clonekit records."""
+    if transpose_images:  # (B, H, W, C) -> (B, C, H, W)
+        return np.ascontiguousarray(np.asarray(obs).reshape(batch, *space.shape or ()).transpose(0, 3, 1, 2))
     if isinstance(space, gymnasium.spaces.Dict):
         assert obs_keys is not None
         parts = []
@@ -169,14 +208,16 @@ def flatten_obs(obs: Any, space: gymnasium.Space[Any], obs_keys: list[str] | Non
 
 
 class RecordObs:
-    """One raw observation of an env with a Dict or Discrete observation space as the flat array clonekit
-    records (a module-level class, so a worker process can receive it)."""
+    """One raw observation of an env with a Dict or Discrete observation space, or a channel-last image, as the
+    array clonekit records (a module-level class, so a worker process can receive it)."""
 
-    def __init__(self, space: gymnasium.Space[Any], obs_keys: list[str] | None, shape: tuple[int, ...]) -> None:
-        self.space, self.obs_keys, self.shape = space, obs_keys, shape
+    def __init__(
+        self, space: gymnasium.Space[Any], obs_keys: list[str] | None, shape: tuple[int, ...], transpose_images: bool
+    ) -> None:
+        self.space, self.obs_keys, self.shape, self.transpose_images = space, obs_keys, shape, transpose_images
 
     def __call__(self, raw: Any) -> np.ndarray:
-        return flatten_obs(raw, self.space, self.obs_keys, 1).reshape(self.shape)
+        return flatten_obs(raw, self.space, self.obs_keys, 1, self.transpose_images).reshape(self.shape)
 
 
 Slots = SlotGroup | ProcessSlots
@@ -186,9 +227,10 @@ def make_slots(options: GymOptions, num_envs: int, raw_space: gymnasium.Space[An
     """``num_envs`` episode slots of the env (raw observation space ``raw_space``): in this process
     (``vector="sync"``) or in worker processes (``"async"``)."""
     make = partial(make_env, options.id, options.make_kwargs)
-    space = observation_space(raw_space, options.obs_keys)
-    box = isinstance(raw_space, gymnasium.spaces.Box)
-    convert = None if box else RecordObs(raw_space, options.obs_keys, space.shape)
+    transpose = options.transpose_images
+    space = observation_space(raw_space, options.obs_keys, transpose)
+    as_is = isinstance(raw_space, gymnasium.spaces.Box) and not transpose
+    convert = None if as_is else RecordObs(raw_space, options.obs_keys, space.shape, transpose)
     if options.vector == "async":
         return ProcessSlots(make, num_envs, space.shape, space.dtype, convert, options.workers)
     return SlotGroup(make, num_envs, np.zeros((num_envs, *space.shape), dtype=space.dtype), convert)
@@ -219,7 +261,7 @@ class GymVecEnv:
         self._action_shape = self.raw_action_space.shape if self.action_space is not self.raw_action_space else None
         self.slots = slots if slots is not None else make_slots(options, self.num_envs, raw_space)
         self.raw_observation_space = raw_space
-        self.observation_space = observation_space(raw_space, options.obs_keys)
+        self.observation_space = observation_space(raw_space, options.obs_keys, options.transpose_images)
         self.done = np.zeros(self.num_envs, dtype=bool)
         self.returns = np.zeros(self.num_envs, dtype=np.float64)
         self._reports_success = np.zeros(self.num_envs, dtype=bool)
@@ -323,6 +365,16 @@ class GymFamily:
             obs_keys = [key for key, _ in _flat_keys(raw_obs_space)]
         if obs_keys is not None and (not isinstance(obs_keys, list) or not all(isinstance(k, str) for k in obs_keys)):
             raise ConfigError(f"env gym: obs_keys: expected a list of strings or null, got {obs_keys!r}")
+        transpose = kwargs.get("transpose_images", "auto")
+        if transpose == "auto":
+            transpose = channel_last_image(raw_obs_space)
+        if not isinstance(transpose, bool):
+            raise ConfigError(f"env gym: transpose_images: expected true, false or 'auto', got {transpose!r}")
+        if transpose and not (isinstance(raw_obs_space, gymnasium.spaces.Box) and len(raw_obs_space.shape) == 3):
+            raise ConfigError(
+                f"env gym {env_id}: transpose_images: expected a 3-dimensional Box observation space (H, W, C), "
+                f"found {raw_obs_space}"
+            )
         return GymOptions(
             id=env_id,
             make_kwargs=make_kwargs,
@@ -331,6 +383,7 @@ class GymFamily:
             success_threshold=None if threshold is None else float(threshold),
             obs_keys=obs_keys,
             seed_ranges=ranges,
+            transpose_images=transpose,
         )
 
     @staticmethod
@@ -373,7 +426,7 @@ class GymFamily:
         raw_obs, action, _ = self._describe(options.id, options.make_kwargs)
         if not isinstance(action, gymnasium.spaces.Box | gymnasium.spaces.Discrete):
             raise ConfigError(f"env gym {options.id}: action space: expected Box or Discrete, found {action}")
-        return observation_space(raw_obs, options.obs_keys), action_space(action)
+        return observation_space(raw_obs, options.obs_keys, options.transpose_images), action_space(action)
 
     def sample_tasks(self, seed: int, split: str, count: int, exclude: set[str], **kwargs: Any) -> list[GymTask]:
         """``count`` distinct reset seeds of ``split``'s range, drawn from ``seed``, none of them in ``exclude``."""
@@ -438,4 +491,5 @@ def env_block_for_gym_id(env_id: str, minari: Mapping[str, Any] | None = None) -
             make_kwargs = dict(recorded["kwargs"])
         if isinstance(recorded, dict) and isinstance(recorded.get("max_episode_steps"), int):
             make_kwargs["max_episode_steps"] = recorded["max_episode_steps"]
-    return {"id": "gym", "kwargs": {"id": env_id, "make_kwargs": make_kwargs}}
+    # The imported observations are kept as the file has them, so the env must give them the same way.
+    return {"id": "gym", "kwargs": {"id": env_id, "make_kwargs": make_kwargs, "transpose_images": False}}

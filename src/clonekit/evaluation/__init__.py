@@ -9,7 +9,14 @@ from clonekit.checkpoint import load_policy, load_run_config
 from clonekit.distributed import init_ray, ordered_map, put
 from clonekit.envs import default_num_tasks, env_block_for_eval, get_env_family
 from clonekit.errors import CheckpointError, ConfigError
-from clonekit.evaluation.rollout import EpisodeResults, RolloutWatcher, StepHook, episodes_to_play, rollout
+from clonekit.evaluation.rollout import (
+    EpisodeResults,
+    RolloutWatcher,
+    StepHook,
+    check_run_fits_env,
+    episodes_to_play,
+    rollout,
+)
 from clonekit.evaluation.stats import format_metric, summarize
 from clonekit.progress import progress_bar
 
@@ -91,6 +98,7 @@ def evaluate_run(
             "(give one with --env, e.g. gym:CartPole-v1)"
         )
     family = get_env_family(env_block["id"])
+    check_run_fits_env(str(Path(run_dir) / "config.json"), config, family, env_block.get("kwargs", {}))
     num_tasks = default_num_tasks(family, episodes, 25) if num_tasks is None else num_tasks
     tasks = split_tasks(env_block, split, seed, num_tasks)
     episodes = episodes_to_play(policy, family, tasks, episodes, env_block.get("kwargs", {}))

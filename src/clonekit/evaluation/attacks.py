@@ -50,7 +50,13 @@ from torch import Tensor
 
 from clonekit.config import check
 from clonekit.errors import ConfigError
-from clonekit.evaluation.rollout import EpisodeResults, RolloutWatcher, episodes_to_play, rollout
+from clonekit.evaluation.rollout import (
+    EpisodeResults,
+    RolloutWatcher,
+    check_run_fits_env,
+    episodes_to_play,
+    rollout,
+)
 from clonekit.evaluation.stats import summarize
 from clonekit.nn import Normalizer
 from clonekit.policies import Policy
@@ -447,6 +453,7 @@ def evaluate_attack_run(
     env_block = env_block_for_eval(config.get("dataset", {}).get("env", {}), env)
     policy = load_policy(run_dir)
     family = get_env_family(env_block.get("id", ""))
+    check_run_fits_env(str(Path(run_dir) / "config.json"), config, family, env_block.get("kwargs", {}))
     tasks = split_tasks(
         env_block, split, seed, default_num_tasks(family, episodes, 25) if num_tasks is None else num_tasks
     )

@@ -184,6 +184,24 @@ def tasks_fix_episodes(family: Any, env_kwargs: Mapping[str, Any]) -> bool:
     return bool(getattr(family, "deterministic_tasks", False))
 
 
+def check_run_fits_env(
+    config_path: str, run_config: Mapping[str, Any], family: Any, env_kwargs: Mapping[str, Any]
+) -> None:
+    """One-line :class:`ConfigError` when the observations of ``family`` with ``env_kwargs`` do not have the shape the
+    run's policy was trained on (its ``policy_config.obs_shape``, where it records one), e.g. a run evaluated with
+    ``--env`` on another env. ``config_path`` names the run's ``config.json`` in the message."""
+    expected = (run_config.get("policy_config") or {}).get("obs_shape")
+    if expected is None:
+        return
+    found = tuple(family.spaces(**env_kwargs)[0].shape)
+    if tuple(expected) != found:
+        env = f"{family.name}:{env_kwargs['id']}" if "id" in env_kwargs else family.name
+        raise ConfigError(
+            f"{config_path}: policy_config.obs_shape: the policy was trained on observations of shape "
+            f"{tuple(expected)}, but env {env} gives {found}"
+        )
+
+
 def step_success(vec: Any, terminated: np.ndarray, reward: np.ndarray) -> np.ndarray:
     """``(B,)`` bool: which slots reached their goal on the last step.
 

@@ -413,7 +413,7 @@ class AdversarialReward:
 def env_spaces(config: AdversarialConfig) -> tuple[gymnasium.spaces.Box, gymnasium.Space[Any]]:
     """The observation space (as PPO sees it) and the action space of ``config.env``."""
     factories, block = gym_env_factories(config.env, config.env_kwargs, 1)
-    envs = VectorEnv(factories, block["kwargs"]["obs_keys"])
+    envs = VectorEnv.for_block(factories, block)
     try:
         return envs.observation_space, envs.action_space
     finally:

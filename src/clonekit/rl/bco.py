@@ -310,7 +310,7 @@ class _Phases:
     def __init__(self, config: BCOConfig, run_dir: Path, demos: Dataset, show_progress: bool) -> None:
         self.config, self.run_dir, self.demos, self.show_progress = config, run_dir, demos, show_progress
         factories, self.env_block = gym_env_factories(config.env, config.env_kwargs, config.num_envs)
-        self.envs = VectorEnv(factories, self.env_block["kwargs"]["obs_keys"])
+        self.envs = VectorEnv.for_block(factories, self.env_block)
         self.action_space = self.envs.action_space
         self.discrete = isinstance(self.action_space, gymnasium.spaces.Discrete)
         if not self.discrete and not self.action_space.is_bounded():  # type: ignore[attr-defined]

@@ -190,13 +190,12 @@ def train_sac(
         check_same_config(config, recorded.get("sac_config"), str(run_dir / CONFIG_FILE))
     if env_factories is None:
         env_factories, block = gym_env_factories(config.env, config.env_kwargs, config.num_envs)
-        obs_keys = block["kwargs"]["obs_keys"]
+        envs = VectorEnv.for_block(env_factories, block)
     else:
         if len(env_factories) != config.num_envs:
             raise ConfigError(f"num_envs: expected {len(env_factories)} (one per env factory), got {config.num_envs}")
-        block, obs_keys = env_block or {"id": config.env, "kwargs": dict(config.env_kwargs), "tasks": []}, None
-
-    envs = VectorEnv(env_factories, obs_keys)
+        block = env_block or {"id": config.env, "kwargs": dict(config.env_kwargs), "tasks": []}
+        envs = VectorEnv(env_factories)
     try:
         space = envs.action_space
         if not isinstance(space, gymnasium.spaces.Box):

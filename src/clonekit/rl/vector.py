@@ -41,17 +41,21 @@ def gym_env_factories(env: str, env_kwargs: dict[str, Any], num_envs: int) -> tu
 class VectorEnv:
     """``SyncVectorEnv`` over ``factories`` (same-step autoreset), with observations as clonekit arrays.
 
-    ``obs_keys``: the flattening order of a Dict observation (see :mod:`clonekit.envs.gym`).
+    ``obs_keys``: the flattening order of a Dict observation; ``transpose_images``: channel-last images are
+    observed channel-first (both as the env block records them, see :mod:`clonekit.envs.gym`).
     """
 
-    def __init__(self, factories: list[EnvFactory], obs_keys: list[str] | None = None) -> None:
+    def __init__(
+        self, factories: list[EnvFactory], obs_keys: list[str] | None = None, transpose_images: bool = False
+    ) -> None:
         if not factories:
             raise ConfigError("num_envs: expected >= 1 env factories, got none")
         self.envs = SyncVectorEnv(factories, autoreset_mode=AutoresetMode.SAME_STEP)
         self.num_envs = len(factories)
         self.raw_observation_space = self.envs.single_observation_space
         self.obs_keys = obs_keys
-        self.observation_space = observation_space(self.raw_observation_space, obs_keys)
+        self.transpose_images = transpose_images
+        self.observation_space = observation_space(self.raw_observation_space, obs_keys, transpose_images)
         self.raw_action_space = self.envs.single_action_space
         self.action_space = action_space(self.raw_action_space)  # a Box of several dimensions acts flat
         if not isinstance(self.action_space, gymnasium.spaces.Discrete | gymnasium.spaces.Box):
@@ -62,8 +66,15 @@ class VectorEnv:
                 f"found {self.action_space}; wrap the env so its actions are 0..n-1 (a gymnasium ActionWrapper)"
             )
 
+    @classmethod
+    def for_block(cls, factories: list[EnvFactory], block: dict[str, Any]) -> VectorEnv:
+        """The vector env over ``factories`` observed as the gym env block ``block`` records (its ``obs_keys``
+        and ``transpose_images``)."""
+        kwargs = block["kwargs"]
+        return cls(factories, kwargs["obs_keys"], kwargs.get("transpose_images", False))
+
     def _convert(self, obs: Any, batch: int) -> np.ndarray:
-        return flatten_obs(obs, self.raw_observation_space, self.obs_keys, batch)
+        return flatten_obs(obs, self.raw_observation_space, self.obs_keys, batch, self.transpose_images)
 
     def reset(self, seed: int) -> np.ndarray:
         """Reset every env; env ``i`` with seed ``seed + i``. Returns observations ``(N, *obs_shape)``."""
