@@ -69,6 +69,19 @@ class WalkDict(Walk1D):
         return {"pos": flat[:1], "extra": {"goal": flat[1:]}}
 
 
+class WalkTuple(Walk1D):
+    """The same walk with a Tuple observation: (pos, {"goal": goal}, [pos < goal, pos > goal]) as Discrete, a
+    nested Dict and a MultiBinary."""
+
+    def __init__(self, size=10):
+        super().__init__(size)
+        cell = gym.spaces.Discrete(size)
+        self.observation_space = gym.spaces.Tuple((cell, gym.spaces.Dict({"goal": cell}), gym.spaces.MultiBinary(2)))
+
+    def _obs(self):
+        return (self.pos, {"goal": self.goal}, np.array([self.pos < self.goal, self.pos > self.goal], np.int8))
+
+
 class WalkBroken(Walk1D):
     """Fails on its third step."""
 
@@ -158,6 +171,7 @@ class Predictor:
 gym.register("Walk1D-v0", entry_point=Walk1D, max_episode_steps=30)
 gym.register("WalkDict-v0", entry_point=WalkDict, max_episode_steps=30)
 gym.register("WalkBroken-v0", entry_point=WalkBroken, max_episode_steps=30)
+gym.register("WalkTuple-v0", entry_point=WalkTuple, max_episode_steps=30)
 gym.register("WalkShifted-v0", entry_point=WalkShifted, max_episode_steps=30)
 gym.register("Plane-v0", entry_point=Plane, max_episode_steps=30)
 gym.register("PixWalk-v0", entry_point=PixWalk, max_episode_steps=30)
@@ -257,7 +271,29 @@ def test_dict_observations_are_flattened_in_sorted_key_order(walk_path: Path) ->
     np.testing.assert_array_equal(flat, plain[:, ::-1])  # (goal, pos) vs the plain env's (pos, goal)
 
 
-@pytest.mark.parametrize("env_id", [WALK_ID, "walk1d:WalkDict-v0"])
+def test_tuple_observations_are_flattened_in_index_order(walk_path: Path) -> None:
+    family, kwargs = resolve_env("gym:walk1d:WalkTuple-v0")
+    assert kwargs["obs_keys"] == ["0", "1.goal", "2"]
+    obs_space, _ = family.spaces(**kwargs)
+    assert obs_space.shape == (4,) and obs_space.dtype == np.float32
+    np.testing.assert_array_equal(obs_space.high, [9, 9, 1, 1])
+    plain_family, plain_kwargs = resolve_env(f"gym:{WALK_ID}")
+    tasks = [GymTask(5), GymTask(6)]
+    flat = family.make_vec(tasks, **kwargs).reset()
+    cells = plain_family.make_vec(tasks, **plain_kwargs).reset() * 10  # the plain walk observes (pos, goal) / size
+    np.testing.assert_allclose(flat[:, :2], cells, atol=1e-5)
+    np.testing.assert_array_equal(flat[:, 2:], np.stack([cells[:, 0] < cells[:, 1], cells[:, 0] > cells[:, 1]], 1))
+    factories, block = gym_env_factories("gym:walk1d:WalkTuple-v0", {}, 2)
+    rl_envs = VectorEnv.for_block(factories, block)  # RL's batched Tuple observations, flattened the same way
+    try:
+        np.testing.assert_array_equal(rl_envs.reset(seed=5), flat)
+    finally:
+        rl_envs.close()
+    blackjack, blackjack_kwargs = resolve_env("gym:Blackjack-v1")  # gymnasium's own Tuple env
+    assert blackjack.spaces(**blackjack_kwargs)[0].shape == (3,)
+
+
+@pytest.mark.parametrize("env_id", [WALK_ID, "walk1d:WalkDict-v0", "walk1d:WalkTuple-v0"])
 def test_worker_processes_play_the_same_episodes(walk_path: Path, env_id: str) -> None:
     tasks = [GymTask(s) for s in (1, 2, 3, 4, 5)]
     outcomes = []

@@ -20,8 +20,9 @@ Env options (the env block's ``kwargs``; :meth:`GymFamily.resolve_kwargs` fills 
   ``info["is_success"]`` when the env reports one (true at any step); otherwise the episode's return reaching
   ``success_threshold`` when it ends; otherwise ending ``terminated`` with a positive reward. (CartPole ends
   ``terminated`` with reward 1 when the pole *falls*, hence the threshold.)
-* ``obs_keys``: the order in which a Dict observation is flattened (nested keys joined by ``.``), recorded
-  from the env's observation space, sorted as Minari imports are; ``None`` for array observations.
+* ``obs_keys``: the order in which a Dict or Tuple observation is flattened (nested keys joined by ``.``; a
+  Tuple item's key is its index), recorded from the env's observation space: a Tuple's items in index order, a
+  Dict's leaves sorted as Minari imports are; ``None`` for array observations.
 * ``seed_ranges``: ``{"train": [lo, hi], "test": [lo, hi]}``, half-open, disjoint.
 * ``transpose_images``: ``true`` when the env's image observations are channel-last ``(H, W, C)`` and are
   recorded channel-first ``(C, H, W)``, as the image encoders read them; ``"auto"`` (the default) decides from
@@ -31,7 +32,8 @@ Env options (the env block's ``kwargs``; :meth:`GymFamily.resolve_kwargs` fills 
 
 Observations: a ``uint8`` Box (images) is kept as it is (channel-last images moved to channel-first, see
 ``transpose_images``); other Boxes become float32 (integer Boxes keep their
-dtype); a Dict is flattened to float32 in ``obs_keys`` order; a Discrete observation becomes ``(1,)`` float32.
+dtype); a Dict or Tuple is flattened to float32 in ``obs_keys`` order (its leaves Box, Discrete, MultiDiscrete or
+MultiBinary); a Discrete observation becomes ``(1,)`` float32, a MultiDiscrete or MultiBinary one a float32 vector.
 Actions: Discrete or Box spaces. A Box of more than one dimension (e.g. ``(2, 3)``) is recorded flattened to
 ``(6,)`` (C order): the policies act in vectors, and the vec env reshapes each action back before the env's
 ``step``; an outside expert may answer in either shape (:mod:`clonekit.experts.outside`).
@@ -118,24 +120,37 @@ def make_env(env_id: str, make_kwargs: Mapping[str, Any]) -> gymnasium.Env[Any, 
         raise ConfigError(f"env gym: cannot make gymnasium env {env_id!r} with {dict(make_kwargs)}: {detail}") from err
 
 
-def _flat_keys(space: gymnasium.spaces.Dict, prefix: str = "") -> list[tuple[str, gymnasium.Space[Any]]]:
-    """``(dotted key, leaf space)`` of a (nested) Dict space, in sorted key order."""
-    leaves: list[tuple[str, gymnasium.Space[Any]]] = []
-    for key, sub in space.spaces.items():
-        if isinstance(sub, gymnasium.spaces.Dict):
+NESTED = (gymnasium.spaces.Dict, gymnasium.spaces.Tuple)
+# Leaves of a nested observation, and observation spaces of their own, recorded as float32 vectors.
+VECTOR_LEAVES = (gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete, gymnasium.spaces.MultiBinary)
+
+
+def _flat_keys(space: gymnasium.spaces.Dict | gymnasium.spaces.Tuple, prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted key, leaf space)`` of a (nested) Dict or Tuple space: a Tuple's items in index order (an item's
+    key is its index), a Dict's leaves in sorted order of their dotted keys (as Minari imports sort them)."""
+    leaves: list[tuple[str, Any]] = []
+    items = space.spaces.items() if isinstance(space, gymnasium.spaces.Dict) else enumerate(space.spaces)
+    for key, sub in items:
+        if isinstance(sub, NESTED):
             leaves.extend(_flat_keys(sub, f"{prefix}{key}."))
         else:
             leaves.append((f"{prefix}{key}", sub))
-    return sorted(leaves)
+    return leaves if isinstance(space, gymnasium.spaces.Tuple) else sorted(leaves, key=lambda leaf: leaf[0])
 
 
 def _leaf_bounds(key: str, space: gymnasium.Space[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Flattened float32 bounds of one leaf of a Dict observation."""
+    """Flattened float32 bounds of one leaf of a Dict or Tuple observation (or of a vector-leaf observation)."""
     if isinstance(space, gymnasium.spaces.Box):
         return space.low.astype(np.float32).ravel(), space.high.astype(np.float32).ravel()
     if isinstance(space, gymnasium.spaces.Discrete):
         return np.array([space.start], np.float32), np.array([space.start + space.n - 1], np.float32)
-    raise ConfigError(f"env gym: observation key {key!r}: expected a Box or Discrete space, found {space}")
+    if isinstance(space, gymnasium.spaces.MultiDiscrete):
+        return space.start.astype(np.float32).ravel(), (space.start + space.nvec - 1).astype(np.float32).ravel()
+    if isinstance(space, gymnasium.spaces.MultiBinary):
+        return np.zeros(int(np.prod(space.shape)), np.float32), np.ones(int(np.prod(space.shape)), np.float32)
+    raise ConfigError(
+        f"env gym: observation key {key!r}: expected a Box, Discrete, MultiDiscrete or MultiBinary space, found {space}"
+    )
 
 
 def channel_last_image(space: gymnasium.Space[Any]) -> bool:
@@ -156,7 +171,7 @@ def observation_space(
     if transpose_images:
         assert isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 3
         return gymnasium.spaces.Box(space.low.transpose(2, 0, 1), space.high.transpose(2, 0, 1), dtype=space.dtype)
-    if isinstance(space, gymnasium.spaces.Dict):
+    if isinstance(space, NESTED):
         leaves = dict(_flat_keys(space))
         missing = [key for key in obs_keys or [] if key not in leaves]
         if obs_keys is None or missing:
@@ -167,13 +182,16 @@ def observation_space(
         low = np.concatenate([lo for lo, _ in bounds])
         high = np.concatenate([hi for _, hi in bounds])
         return gymnasium.spaces.Box(low, high, dtype=np.float32)
-    if isinstance(space, gymnasium.spaces.Discrete):
-        return gymnasium.spaces.Box(float(space.start), float(space.start + space.n - 1), (1,), dtype=np.float32)
+    if isinstance(space, VECTOR_LEAVES):
+        low, high = _leaf_bounds("", space)
+        return gymnasium.spaces.Box(low, high, dtype=np.float32)
     if isinstance(space, gymnasium.spaces.Box):
         if space.dtype == np.uint8 or np.issubdtype(space.dtype, np.integer) or space.dtype == np.bool_:
             return space
         return gymnasium.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32)
-    raise ConfigError(f"env gym: observation space: expected Box, Dict or Discrete, found {space}")
+    raise ConfigError(
+        f"env gym: observation space: expected Box, Dict, Tuple, Discrete, MultiDiscrete or MultiBinary, found {space}"
+    )
 
 
 def action_space(space: gymnasium.Space[Any]) -> gymnasium.Space[Any]:
@@ -190,17 +208,17 @@ def flatten_obs(
     """A batch of raw vector-env observations as the ``(B, *shape)`` array clonekit records."""
     if transpose_images:  # (B, H, W, C) -> (B, C, H, W)
         return np.ascontiguousarray(np.asarray(obs).reshape(batch, *space.shape or ()).transpose(0, 3, 1, 2))
-    if isinstance(space, gymnasium.spaces.Dict):
+    if isinstance(space, NESTED):
         assert obs_keys is not None
         parts = []
         for key in obs_keys:
             value = obs
             for part in key.split("."):
-                value = value[part]
+                value = value[int(part)] if isinstance(value, tuple) else value[part]
             parts.append(np.asarray(value, dtype=np.float32).reshape(batch, -1))
         return np.concatenate(parts, axis=1)
-    if isinstance(space, gymnasium.spaces.Discrete):
-        return np.asarray(obs, dtype=np.float32).reshape(batch, 1)
+    if isinstance(space, VECTOR_LEAVES):
+        return np.asarray(obs, dtype=np.float32).reshape(batch, -1)
     array = np.asarray(obs)
     if array.dtype == np.uint8 or np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
         return array
@@ -361,7 +379,7 @@ class GymFamily:
             raise ConfigError(f"env gym: success_threshold: expected a finite number or null, got {threshold!r}")
         ranges = self._seed_ranges(kwargs.get("seed_ranges", DEFAULT_SEED_RANGES))
         obs_keys = kwargs.get("obs_keys")
-        if obs_keys is None and isinstance(raw_obs_space, gymnasium.spaces.Dict):
+        if obs_keys is None and isinstance(raw_obs_space, NESTED):
             obs_keys = [key for key, _ in _flat_keys(raw_obs_space)]
         if obs_keys is not None and (not isinstance(obs_keys, list) or not all(isinstance(k, str) for k in obs_keys)):
             raise ConfigError(f"env gym: obs_keys: expected a list of strings or null, got {obs_keys!r}")
