@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
@@ -117,3 +119,11 @@ def test_bad_specs_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a loadable Stable-Baselines3 model"):
         make_expert(ENV, str(tmp_path / "bad.zip"))
     assert isinstance(make_expert(ENV, "py:walk1d:oracle"), OutsideExpert)
+
+
+def test_non_finite_actions_are_one_line_errors() -> None:
+    """A NaN action names the expert and the observation, not the env's observation it would have spoiled."""
+    expert = OutsideExpert("py:m:f", lambda obs: np.array([[0.5], [np.nan]], np.float32), {"kind": "python"})
+    expert.reset(SimpleNamespace(action_space=gymnasium.spaces.Box(-1.0, 1.0, (1,))))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"expert py:m:f: expected finite actions, found \[nan\] for observation 1"):
+        expert.act(np.zeros((2, 3), np.float32))

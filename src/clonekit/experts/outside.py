@@ -127,6 +127,9 @@ class OutsideExpert:
                 f"expert {self.name}: expected actions of shape {(len(obs), *shape)} for {len(obs)} observations, "
                 f"got {actions.shape}{hint}"
             )
+        if np.issubdtype(actions.dtype, np.floating) and not np.isfinite(actions).all():
+            row = int(np.flatnonzero(~np.isfinite(actions.reshape(len(actions), -1)).all(axis=1))[0])
+            raise ConfigError(f"expert {self.name}: expected finite actions, found {actions[row]} for observation {row}")
         if space is not None and hasattr(space, "n"):
             if not np.issubdtype(actions.dtype, np.integer) and not np.all(actions == np.round(actions)):
                 raise ConfigError(f"expert {self.name}: expected integer actions for {space}, got {actions[:4]}")
