@@ -498,3 +498,15 @@ def test_bad_gym_options_are_one_line_errors(walk_path: Path) -> None:
         GymFamily().options({"id": WALK_ID, "transpose_images": "yes"})
     with pytest.raises(ConfigError, match=r"transpose_images: expected a 3-dimensional Box .* found Box"):
         GymFamily().options({"id": WALK_ID, "transpose_images": True})
+
+
+def test_an_observation_key_of_another_kind_names_the_keys_that_can_be_recorded() -> None:
+    """MiniGrid observes a Dict with a text `mission`: the error names the keys that can be recorded, and recording
+    those works."""
+    hint = r"""found MissionSpace; choose the keys to record with """
+    hint += r"""--env-kwargs '\{"obs_keys": \["direction", "image"\]\}'"""
+    family, kwargs = resolve_env("gym:minigrid:MiniGrid-Empty-5x5-v0")
+    with pytest.raises(ConfigError, match=r"observation key 'mission': expected a Box, .*" + hint):
+        family.spaces(**kwargs)
+    family, kwargs = resolve_env("gym:minigrid:MiniGrid-Empty-5x5-v0", {"obs_keys": ["direction", "image"]})
+    assert family.spaces(**kwargs)[0].shape == (1 + 7 * 7 * 3,)

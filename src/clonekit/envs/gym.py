@@ -178,6 +178,14 @@ def observation_space(
             raise ConfigError(
                 f"env gym: obs_keys: expected keys of the observation space {sorted(leaves)}, found {obs_keys}"
             )
+        usable = [key for key, leaf in leaves.items() if isinstance(leaf, (gymnasium.spaces.Box, *VECTOR_LEAVES))]
+        for key in obs_keys:
+            if key not in usable:
+                raise ConfigError(
+                    f"env gym: observation key {key!r}: expected a Box, Discrete, MultiDiscrete or MultiBinary space, "
+                    f"found {type(leaves[key]).__name__}; choose the keys to record with --env-kwargs "
+                    f"'{{\"obs_keys\": {json.dumps(usable)}}}'"
+                )
         bounds = [_leaf_bounds(key, leaves[key]) for key in obs_keys]
         low = np.concatenate([lo for lo, _ in bounds])
         high = np.concatenate([hi for _, hi in bounds])

@@ -129,7 +129,8 @@ class OutsideExpert:
             )
         if np.issubdtype(actions.dtype, np.floating) and not np.isfinite(actions).all():
             row = int(np.flatnonzero(~np.isfinite(actions.reshape(len(actions), -1)).all(axis=1))[0])
-            raise ConfigError(f"expert {self.name}: expected finite actions, found {actions[row]} for observation {row}")
+            found = f"found {actions[row]} for observation {row}"
+            raise ConfigError(f"expert {self.name}: expected finite actions, {found}")
         if space is not None and hasattr(space, "n"):
             if not np.issubdtype(actions.dtype, np.integer) and not np.all(actions == np.round(actions)):
                 raise ConfigError(f"expert {self.name}: expected integer actions for {space}, got {actions[:4]}")
