@@ -202,6 +202,18 @@ def _run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
+def _collect(capsys: pytest.CaptureFixture[str], env: str, expert: str, episodes: int, out: Path) -> None:
+    code, _, err = _run(capsys, "collect", env, "--expert", expert, "--episodes", episodes, "--out", out, "--quiet")
+    assert code == 0, err
+
+
+def _test_success(capsys: pytest.CaptureFixture[str], run: Path, episodes: int) -> float:
+    """The run's success rate on ``episodes`` unseen seeds (``clonekit eval --split test``, seed 1)."""
+    code, out, err = _run(capsys, "eval", run, "--episodes", episodes, "--seed", 1, "--split", "test", "--json")
+    assert code == 0, err
+    return float(json.loads(out.strip().splitlines()[-1])["metrics"]["success"]["mean"])
+
+
 CLONEKIT_GYM_IDS = sorted(i for i in gymnasium.registry if i.startswith("clonekit/"))
 
 
@@ -426,11 +438,7 @@ def test_box_actions_of_more_than_one_dimension_are_recorded_flat_and_reshaped_f
     trains on them and its flat actions reach the env as (1, 2) (the env asserts its shape at every step), in
     evaluation and in RL."""
     data, run = tmp_path / "data", tmp_path / "run"
-    code, _, err = _run(
-        capsys, "collect", "gym:walk1d:Plane-v0", "--expert", "py:walk1d:plane_oracle", "--episodes", 40,
-        "--out", data, "--quiet",
-    )  # fmt: skip
-    assert code == 0, err
+    _collect(capsys, "gym:walk1d:Plane-v0", "py:walk1d:plane_oracle", 40, data)
     dataset = Dataset.open(data)
     assert dataset.meta["spaces"]["action"]["shape"] == [2]
     episode = dataset.episode(0)
@@ -438,10 +446,7 @@ def test_box_actions_of_more_than_one_dimension_are_recorded_flat_and_reshaped_f
     settings = ["--set", "hidden_sizes=[64, 64]", "--steps", 600, "--quiet"]
     code, _, err = _run(capsys, "train", "continuous_bc", "--data", data, "--out", run, *settings)
     assert code == 0, err
-    code, out, err = _run(capsys, "eval", run, "--episodes", 40, "--seed", 1, "--split", "test", "--json")
-    assert code == 0, err
-    success = json.loads(out.strip().splitlines()[-1])["metrics"]["success"]
-    assert success["mean"] >= 0.9, success
+    assert _test_success(capsys, run, 40) >= 0.9
     code, _, err = _run(
         capsys, "rl", "ppo", "--env", "gym:walk1d:Plane-v0", "--steps", 128, "--set", "num_envs=2",
         "--set", "num_steps=64", "--set", "num_minibatches=2", "--out", tmp_path / "ppo", "--quiet",
@@ -456,21 +461,14 @@ def test_channel_last_pictures_are_recorded_channel_first_and_learned_by_the_con
     expert sees them so, `bc` picks its conv encoder and learns the walk; RL's vector env observes the same arrays;
     a run evaluated on an env with other observations is a one-line error."""
     data, run = tmp_path / "data", tmp_path / "run"
-    code, _, err = _run(
-        capsys, "collect", "gym:walk1d:PixWalk-v0", "--expert", "py:walk1d:pix_oracle", "--episodes", 60,
-        "--out", data, "--quiet",
-    )  # fmt: skip
-    assert code == 0, err
+    _collect(capsys, "gym:walk1d:PixWalk-v0", "py:walk1d:pix_oracle", 60, data)
     meta = json.loads((data / "meta.json").read_text())
     assert meta["spaces"]["observation"]["shape"] == [3, 12, 12] and meta["env"]["kwargs"]["transpose_images"] is True
     small = ["--set", "conv_channels=[16, 32]", "--set", "batch_size=64"]  # 0.94 on training seeds 0-2
     code, _, err = _run(capsys, "train", "bc", "--data", data, "--out", run, "--steps", 150, *small, "--quiet")
     assert code == 0, err
     assert json.loads((run / "config.json").read_text())["policy_config"]["encoder"] == "conv"
-    code, out, err = _run(capsys, "eval", run, "--episodes", 50, "--seed", 1, "--split", "test", "--json")
-    assert code == 0, err
-    success = json.loads(out.strip().splitlines()[-1])["metrics"]["success"]
-    assert success["mean"] >= 0.9, success
+    assert _test_success(capsys, run, 50) >= 0.9
     family, kwargs = resolve_env("gym:walk1d:PixWalk-v0")
     vec = family.make_vec([GymTask(5), GymTask(6)], **kwargs)
     factories, block = gym_env_factories("gym:walk1d:PixWalk-v0", {}, 2)
