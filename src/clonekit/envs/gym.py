@@ -138,19 +138,17 @@ def _flat_keys(space: gymnasium.spaces.Dict | gymnasium.spaces.Tuple, prefix: st
     return leaves if isinstance(space, gymnasium.spaces.Tuple) else sorted(leaves, key=lambda leaf: leaf[0])
 
 
-def _leaf_bounds(key: str, space: gymnasium.Space[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Flattened float32 bounds of one leaf of a Dict or Tuple observation (or of a vector-leaf observation)."""
+def _leaf_bounds(space: gymnasium.Space[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened float32 bounds of a Box, Discrete, MultiDiscrete or MultiBinary space (a leaf of a Dict or Tuple
+    observation, or a vector-leaf observation of its own)."""
     if isinstance(space, gymnasium.spaces.Box):
         return space.low.astype(np.float32).ravel(), space.high.astype(np.float32).ravel()
     if isinstance(space, gymnasium.spaces.Discrete):
         return np.array([space.start], np.float32), np.array([space.start + space.n - 1], np.float32)
     if isinstance(space, gymnasium.spaces.MultiDiscrete):
         return space.start.astype(np.float32).ravel(), (space.start + space.nvec - 1).astype(np.float32).ravel()
-    if isinstance(space, gymnasium.spaces.MultiBinary):
-        return np.zeros(int(np.prod(space.shape)), np.float32), np.ones(int(np.prod(space.shape)), np.float32)
-    raise ConfigError(
-        f"env gym: observation key {key!r}: expected a Box, Discrete, MultiDiscrete or MultiBinary space, found {space}"
-    )
+    assert isinstance(space, gymnasium.spaces.MultiBinary), space
+    return np.zeros(int(np.prod(space.shape)), np.float32), np.ones(int(np.prod(space.shape)), np.float32)
 
 
 def channel_last_image(space: gymnasium.Space[Any]) -> bool:
@@ -186,12 +184,12 @@ def observation_space(
                     f"found {type(leaves[key]).__name__}; choose the keys to record with --env-kwargs "
                     f"'{{\"obs_keys\": {json.dumps(usable)}}}'"
                 )
-        bounds = [_leaf_bounds(key, leaves[key]) for key in obs_keys]
+        bounds = [_leaf_bounds(leaves[key]) for key in obs_keys]
         low = np.concatenate([lo for lo, _ in bounds])
         high = np.concatenate([hi for _, hi in bounds])
         return gymnasium.spaces.Box(low, high, dtype=np.float32)
     if isinstance(space, VECTOR_LEAVES):
-        low, high = _leaf_bounds("", space)
+        low, high = _leaf_bounds(space)
         return gymnasium.spaces.Box(low, high, dtype=np.float32)
     if isinstance(space, gymnasium.spaces.Box):
         if space.dtype == np.uint8 or np.issubdtype(space.dtype, np.integer) or space.dtype == np.bool_:
@@ -234,8 +232,9 @@ def flatten_obs(
 
 
 class RecordObs:
-    """One raw observation of an env with a Dict or Discrete observation space, or a channel-last image, as the
-    array clonekit records (a module-level class, so a worker process can receive it)."""
+    """One raw observation of an env whose observations are not recorded as they come (a Dict, Tuple, Discrete,
+    MultiDiscrete or MultiBinary space, or a channel-last image) as the array clonekit records (a module-level
+    class, so a worker process can receive it)."""
 
     def __init__(
         self, space: gymnasium.Space[Any], obs_keys: list[str] | None, shape: tuple[int, ...], transpose_images: bool

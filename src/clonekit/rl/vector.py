@@ -8,8 +8,8 @@ action is ignored and which must be masked out), and a truncated episode can be 
 its true last observation.
 
 Observations are converted as the ``gym`` env family converts them (:mod:`clonekit.envs.gym`: float Boxes to
-float32, Dict and Discrete observations flattened; a Box action of several dimensions acted flat and reshaped for
-the env), so a policy trained here rolls out unchanged through
+float32, Dict, Tuple and Discrete observations flattened, channel-last pictures channel-first; a Box action of
+several dimensions acted flat and reshaped for the env), so a policy trained here rolls out unchanged through
 clonekit's evaluation.
 """
 
