@@ -16,10 +16,11 @@
 * a clonekit run directory (``config.json`` + ``model.safetensors``): the trained policy as the teacher.
 
 Every outside expert sees the observations as clonekit records them (a Dict or Tuple observation flattened, a
-channel-last picture channel-first; see :mod:`clonekit.envs.gym`). Box actions are clipped to the action space before they run, so the recorded
-action is the executed one. Collection records the spec, the kind and (for files) a sha256 of the expert in
-the dataset's env block (``expert``, ``expert_source``). Actions of a Box with more than one dimension may come
-in the env's own shape or flattened; they are recorded flattened (as the gym family records them).
+channel-last picture channel-first; see :mod:`clonekit.envs.gym`). Box actions are clipped to the action space
+before they run, so the recorded action is the executed one. Collection records the spec, the kind and (for
+files) a sha256 of the expert in the dataset's env block (``expert``, ``expert_source``). Actions of a Box with
+more than one dimension may come in the env's own shape or flattened; they are recorded flattened (as the gym
+family records them).
 """
 
 from __future__ import annotations
