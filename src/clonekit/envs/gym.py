@@ -34,9 +34,11 @@ Observations: a ``uint8`` Box (images) is kept as it is (channel-last images mov
 ``transpose_images``); other Boxes become float32 (integer Boxes keep their
 dtype); a Dict or Tuple is flattened to float32 in ``obs_keys`` order (its leaves Box, Discrete, MultiDiscrete or
 MultiBinary); a Discrete observation becomes ``(1,)`` float32, a MultiDiscrete or MultiBinary one a float32 vector.
-Actions: Discrete or Box spaces. A Box of more than one dimension (e.g. ``(2, 3)``) is recorded flattened to
-``(6,)`` (C order): the policies act in vectors, and the vec env reshapes each action back before the env's
-``step``; an outside expert may answer in either shape (:mod:`clonekit.experts.outside`).
+Actions: Discrete, Box, MultiDiscrete or MultiBinary spaces. A Box of more than one dimension (e.g. ``(2, 3)``) is
+recorded flattened to ``(6,)`` (C order), as the policies act in vectors; a MultiDiscrete or MultiBinary space as
+one Discrete over its joint values (``MultiDiscrete([2, 3])`` as ``Discrete(6)``, at most ``MAX_JOINT_ACTIONS``).
+The vec env turns each action back into the env's own before its ``step`` (:func:`env_actions`); an outside expert
+may answer in either form (:mod:`clonekit.experts.outside`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,14 @@ OPTIONS = (
 )
 # A channel-last image: a uint8 Box (H, W, C) with C <= MAX_CHANNELS < H.
 MAX_CHANNELS = 4
+# A MultiDiscrete or MultiBinary action space is recorded as one Discrete over at most this many joint actions.
+MAX_JOINT_ACTIONS = 4096
+ACTION_SPACES = (
+    gymnasium.spaces.Box,
+    gymnasium.spaces.Discrete,
+    gymnasium.spaces.MultiDiscrete,
+    gymnasium.spaces.MultiBinary,
+)
 # Reset seeds stay below 2**31 (some envs keep seeds in int32); train and test take one half each.
 DEFAULT_SEED_RANGES: dict[str, list[int]] = {"train": [0, 2**30], "test": [2**30, 2**31]}
 IDLE_SLOT_GROUPS = 2  # per options and size: rollout makes the next wave's env before the last one is freed
@@ -200,12 +210,53 @@ def observation_space(
     )
 
 
+def _joint_sizes(space: gymnasium.spaces.MultiDiscrete | gymnasium.spaces.MultiBinary) -> tuple[int, ...]:
+    """The number of values of each component of a MultiDiscrete or MultiBinary action, flattened."""
+    if isinstance(space, gymnasium.spaces.MultiBinary):
+        return (2,) * int(np.prod(space.shape))
+    return tuple(int(n) for n in np.asarray(space.nvec).ravel())
+
+
 def action_space(space: gymnasium.Space[Any]) -> gymnasium.Space[Any]:
     """The space of the actions clonekit records for an env with action space ``space``: a Box of more than one
-    dimension flattened (C order), any other space as it is."""
+    dimension flattened (C order); a MultiDiscrete or MultiBinary space as one Discrete over its joint values (at
+    most ``MAX_JOINT_ACTIONS``; the first component varies slowest); any other space as it is."""
     if isinstance(space, gymnasium.spaces.Box) and len(space.shape) > 1:
         return gymnasium.spaces.Box(space.low.ravel(), space.high.ravel(), dtype=space.dtype)
+    if isinstance(space, gymnasium.spaces.MultiDiscrete | gymnasium.spaces.MultiBinary):
+        joint = int(np.prod(_joint_sizes(space), dtype=np.float64))
+        if joint > MAX_JOINT_ACTIONS:
+            raise ConfigError(
+                f"env gym: action space {space}: expected at most {MAX_JOINT_ACTIONS} joint actions (recorded as one "
+                f"Discrete), found {joint}"
+            )
+        return gymnasium.spaces.Discrete(joint)
     return space
+
+
+def env_actions(actions: np.ndarray, space: gymnasium.Space[Any]) -> np.ndarray:
+    """Recorded actions ``(B, ...)`` (see :func:`action_space`) as the env with action space ``space`` takes them."""
+    actions = np.asarray(actions)
+    if isinstance(space, gymnasium.spaces.MultiDiscrete | gymnasium.spaces.MultiBinary):
+        parts = np.stack(np.unravel_index(actions.astype(np.int64).ravel(), _joint_sizes(space)), axis=-1)
+        if isinstance(space, gymnasium.spaces.MultiDiscrete):
+            parts = parts + np.asarray(space.start).ravel()
+        return parts.reshape(len(actions), *space.shape).astype(space.dtype)
+    if isinstance(space, gymnasium.spaces.Box) and len(space.shape) > 1:
+        return actions.reshape(len(actions), *space.shape)
+    return actions
+
+
+def recorded_actions(actions: np.ndarray, space: gymnasium.Space[Any]) -> np.ndarray:
+    """Actions ``(B, *space.shape)`` in the env's own action space ``space`` as clonekit records them (the inverse
+    of :func:`env_actions`)."""
+    actions = np.asarray(actions)
+    if isinstance(space, gymnasium.spaces.MultiDiscrete | gymnasium.spaces.MultiBinary):
+        parts = actions.reshape(len(actions), -1).astype(np.int64)
+        if isinstance(space, gymnasium.spaces.MultiDiscrete):
+            parts = parts - np.asarray(space.start).ravel()
+        return np.asarray(np.ravel_multi_index(tuple(parts.T), _joint_sizes(space)), dtype=np.int64)
+    return actions.reshape(len(actions), -1) if isinstance(space, gymnasium.spaces.Box) else actions
 
 
 def flatten_obs(
@@ -282,8 +333,6 @@ class GymVecEnv:
         self.options = options
         raw_space, self.raw_action_space = spaces
         self.action_space = action_space(self.raw_action_space)
-        # Actions arrive flat (B, A); an env whose Box has more dimensions gets each row reshaped back.
-        self._action_shape = self.raw_action_space.shape if self.action_space is not self.raw_action_space else None
         self.slots = slots if slots is not None else make_slots(options, self.num_envs, raw_space)
         self.raw_observation_space = raw_space
         self.observation_space = observation_space(raw_space, options.obs_keys, options.transpose_images)
@@ -310,8 +359,8 @@ class GymVecEnv:
         """Apply ``actions`` ``(B, ...)`` to the live slots; returns ``(obs, reward, terminated, truncated)``."""
         live = ~self.done
         actions = np.asarray(actions)
-        if self._action_shape is not None:
-            actions = actions.reshape(len(actions), *self._action_shape)
+        if self.action_space is not self.raw_action_space:  # recorded otherwise than the env takes them
+            actions = env_actions(actions, self.raw_action_space)
         reward, terminated, truncated, reported, success = self.slots.step(actions, live)
         reward32 = reward.astype(np.float32)
         self.returns += reward32
@@ -449,8 +498,11 @@ class GymFamily:
     def spaces(self, **kwargs: Any) -> tuple[gymnasium.Space[Any], gymnasium.Space[Any]]:
         options = self.options(kwargs)
         raw_obs, action, _ = self._describe(options.id, options.make_kwargs)
-        if not isinstance(action, gymnasium.spaces.Box | gymnasium.spaces.Discrete):
-            raise ConfigError(f"env gym {options.id}: action space: expected Box or Discrete, found {action}")
+        if not isinstance(action, ACTION_SPACES):
+            raise ConfigError(
+                f"env gym {options.id}: action space: expected Box, Discrete, MultiDiscrete or MultiBinary, "
+                f"found {action}"
+            )
         return observation_space(raw_obs, options.obs_keys, options.transpose_images), action_space(action)
 
     def sample_tasks(self, seed: int, split: str, count: int, exclude: set[str], **kwargs: Any) -> list[GymTask]:

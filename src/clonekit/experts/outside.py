@@ -19,8 +19,8 @@ Every outside expert sees the observations as clonekit records them (a Dict or T
 channel-last picture channel-first; see :mod:`clonekit.envs.gym`). Box actions are clipped to the action space
 before they run, so the recorded action is the executed one. Collection records the spec, the kind and (for
 files) a sha256 of the expert in the dataset's env block (``expert``, ``expert_source``). Actions of a Box with
-more than one dimension may come in the env's own shape or flattened; they are recorded flattened (as the gym
-family records them).
+more than one dimension, or of a MultiDiscrete or MultiBinary space, may come in the env's own form or as clonekit
+records them (flattened, or one joint Discrete; see :mod:`clonekit.envs.gym`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import gymnasium
 import numpy as np
 import torch
 
 from clonekit.data import StreamSpec
 from clonekit.envs.family import VecEnv
+from clonekit.envs.gym import recorded_actions
 from clonekit.errors import ConfigError
 
 ACTION_METHODS = ("get_action", "act", "predict")
@@ -95,7 +97,7 @@ class OutsideExpert:
         self._act_batch = act_batch
         self._reseed = reseed
         self._action_space: Any = None
-        self._raw_action_shape: tuple[int, ...] | None = None
+        self._raw_action_space: Any = None
 
     def streams(self, observation_shape: tuple[int, ...]) -> list[StreamSpec]:
         """None: an outside expert gives actions only."""
@@ -104,8 +106,8 @@ class OutsideExpert:
     def reset(self, env: VecEnv, seed: int | None = None) -> None:
         """Remember the env's action space (to check and clip actions) and reseed the expert's draws."""
         self._action_space = getattr(env, "action_space", None)
-        raw = getattr(env, "raw_action_space", None)  # a gym env whose Box actions are recorded flattened
-        self._raw_action_shape = tuple(raw.shape) if raw is not None and raw is not self._action_space else None
+        raw = getattr(env, "raw_action_space", None)  # a gym env whose actions are recorded otherwise
+        self._raw_action_space = raw if raw is not None and raw is not self._action_space else None
         if self._reseed is not None:
             self._reseed(seed)
 
@@ -119,8 +121,13 @@ class OutsideExpert:
         actions = np.asarray(raw)
         space = self._action_space
         shape = tuple(getattr(space, "shape", None) or ())
-        if self._raw_action_shape is not None and actions.shape == (len(obs), *self._raw_action_shape):
-            actions = actions.reshape(len(obs), *shape)  # the env's own shape: recorded flattened
+        raw_space = self._raw_action_space
+        if raw_space is not None and actions.shape == (len(obs), *raw_space.shape):  # the env's own form
+            if not isinstance(raw_space, gymnasium.spaces.Box) and not (
+                np.all(actions == np.round(actions)) and all(raw_space.contains(a) for a in actions)
+            ):
+                raise ConfigError(f"expert {self.name}: actions outside {raw_space}: {actions[:4].tolist()}")
+            actions = recorded_actions(actions, raw_space)
         if actions.shape != (len(obs), *shape):
             per_observation = " (a per-observation expert? pass --expert-kwargs '{\"batched\": false}')"
             hint = per_observation if actions.ndim == 0 else ""

@@ -8,9 +8,9 @@ action is ignored and which must be masked out), and a truncated episode can be 
 its true last observation.
 
 Observations are converted as the ``gym`` env family converts them (:mod:`clonekit.envs.gym`: float Boxes to
-float32, Dict, Tuple and Discrete observations flattened, channel-last pictures channel-first; a Box action of
-several dimensions acted flat and reshaped for the env), so a policy trained here rolls out unchanged through
-clonekit's evaluation.
+float32, Dict, Tuple and Discrete observations flattened, channel-last pictures channel-first), and actions are
+taken as clonekit records them (a Box of several dimensions flat, a MultiDiscrete as one Discrete), so a policy
+trained here rolls out unchanged through clonekit's evaluation.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import gymnasium
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from clonekit.envs.gym import GymFamily, action_space, flatten_obs, make_env, observation_space
+from clonekit.envs.gym import GymFamily, action_space, env_actions, flatten_obs, make_env, observation_space
 from clonekit.errors import ConfigError
 
 EnvFactory = Callable[[], gymnasium.Env[Any, Any]]
@@ -57,7 +57,7 @@ class VectorEnv:
         self.transpose_images = transpose_images
         self.observation_space = observation_space(self.raw_observation_space, obs_keys, transpose_images)
         self.raw_action_space = self.envs.single_action_space
-        self.action_space = action_space(self.raw_action_space)  # a Box of several dimensions acts flat
+        self.action_space = action_space(self.raw_action_space)  # as clonekit records actions
         if not isinstance(self.action_space, gymnasium.spaces.Discrete | gymnasium.spaces.Box):
             raise ConfigError(f"env: action space: expected Discrete or Box, found {self.action_space}")
         if isinstance(self.action_space, gymnasium.spaces.Discrete) and int(self.action_space.start) != 0:
@@ -85,9 +85,8 @@ class VectorEnv:
         """Apply ``actions``; returns ``(next_obs, reward, terminated, truncated, final_obs)``: ``next_obs`` is a new
         episode's first observation where one ended; ``final_obs`` maps those envs to the ended episode's last
         observation."""
-        raw_shape = self.raw_action_space.shape
-        if self.action_space is not self.raw_action_space and raw_shape is not None:
-            actions = np.asarray(actions).reshape(self.num_envs, *raw_shape)
+        if self.action_space is not self.raw_action_space:
+            actions = env_actions(actions, self.raw_action_space)
         obs, reward, terminated, truncated, info = self.envs.step(actions)
         final: dict[int, np.ndarray] = {}
         if "_final_obs" in info:
