@@ -234,6 +234,15 @@ def _collect(capsys: pytest.CaptureFixture[str], env: str, expert: str, episodes
     assert code == 0, err
 
 
+def _short_ppo(capsys: pytest.CaptureFixture[str], env: str, out: Path) -> None:
+    """128 steps of `clonekit rl ppo` on ``env`` (2 envs): RL's vector env takes the recorded actions too."""
+    code, _, err = _run(
+        capsys, "rl", "ppo", "--env", env, "--steps", 128, "--set", "num_envs=2", "--set", "num_steps=64",
+        "--set", "num_minibatches=2", "--out", out, "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+
+
 def _test_success(capsys: pytest.CaptureFixture[str], run: Path, episodes: int) -> float:
     """The run's success rate on ``episodes`` unseen seeds (``clonekit eval --split test``, seed 1)."""
     code, out, err = _run(capsys, "eval", run, "--episodes", episodes, "--seed", 1, "--split", "test", "--json")
@@ -474,11 +483,7 @@ def test_box_actions_of_more_than_one_dimension_are_recorded_flat_and_reshaped_f
     code, _, err = _run(capsys, "train", "continuous_bc", "--data", data, "--out", run, *settings)
     assert code == 0, err
     assert _test_success(capsys, run, 40) >= 0.9
-    code, _, err = _run(
-        capsys, "rl", "ppo", "--env", "gym:walk1d:Plane-v0", "--steps", 128, "--set", "num_envs=2",
-        "--set", "num_steps=64", "--set", "num_minibatches=2", "--out", tmp_path / "ppo", "--quiet",
-    )  # fmt: skip
-    assert code == 0, err  # RL's vector env reshapes the flat actions too
+    _short_ppo(capsys, "gym:walk1d:Plane-v0", tmp_path / "ppo")
 
 
 def test_multi_discrete_actions_are_recorded_as_one_joint_discrete_and_decoded_for_the_env(
@@ -498,11 +503,7 @@ def test_multi_discrete_actions_are_recorded_as_one_joint_discrete_and_decoded_f
     code, _, err = _run(capsys, "train", "bc", "--data", data, "--out", run, "--steps", 500, *wider, "--quiet")
     assert code == 0, err
     assert _test_success(capsys, run, 50) >= 0.9
-    code, _, err = _run(
-        capsys, "rl", "ppo", "--env", "gym:walk1d:WalkJump-v0", "--steps", 128, "--set", "num_envs=2",
-        "--set", "num_steps=64", "--set", "num_minibatches=2", "--out", tmp_path / "ppo", "--quiet",
-    )  # fmt: skip
-    assert code == 0, err
+    _short_ppo(capsys, "gym:walk1d:WalkJump-v0", tmp_path / "ppo")
     code, _, err = _run(
         capsys, "collect", "gym:walk1d:WalkJump-v0", "--expert", "py:walk1d:jump_too_far", "--episodes", 2,
         "--out", tmp_path / "bad", "--quiet",
