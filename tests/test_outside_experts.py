@@ -94,6 +94,46 @@ def test_sb3_zip_expert(tmp_path: Path) -> None:
     assert data.env["expert_source"]["kind"] == "sb3" and len(data.env["expert_source"]["sha256"]) == 64
 
 
+def test_sb3_expert_acts_on_observations_normalized_by_its_vec_normalize_statistics(tmp_path: Path) -> None:
+    import pickle
+
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, seed=0, device="cpu")  # untrained
+    model.save(tmp_path / "ppo.zip")
+    stats = VecNormalize(make_vec_env("CartPole-v1", n_envs=1), norm_reward=False)
+    mean, var = np.array([1.0, -0.5, 0.1, 0.3]), np.array([0.01, 4.0, 0.02, 9.0])
+    stats.obs_rms.mean, stats.obs_rms.var = mean, var
+    stats.save(tmp_path / "vecnormalize.pkl")
+    data = collect(
+        "gym:CartPole-v1",
+        str(tmp_path / "ppo.zip"),
+        episodes=4,
+        seed=0,
+        out=tmp_path / "d",
+        show_progress=False,
+        env_kwargs={"max_episode_steps": 20},
+        expert_kwargs={"vec_normalize": str(tmp_path / "vecnormalize.pkl")},
+    )
+    obs = np.asarray(data.column("obs"))
+    normalized = np.clip((obs - mean) / np.sqrt(var + stats.epsilon), -stats.clip_obs, stats.clip_obs)
+    expected, _ = model.predict(normalized.astype(np.float32), deterministic=True)
+    np.testing.assert_array_equal(data.column("action"), expected)
+    unnormalized, _ = model.predict(obs, deterministic=True)
+    assert (unnormalized != expected).any()  # the statistics change the actions on these observations
+    assert len(data.env["expert_source"]["vec_normalize_sha256"]) == 64
+    zip_spec = str(tmp_path / "ppo.zip")
+    with pytest.raises(ConfigError, match=r"vec_normalize of .*: expected the path of a file VecNormalize\.save wrote"):
+        make_expert("gym:CartPole-v1", zip_spec, vec_normalize=str(tmp_path / "missing.pkl"))
+    (tmp_path / "other.pkl").write_bytes(pickle.dumps({"mean": 0}))
+    with pytest.raises(ConfigError, match="expected a pickled VecNormalize, found dict"):
+        make_expert("gym:CartPole-v1", zip_spec, vec_normalize=str(tmp_path / "other.pkl"))
+    with pytest.raises(ConfigError, match=r"takes no options \(a .zip takes vec_normalize\), got \['norm'\]"):
+        make_expert("gym:CartPole-v1", zip_spec, norm=True)
+
+
 def test_onnx_and_run_directory_experts(walk_run: Path, tmp_path: Path) -> None:
     policy = load_policy(walk_run)
     onnx = export_onnx(walk_run, tmp_path / "walk.onnx")

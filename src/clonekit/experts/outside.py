@@ -9,7 +9,10 @@
   false}'`` it is called once per observation ``(*obs_shape)`` and returns one action. A tuple result is read
   as ``(action, state)`` (SB3's convention) and its first item is taken.
 * ``PATH.zip``: a Stable-Baselines3 model (any algorithm), acting deterministically (needs ``clonekit[sb3]``).
-  SB3's loader unpickles parts of the file: load only models you trust.
+  SB3's loader unpickles parts of the file: load only models you trust. A model trained inside SB3's
+  ``VecNormalize`` acts on normalized observations: ``--expert-kwargs '{"vec_normalize": "PATH.pkl"}'`` (the
+  file ``VecNormalize.save`` writes, also unpickled) normalizes each observation with its statistics first, as
+  SB3 does at test time (``training=False``).
 * ``PATH.onnx``: an ONNX model taking ``obs`` and returning the action first, as ``clonekit export`` writes
   (needs ``clonekit[onnx]``). Random-draw inputs of a stochastic head are fed: ``noise`` standard normal,
   ``component_noise`` and ``bin_noise`` Exp(1), drawn from the collection's seed.
@@ -155,11 +158,12 @@ def make_outside_expert(spec: str, **kwargs: Any) -> OutsideExpert:
     """The outside expert named by ``spec`` (see the module docstring); ``kwargs`` are ``--expert-kwargs``."""
     if spec.startswith("py:"):
         return _python_expert(spec, **kwargs)
-    if kwargs:
-        raise ConfigError(f"--expert-kwargs: expert {spec} takes no options, got {sorted(kwargs)}")
     path = Path(spec)
-    if spec.endswith(".zip"):
-        return _sb3_expert(spec, path)
+    if spec.endswith(".zip") and set(kwargs) <= {"vec_normalize"}:
+        return _sb3_expert(spec, path, kwargs.get("vec_normalize"))
+    if kwargs:
+        accepted = " (a .zip takes vec_normalize)" if spec.endswith(".zip") else ""
+        raise ConfigError(f"--expert-kwargs: expert {spec} takes no options{accepted}, got {sorted(kwargs)}")
     if spec.endswith(".onnx"):
         return _onnx_expert(spec, path)
     if path.is_dir():
@@ -238,8 +242,9 @@ def _per_observation(method: Callable[[np.ndarray], Any]) -> Callable[[np.ndarra
     return act
 
 
-def _sb3_expert(spec: str, path: Path) -> OutsideExpert:
-    """A Stable-Baselines3 zip: its policy rebuilt from the file, whatever the algorithm, acting deterministically."""
+def _sb3_expert(spec: str, path: Path, vec_normalize: Any = None) -> OutsideExpert:
+    """A Stable-Baselines3 zip: its policy rebuilt from the file, whatever the algorithm, acting deterministically
+    (on observations normalized by the ``VecNormalize`` statistics saved at ``vec_normalize``, when given)."""
     if not path.is_file():
         raise ConfigError(f"--expert {spec}: file not found")
     try:
@@ -258,13 +263,40 @@ def _sb3_expert(spec: str, path: Path) -> OutsideExpert:
         detail = " ".join(str(err).split())[:200]
         raise ConfigError(f"--expert {spec}: not a loadable Stable-Baselines3 model: {detail}") from err
     policy.set_training_mode(False)
+    source = {"kind": "sb3", "policy_class": type(policy).__name__, "sha256": _file_sha256(path)}
+    normalize: Callable[[np.ndarray], np.ndarray] = np.asarray
+    if vec_normalize is not None:
+        normalize = _vec_normalize(spec, vec_normalize)
+        source["vec_normalize_sha256"] = _file_sha256(Path(vec_normalize))
 
     def act(obs: np.ndarray) -> np.ndarray:
-        actions, _ = policy.predict(obs, deterministic=True)
+        actions, _ = policy.predict(normalize(obs), deterministic=True)
         return np.asarray(actions)
 
-    source = {"kind": "sb3", "policy_class": type(policy).__name__, "sha256": _file_sha256(path)}
     return OutsideExpert(spec, act, source)
+
+
+def _vec_normalize(spec: str, value: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The observation normalization of the ``VecNormalize`` statistics file ``value`` (``vec_normalize``)."""
+    import pickle
+
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    where = f"--expert-kwargs vec_normalize of {spec}"
+    if not isinstance(value, str) or not Path(value).is_file():
+        raise ConfigError(f"{where}: expected the path of a file VecNormalize.save wrote, found {value!r}")
+    try:
+        with open(value, "rb") as file:
+            stats = pickle.load(file)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError) as err:
+        detail = " ".join(str(err).split())[:160]
+        raise ConfigError(f"{where}: {value}: not a readable VecNormalize file ({detail})") from err
+    if not isinstance(stats, VecNormalize):
+        raise ConfigError(f"{where}: {value}: expected a pickled VecNormalize, found {type(stats).__name__}")
+    if isinstance(stats.obs_rms, dict):
+        raise ConfigError(f"{where}: {value}: expected statistics of array observations, found them per Dict key")
+    stats.training = False
+    return lambda obs: np.asarray(stats.normalize_obs(np.asarray(obs)))
 
 
 def _onnx_expert(spec: str, path: Path) -> OutsideExpert:
