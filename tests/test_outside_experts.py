@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -74,20 +75,32 @@ def test_a_per_observation_callable_called_batched_says_what_to_do(tmp_path: Pat
     assert not (tmp_path / "d").exists()
 
 
-def test_sb3_zip_expert(tmp_path: Path) -> None:
+def _untrained_cartpole_ppo(path: Path) -> Any:
+    """An untrained SB3 PPO on CartPole, saved at ``path``."""
     from stable_baselines3 import PPO
 
-    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, seed=0, device="cpu")  # untrained
-    model.save(tmp_path / "ppo.zip")
-    data = collect(
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, seed=0, device="cpu")
+    model.save(path)
+    return model
+
+
+def _collect_cartpole(expert: Path, out: Path, **expert_kwargs: object) -> Dataset:
+    """4 CartPole episodes of at most 20 steps with ``expert``."""
+    return collect(
         "gym:CartPole-v1",
-        str(tmp_path / "ppo.zip"),
+        str(expert),
         episodes=4,
         seed=0,
-        out=tmp_path / "d",
+        out=out,
         show_progress=False,
         env_kwargs={"max_episode_steps": 20},
+        expert_kwargs=expert_kwargs,
     )
+
+
+def test_sb3_zip_expert(tmp_path: Path) -> None:
+    model = _untrained_cartpole_ppo(tmp_path / "ppo.zip")
+    data = _collect_cartpole(tmp_path / "ppo.zip", tmp_path / "d")
     obs = np.asarray(data.column("obs"))
     expected, _ = model.predict(obs, deterministic=True)
     np.testing.assert_array_equal(data.column("action"), expected)
@@ -97,26 +110,15 @@ def test_sb3_zip_expert(tmp_path: Path) -> None:
 def test_sb3_expert_acts_on_observations_normalized_by_its_vec_normalize_statistics(tmp_path: Path) -> None:
     import pickle
 
-    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, seed=0, device="cpu")  # untrained
-    model.save(tmp_path / "ppo.zip")
+    model = _untrained_cartpole_ppo(tmp_path / "ppo.zip")
     stats = VecNormalize(make_vec_env("CartPole-v1", n_envs=1), norm_reward=False)
     mean, var = np.array([1.0, -0.5, 0.1, 0.3]), np.array([0.01, 4.0, 0.02, 9.0])
     stats.obs_rms.mean, stats.obs_rms.var = mean, var
     stats.save(tmp_path / "vecnormalize.pkl")
-    data = collect(
-        "gym:CartPole-v1",
-        str(tmp_path / "ppo.zip"),
-        episodes=4,
-        seed=0,
-        out=tmp_path / "d",
-        show_progress=False,
-        env_kwargs={"max_episode_steps": 20},
-        expert_kwargs={"vec_normalize": str(tmp_path / "vecnormalize.pkl")},
-    )
+    data = _collect_cartpole(tmp_path / "ppo.zip", tmp_path / "d", vec_normalize=str(tmp_path / "vecnormalize.pkl"))
     obs = np.asarray(data.column("obs"))
     normalized = np.clip((obs - mean) / np.sqrt(var + stats.epsilon), -stats.clip_obs, stats.clip_obs)
     expected, _ = model.predict(normalized.astype(np.float32), deterministic=True)
