@@ -21,6 +21,7 @@ from clonekit.data import Dataset
 from clonekit.errors import ClonekitError, ConfigError
 from clonekit.experts import Expert, OutsideExpert, make_expert
 from clonekit.experts.collect import collect
+from clonekit.experts.outside import FrameStack
 from clonekit.export import export_onnx
 from clonekit.train import TrainConfig, train
 from tests.test_gym import WALK_ID, write_walk_module
@@ -132,8 +133,53 @@ def test_sb3_expert_acts_on_observations_normalized_by_its_vec_normalize_statist
     (tmp_path / "other.pkl").write_bytes(pickle.dumps({"mean": 0}))
     with pytest.raises(ConfigError, match="expected a pickled VecNormalize, found dict"):
         make_expert("gym:CartPole-v1", zip_spec, vec_normalize=str(tmp_path / "other.pkl"))
-    with pytest.raises(ConfigError, match=r"takes no options \(a .zip takes vec_normalize\), got \['norm'\]"):
+    accepted = r"takes no options \(a .zip takes vec_normalize and frame_stack\), got \['norm'\]"
+    with pytest.raises(ConfigError, match=accepted):
         make_expert("gym:CartPole-v1", zip_spec, norm=True)
+    with pytest.raises(ConfigError, match=r"frame_stack of .*: expected an integer >= 1, found 0"):
+        make_expert("gym:CartPole-v1", zip_spec, frame_stack=0)
+
+
+def test_sb3_expert_trained_on_stacked_frames_acts_on_them_stacked(tmp_path: Path) -> None:
+    """A model trained inside VecFrameStack(env, 3): without frame_stack a one-line error that says so; with it, the
+    actions are the model's on each episode's last 3 observations, zeros before its first (SB3's own stacking)."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    env = VecFrameStack(make_vec_env("CartPole-v1", n_envs=1), 3)
+    model = PPO("MlpPolicy", env, n_steps=64, batch_size=32, seed=0, device="cpu")  # untrained
+    model.save(tmp_path / "ppo.zip")
+    hint = r"""\(a VecFrameStack of 3\? pass --expert-kwargs '\{"frame_stack": 3\}'\)"""
+    with pytest.raises(ConfigError, match=r"reads observations of shape \(12,\), the env gives \(4,\) " + hint):
+        _collect_cartpole(tmp_path / "ppo.zip", tmp_path / "unstacked")
+    data = _collect_cartpole(tmp_path / "ppo.zip", tmp_path / "d", frame_stack=3)
+    assert data.env["expert_source"]["frame_stack"] == 3
+    for i in range(data.num_episodes):
+        episode = data.episode(i)
+        history, stacked = np.zeros((3, 4), np.float32), []
+        for obs in np.asarray(episode["obs"]):
+            history = np.roll(history, -1, axis=0)
+            history[-1] = obs
+            stacked.append(history.ravel())
+        expected, _ = model.predict(np.array(stacked), deterministic=True)
+        np.testing.assert_array_equal(episode["action"], expected)
+
+
+@pytest.mark.parametrize("shape", [(4,), (3, 8, 8), (8, 8, 3)], ids=["vector", "channel_first", "channel_last"])
+def test_frame_stack_stacks_as_sb3_does(shape: tuple[int, ...]) -> None:
+    """Against SB3's own StackedObservations, frame by frame after a reset (vectors, both picture layouts)."""
+    from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
+
+    space = gymnasium.spaces.Box(0, 255, shape, np.uint8)
+    space.seed(0)
+    frames = [np.stack([space.sample(), space.sample()]) for _ in range(5)]
+    sb3, ours = StackedObservations(2, 3, space), FrameStack(3)
+    np.testing.assert_array_equal(ours(frames[0]), sb3.reset(frames[0]))
+    for obs in frames[1:]:
+        np.testing.assert_array_equal(ours(obs), sb3.update(obs, np.zeros(2, bool), [{}, {}])[0])
+    ours.reset()
+    np.testing.assert_array_equal(ours(frames[0]), StackedObservations(2, 3, space).reset(frames[0]))
 
 
 def test_onnx_and_run_directory_experts(walk_run: Path, tmp_path: Path) -> None:

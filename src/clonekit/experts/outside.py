@@ -12,7 +12,10 @@
   SB3's loader unpickles parts of the file: load only models you trust. A model trained inside SB3's
   ``VecNormalize`` acts on normalized observations: ``--expert-kwargs '{"vec_normalize": "PATH.pkl"}'`` (the
   file ``VecNormalize.save`` writes, also unpickled) normalizes each observation with its statistics first, as
-  SB3 does at test time (``training=False``).
+  SB3 does at test time (``training=False``). A model trained inside ``VecFrameStack(env, k)`` acts on the last
+  ``k`` observations: ``--expert-kwargs '{"frame_stack": k}'`` stacks them as SB3 does (zeros before an episode's
+  first observation; along the channel axis of pictures, the last axis otherwise), after the normalization. A
+  model whose observations have another shape than the env's is a one-line error that names both.
 * ``PATH.onnx``: an ONNX model taking ``obs`` and returning the action first, as ``clonekit export`` writes
   (needs ``clonekit[onnx]``). Random-draw inputs of a stochastic head are fed: ``noise`` standard normal,
   ``component_noise`` and ``bin_noise`` Exp(1), drawn from the collection's seed.
@@ -159,10 +162,10 @@ def make_outside_expert(spec: str, **kwargs: Any) -> OutsideExpert:
     if spec.startswith("py:"):
         return _python_expert(spec, **kwargs)
     path = Path(spec)
-    if spec.endswith(".zip") and set(kwargs) <= {"vec_normalize"}:
-        return _sb3_expert(spec, path, kwargs.get("vec_normalize"))
+    if spec.endswith(".zip") and set(kwargs) <= {"vec_normalize", "frame_stack"}:
+        return _sb3_expert(spec, path, kwargs.get("vec_normalize"), kwargs.get("frame_stack", 1))
     if kwargs:
-        accepted = " (a .zip takes vec_normalize)" if spec.endswith(".zip") else ""
+        accepted = " (a .zip takes vec_normalize and frame_stack)" if spec.endswith(".zip") else ""
         raise ConfigError(f"--expert-kwargs: expert {spec} takes no options{accepted}, got {sorted(kwargs)}")
     if spec.endswith(".onnx"):
         return _onnx_expert(spec, path)
@@ -242,9 +245,12 @@ def _per_observation(method: Callable[[np.ndarray], Any]) -> Callable[[np.ndarra
     return act
 
 
-def _sb3_expert(spec: str, path: Path, vec_normalize: Any = None) -> OutsideExpert:
+def _sb3_expert(spec: str, path: Path, vec_normalize: Any = None, frame_stack: Any = 1) -> OutsideExpert:
     """A Stable-Baselines3 zip: its policy rebuilt from the file, whatever the algorithm, acting deterministically
-    (on observations normalized by the ``VecNormalize`` statistics saved at ``vec_normalize``, when given)."""
+    (on observations normalized by the ``VecNormalize`` statistics saved at ``vec_normalize``, when given, then
+    stacked ``frame_stack`` at a time)."""
+    if isinstance(frame_stack, bool) or not isinstance(frame_stack, int) or frame_stack < 1:
+        raise ConfigError(f"--expert-kwargs frame_stack of {spec}: expected an integer >= 1, found {frame_stack!r}")
     if not path.is_file():
         raise ConfigError(f"--expert {spec}: file not found")
     try:
@@ -263,17 +269,78 @@ def _sb3_expert(spec: str, path: Path, vec_normalize: Any = None) -> OutsideExpe
         detail = " ".join(str(err).split())[:200]
         raise ConfigError(f"--expert {spec}: not a loadable Stable-Baselines3 model: {detail}") from err
     policy.set_training_mode(False)
-    source = {"kind": "sb3", "policy_class": type(policy).__name__, "sha256": _file_sha256(path)}
+    source: dict[str, Any] = {"kind": "sb3", "policy_class": type(policy).__name__, "sha256": _file_sha256(path)}
     normalize: Callable[[np.ndarray], np.ndarray] = np.asarray
     if vec_normalize is not None:
         normalize = _vec_normalize(spec, vec_normalize)
         source["vec_normalize_sha256"] = _file_sha256(Path(vec_normalize))
+    stack = FrameStack(frame_stack)
+    if frame_stack > 1:
+        source["frame_stack"] = frame_stack
+    expected = tuple(getattr(policy.observation_space, "shape", None) or ())
 
     def act(obs: np.ndarray) -> np.ndarray:
-        actions, _ = policy.predict(normalize(obs), deterministic=True)
+        stacked = stack(normalize(obs))
+        found = stacked.shape[1:]
+        # SB3 moves the channel axis of a channel-last picture itself when its model reads channel-first ones.
+        if expected and found != expected and found != (*expected[1:], expected[0]):
+            given = f"the env gives {found}" if frame_stack == 1 else f"{frame_stack} stacked ones are {found}"
+            raise ConfigError(
+                f"--expert {spec}: the model reads observations of shape {expected}, {given}"
+                f"{_frame_stack_hint(expected, found) if frame_stack == 1 else ''}"
+            )
+        actions, _ = policy.predict(stacked, deterministic=True)
         return np.asarray(actions)
 
-    return OutsideExpert(spec, act, source)
+    return OutsideExpert(spec, act, source, stack.reset)
+
+
+def _frame_stack_hint(expected: tuple[int, ...], found: tuple[int, ...]) -> str:
+    """A hint when ``expected`` is ``k`` observations of shape ``found`` stacked as SB3 stacks them."""
+    axis = FrameStack.axis(found)
+    if len(expected) != len(found):
+        return ""
+    if any(e != f for i, (e, f) in enumerate(zip(expected, found, strict=True)) if i != axis):
+        return ""
+    frames, rest = divmod(expected[axis], found[axis])
+    if rest or frames < 2:
+        return ""
+    return f" (a VecFrameStack of {frames}? pass --expert-kwargs '{{\"frame_stack\": {frames}}}')"
+
+
+class FrameStack:
+    """The last ``k`` observations of every slot stacked as SB3's ``VecFrameStack`` stacks them: zeros before the
+    first observation after :meth:`reset` (a new batch of episodes), along the channel axis of a channel-first
+    picture ``(C, H, W)`` and the last axis of anything else. ``k = 1`` passes observations through."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.frames: np.ndarray | None = None
+
+    @staticmethod
+    def axis(shape: tuple[int, ...]) -> int:
+        """The axis of one observation ``shape`` along which frames are stacked."""
+        channel_first = len(shape) == 3 and shape[0] <= 4 < shape[-1]
+        return 0 if channel_first else len(shape) - 1
+
+    def reset(self, seed: int | None = None) -> None:
+        self.frames = None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs)
+        if self.k == 1:
+            return obs
+        axis = 1 + self.axis(tuple(obs.shape[1:]))
+        width = obs.shape[axis]
+        if self.frames is None or self.frames.shape[0] != len(obs):
+            shape = list(obs.shape)
+            shape[axis] *= self.k
+            self.frames = np.zeros(shape, dtype=obs.dtype)
+        self.frames = np.roll(self.frames, -width, axis=axis)
+        index = [slice(None)] * obs.ndim
+        index[axis] = slice(-width, None)
+        self.frames[tuple(index)] = obs
+        return self.frames.copy()
 
 
 def _vec_normalize(spec: str, value: Any) -> Callable[[np.ndarray], np.ndarray]:
