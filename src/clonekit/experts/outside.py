@@ -44,7 +44,7 @@ import torch
 
 from clonekit.data import StreamSpec
 from clonekit.envs.family import VecEnv
-from clonekit.envs.gym import recorded_actions
+from clonekit.envs.gym import MAX_CHANNELS, recorded_actions
 from clonekit.errors import ConfigError
 
 ACTION_METHODS = ("get_action", "act", "predict")
@@ -320,7 +320,7 @@ class FrameStack:
     @staticmethod
     def axis(shape: tuple[int, ...]) -> int:
         """The axis of one observation ``shape`` along which frames are stacked."""
-        channel_first = len(shape) == 3 and shape[0] <= 4 < shape[-1]
+        channel_first = len(shape) == 3 and shape[0] <= MAX_CHANNELS < shape[-1]  # the gym family's picture rule
         return 0 if channel_first else len(shape) - 1
 
     def reset(self, seed: int | None = None) -> None:
